@@ -1,0 +1,187 @@
+"""Reading labeled or unlabeled text files: TSV, CSV and JSONL.
+
+The released safety dataset is read as it is: its TSV fields are never quoted (titles may start with a
+quote character), one file names its text column with a leftover prompt, and some labels carry trailing
+spaces. Such dirt is repaired and reported; a row that cannot be read names its file and line.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+TEXT_COLUMNS = ("text", "title", "input")
+LABEL_COLUMNS = ("label", "category")
+ID_COLUMNS = ("id",)
+
+
+class DataFileError(ValueError):
+    """A data file that cannot be read; the message names the file and, where known, the line."""
+
+
+@dataclass(frozen=True)
+class Example:
+    """One row: its id (the id column, else the row number), its text and its label (None when unlabeled)."""
+
+    id: str
+    text: str
+    label: str | None
+
+
+@dataclass
+class Dataset:
+    """The rows of one file and how its columns were understood."""
+
+    path: Path
+    examples: list[Example]
+    text_column: str
+    label_column: str | None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def texts(self) -> list[str]:
+        return [example.text for example in self.examples]
+
+    @property
+    def labels(self) -> list[str]:
+        """The labels; raises when the file has none."""
+        if self.label_column is None:
+            raise DataFileError(f"{self.path}: no label column (looked for {', '.join(LABEL_COLUMNS)})")
+        return [example.label for example in self.examples]  # type: ignore[misc]
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+
+def _rows(path: Path) -> Iterator[tuple[int, dict[str, object] | list[str]]]:
+    """(line number, row) pairs; the first row of a delimited file is its header, as a list."""
+    suffix = path.suffix.lower()
+    with path.open(encoding="utf-8", newline="") as handle:
+        if suffix in (".jsonl", ".ndjson"):
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as error:
+                    raise DataFileError(f"{path}:{number}: not valid JSON ({error.msg})") from None
+                if not isinstance(record, dict):
+                    raise DataFileError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
+                yield number, record
+        elif suffix in (".tsv", ".tab", ".txt"):
+            reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+            for row in reader:
+                yield reader.line_num, row
+        elif suffix == ".csv":
+            reader = csv.reader(handle)
+            for row in reader:
+                yield reader.line_num, row
+        else:
+            raise DataFileError(f"{path}: unknown file type {suffix!r} (use .tsv, .csv or .jsonl)")
+
+
+def _pick(columns: Sequence[str], wanted: str | None, candidates: Sequence[str], role: str, path: Path) -> str | None:
+    if wanted is not None:
+        if wanted not in columns:
+            raise DataFileError(f"{path}: no {role} column {wanted!r}; columns are {list(columns)}")
+        return wanted
+    by_lower = {column.strip().lower(): column for column in columns}
+    return next((by_lower[name] for name in candidates if name in by_lower), None)
+
+
+def _text_column(columns: Sequence[str], wanted: str | None, path: Path, notes: list[str]) -> str:
+    chosen = _pick(columns, wanted, TEXT_COLUMNS, "text", path)
+    if chosen is not None:
+        return chosen
+    if len(columns) >= 2 and columns[0].strip().lower() in ID_COLUMNS:
+        notes.append(f"no text column named {'/'.join(TEXT_COLUMNS)}; using the second column {columns[1]!r}")
+        return columns[1]
+    raise DataFileError(
+        f"{path}: no text column (looked for {', '.join(TEXT_COLUMNS)}; columns are {list(columns)}); "
+        "name one with --text-col"
+    )
+
+
+def read_dataset(
+    path: str | Path,
+    text_col: str | None = None,
+    label_col: str | None = None,
+    require_labels: bool = False,
+) -> Dataset:
+    """Read a TSV/CSV/JSONL file of texts, with labels when it has a label column."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataFileError(f"{path}: no such file")
+    rows = _rows(path)
+    first = next(rows, None)
+    if first is None:
+        raise DataFileError(f"{path}: the file is empty")
+    notes: list[str] = []
+    header_line, first_row = first
+    if isinstance(first_row, dict):
+        columns = list(first_row)
+        records: Iterator[tuple[int, dict[str, object] | list[str]]] = itertools.chain([first], rows)
+    else:
+        columns = first_row
+        records = rows
+    text_column = _text_column(columns, text_col, path, notes)
+    label_column = _pick(columns, label_col, LABEL_COLUMNS, "label", path)
+    if require_labels and label_column is None:
+        raise DataFileError(f"{path}: no label column (looked for {', '.join(LABEL_COLUMNS)}); name one with --label-col")
+    id_column = _pick(columns, None, ID_COLUMNS, "id", path)
+
+    examples: list[Example] = []
+    stripped = 0
+    empty_lines: list[int] = []
+    for number, row in records:
+        record = _as_record(row, columns, path, number)
+        text = str(record.get(text_column) or "").strip()
+        if not text:
+            empty_lines.append(number)
+            continue
+        label: str | None = None
+        if label_column is not None:
+            raw_label = record.get(label_column)
+            label = str(raw_label).strip() if raw_label is not None else ""
+            if not label:
+                raise DataFileError(f"{path}:{number}: empty label in column {label_column!r}")
+            stripped += label != raw_label
+        example_id = str(record[id_column]) if id_column and record.get(id_column) not in (None, "") else str(len(examples))
+        examples.append(Example(id=example_id, text=text, label=label))
+    if not examples:
+        raise DataFileError(f"{path}: no rows after the header (line {header_line})")
+    if empty_lines:
+        notes.append(f"skipped {len(empty_lines)} row(s) with an empty text (line(s) {', '.join(map(str, empty_lines))})")
+    if stripped:
+        notes.append(f"stripped surrounding whitespace from {stripped} label(s)")
+    for note in notes:
+        log.warning("%s: %s", path, note)
+    return Dataset(path=path, examples=examples, text_column=text_column, label_column=label_column, notes=notes)
+
+
+def _as_record(row: dict[str, object] | list[str], columns: Sequence[str], path: Path, number: int) -> dict[str, object]:
+    if isinstance(row, dict):
+        return row
+    if len(row) != len(columns):
+        raise DataFileError(f"{path}:{number}: expected {len(columns)} fields ({', '.join(columns)}), found {len(row)}")
+    return dict(zip(columns, row))
+
+
+def read_labeled(paths: Sequence[str | Path], text_col: str | None = None, label_col: str | None = None) -> Dataset:
+    """Several labeled files as one dataset (rows in file order)."""
+    datasets = [read_dataset(path, text_col, label_col, require_labels=True) for path in paths]
+    merged = datasets[0]
+    return Dataset(
+        path=merged.path,
+        examples=[example for dataset in datasets for example in dataset.examples],
+        text_column=merged.text_column,
+        label_column=merged.label_column,
+        notes=[note for dataset in datasets for note in dataset.notes],
+    )

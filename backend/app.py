@@ -1,0 +1,121 @@
+"""The Flask app Label Studio talks to: /health, /setup, /predict, /webhook, /versions, /metrics."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from typing import Any
+
+from flask import Flask, Response, g, jsonify, request
+from prometheus_client import generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from werkzeug.exceptions import HTTPException
+
+from alvar.backend.dispatcher import WebhookError
+from alvar.backend.label_config import LabelConfigError
+from alvar.backend.metrics import BackendMetrics
+from alvar.backend.model import AlvarModel
+from alvar.backend.queues import redis_connection
+from alvar.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_SECRET_HEADER = "X-Alvar-Secret"
+OPEN_ENDPOINTS = frozenset({"metrics"})
+
+
+class BadRequest(ValueError):
+    """A request the backend cannot act on; answered 400 with the message as the reason."""
+
+
+def _json_body() -> dict[str, Any]:
+    payload = request.get_json(silent=True, force=True)
+    if payload is None:
+        raise BadRequest("the body is not valid JSON")
+    if not isinstance(payload, dict):
+        raise BadRequest("the body must be a JSON object")
+    return payload
+
+
+def _same(given: str | None, expected: str) -> bool:
+    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def create_app(settings: Settings | None = None, model: AlvarModel | None = None) -> Flask:
+    settings = settings or load_settings()
+    model = model or AlvarModel(settings, redis_connection(settings))
+    app = Flask("alvar.backend")
+    app.json.sort_keys = False
+    metrics = BackendMetrics(queue_depth=lambda: model.queue.count, model_version=lambda: model.model_version)
+
+    @app.before_request
+    def authenticate() -> Any:
+        g.started = time.perf_counter()
+        if settings.basic_auth_user and request.endpoint not in OPEN_ENDPOINTS:
+            auth = request.authorization
+            if not (auth and _same(auth.username, settings.basic_auth_user)
+                    and _same(auth.password, settings.basic_auth_pass or "")):
+                return Response('{"error": "basic auth required"}', 401, mimetype="application/json",
+                                headers={"WWW-Authenticate": 'Basic realm="alvar"'})
+        return None
+
+    @app.after_request
+    def record(response: Response) -> Response:
+        endpoint = request.endpoint or "unknown"
+        metrics.requests.labels(endpoint, str(response.status_code)).inc()
+        metrics.latency.labels(endpoint).observe(time.perf_counter() - g.get("started", time.perf_counter()))
+        return response
+
+    @app.errorhandler(BadRequest)
+    @app.errorhandler(LabelConfigError)
+    @app.errorhandler(WebhookError)
+    def bad_request(error: Exception) -> tuple[Response, int]:
+        return jsonify(error=str(error)), 400
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> tuple[Response, int]:
+        return jsonify(error=error.description), error.code or 500
+
+    @app.get("/")
+    @app.get("/health")
+    def health() -> Response:
+        return jsonify(status="UP", model_class=type(model).__name__, model_version=model.model_version)
+
+    @app.post("/setup")
+    def setup() -> Response:
+        payload = _json_body()
+        schema = payload.get("schema")
+        if schema is None:
+            raise BadRequest("'schema' (the label config) is missing")
+        return jsonify(model.setup(schema))
+
+    @app.post("/predict")
+    def predict() -> Response:
+        payload = _json_body()
+        tasks = payload.get("tasks")
+        if not isinstance(tasks, list):
+            raise BadRequest("'tasks' must be a list of tasks")
+        label_config = payload.get("label_config")
+        if label_config is None:
+            raise BadRequest("'label_config' is missing")
+        results = model.predict(tasks, label_config)
+        metrics.tasks_scored.inc(len(tasks))
+        return jsonify(results=results, model_version=model.model_version)
+
+    @app.post("/webhook")
+    def webhook() -> tuple[Response, int]:
+        if settings.webhook_secret and not _same(request.headers.get(WEBHOOK_SECRET_HEADER), settings.webhook_secret):
+            return jsonify(error=f"missing or wrong {WEBHOOK_SECRET_HEADER} header"), 403
+        return jsonify(model.fit(_json_body())), 201
+
+    @app.get("/versions")
+    def versions() -> Response:
+        return jsonify(versions=model.predictor.store.versions(), current=model.model_version)
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        metrics.refresh()
+        return Response(generate_latest(metrics.registry), mimetype=CONTENT_TYPE_LATEST)
+
+    return app

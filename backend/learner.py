@@ -1,0 +1,181 @@
+"""The learner: a transformer sequence classifier with scikit-learn's estimator shape.
+
+Scoring is the hot path (Label Studio sends every selected task in one /predict; the selector scores whole
+pools), so it tokenizes once, sorts texts by length, pads each batch only to its own longest text and runs
+under ``torch.inference_mode``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
+
+from alvar.backend.entropy import entropy as entropy_of
+
+log = logging.getLogger(__name__)
+
+PARAMS_FILE = "learner.json"
+
+
+class NotFittedError(RuntimeError):
+    """The learner was asked to predict before it was fitted or loaded."""
+
+
+class TransformerClassifier:
+    """Fine-tunes a BERT-family model to classify texts; ``classes_`` are the sorted label names."""
+
+    def __init__(
+        self,
+        base_model: str,
+        learning_rate: float = 2e-5,
+        batch_size: int = 16,
+        max_length: int = 50,
+        epochs: int = 10,
+        random_state: int = 0,
+        inference_batch_size: int = 128,
+        num_threads: int | None = None,
+        show_progress: bool = False,
+    ) -> None:
+        self.base_model = base_model
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self.epochs = epochs
+        self.random_state = random_state
+        self.inference_batch_size = inference_batch_size
+        self.num_threads = num_threads
+        self.show_progress = show_progress
+        self.classes_: list[str] = []
+        self.training_loss_: float | None = None
+        self._model: Any = None
+        self._tokenizer: Any = None
+
+    def get_params(self) -> dict[str, Any]:
+        return {
+            "base_model": self.base_model,
+            "learning_rate": self.learning_rate,
+            "batch_size": self.batch_size,
+            "max_length": self.max_length,
+            "epochs": self.epochs,
+            "random_state": self.random_state,
+            "inference_batch_size": self.inference_batch_size,
+            "num_threads": self.num_threads,
+        }
+
+    def _seed(self) -> torch.Generator:
+        random.seed(self.random_state)
+        np.random.seed(self.random_state)
+        torch.manual_seed(self.random_state)
+        return torch.Generator().manual_seed(self.random_state)
+
+    def _set_threads(self) -> None:
+        if self.num_threads:
+            torch.set_num_threads(self.num_threads)
+
+    def fit(self, texts: Sequence[str], labels: Sequence[str]) -> TransformerClassifier:
+        """Fine-tune the base model on (text, label) pairs; every call starts again from the base."""
+        if len(texts) != len(labels):
+            raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
+        if not texts:
+            raise ValueError("cannot fit on an empty training set")
+        self.classes_ = sorted(set(labels))
+        if len(self.classes_) < 2:
+            raise ValueError(f"need at least two classes to train, got {self.classes_}")
+        self._set_threads()
+        generator = self._seed()
+        label_ids = {label: index for index, label in enumerate(self.classes_)}
+        self._tokenizer = AutoTokenizer.from_pretrained(self.base_model)
+        self._model = AutoModelForSequenceClassification.from_pretrained(
+            self.base_model,
+            num_labels=len(self.classes_),
+            id2label=dict(enumerate(self.classes_)),
+            label2id=label_ids,
+            ignore_mismatched_sizes=True,
+        )
+        encoded = self._tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
+        targets = torch.tensor([label_ids[label] for label in labels])
+        steps_per_epoch = -(-len(encoded) // self.batch_size)
+        optimizer = torch.optim.AdamW(self._model.parameters(), lr=self.learning_rate)
+        schedule = get_linear_schedule_with_warmup(optimizer, 0, steps_per_epoch * self.epochs)
+        self._model.train()
+        total_loss = 0.0
+        progress = tqdm(total=steps_per_epoch * self.epochs, desc="training", disable=not self.show_progress)
+        for _ in range(self.epochs):
+            total_loss = 0.0
+            order = torch.randperm(len(encoded), generator=generator).tolist()
+            for start in range(0, len(order), self.batch_size):
+                batch = order[start : start + self.batch_size]
+                inputs = self._tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt")
+                output = self._model(**inputs, labels=targets[batch])
+                output.loss.backward()
+                optimizer.step()
+                schedule.step()
+                optimizer.zero_grad()
+                total_loss += output.loss.item() * len(batch)
+                progress.update()
+        progress.close()
+        self.training_loss_ = total_loss / len(encoded)
+        self._model.eval()
+        return self
+
+    def _check_fitted(self) -> None:
+        if self._model is None:
+            raise NotFittedError("the learner is not fitted: call fit() or load a saved version")
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """Class probabilities, one row per text, columns in ``classes_`` order."""
+        self._check_fitted()
+        self._set_threads()
+        probabilities = np.empty((len(texts), len(self.classes_)), dtype=np.float32)
+        if not texts:
+            return probabilities
+        encoded = self._tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
+        lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+        order = np.argsort(lengths, kind="stable")
+        with torch.inference_mode():
+            for start in range(0, len(order), self.inference_batch_size):
+                batch = order[start : start + self.inference_batch_size]
+                inputs = self._tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt")
+                logits = self._model(**inputs).logits
+                probabilities[batch] = torch.softmax(logits.float(), dim=-1).numpy()
+        return probabilities
+
+    def predict(self, texts: Sequence[str]) -> list[str]:
+        probabilities = self.predict_proba(texts)
+        return [self.classes_[index] for index in probabilities.argmax(axis=1)]
+
+    def entropy(self, texts: Sequence[str]) -> np.ndarray:
+        """Predictive entropy (nats) of each text."""
+        return entropy_of(self.predict_proba(texts))
+
+    def save(self, directory: str | Path) -> None:
+        """Write safetensors weights, the tokenizer, and the label map with the learner's parameters."""
+        self._check_fitted()
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self._model.save_pretrained(directory, safe_serialization=True)
+        self._tokenizer.save_pretrained(directory)
+        state = {"params": self.get_params(), "classes": self.classes_, "training_loss": self.training_loss_}
+        (directory / PARAMS_FILE).write_text(json.dumps(state, indent=2))
+
+    @classmethod
+    def load(cls, directory: str | Path, **overrides: Any) -> TransformerClassifier:
+        """A fitted learner from a directory written by :meth:`save`; ``overrides`` change inference settings."""
+        directory = Path(directory)
+        state = json.loads((directory / PARAMS_FILE).read_text())
+        learner = cls(**{**state["params"], **{k: v for k, v in overrides.items() if v is not None}})
+        learner.classes_ = list(state["classes"])
+        learner.training_loss_ = state.get("training_loss")
+        learner._tokenizer = AutoTokenizer.from_pretrained(directory)
+        learner._model = AutoModelForSequenceClassification.from_pretrained(directory)
+        learner._model.eval()
+        return learner

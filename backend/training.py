@@ -1,0 +1,72 @@
+"""The training job: retrain the learner on what people labelled in a Label Studio project.
+
+Runs in an RQ worker. A new version is saved and switched to only after training succeeded; a failure
+leaves the current version serving, and RQ keeps the job with its traceback in the failed registry.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from rq import get_current_job
+
+from alvar.backend.label_config import parse_choices_control
+from alvar.backend.label_studio import iter_tasks, label_studio_client
+from alvar.backend.learner import TransformerClassifier
+from alvar.backend.model_store import ModelStore
+from alvar.backend.training_data import training_set
+from alvar.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+
+def pending_training_key(project_id: int) -> str:
+    """Redis key naming the one training job of a project that has not started yet."""
+    return f"alvar:training:pending:{project_id}"
+
+
+def new_learner(settings: Settings, show_progress: bool = False) -> TransformerClassifier:
+    return TransformerClassifier(
+        base_model=settings.base_model,
+        learning_rate=settings.learning_rate,
+        batch_size=settings.batch_size,
+        max_length=settings.max_length,
+        epochs=settings.epochs,
+        random_state=settings.seed,
+        inference_batch_size=settings.inference_batch_size,
+        num_threads=settings.torch_threads,
+        show_progress=show_progress,
+    )
+
+
+def _release_pending_slot(project_id: int) -> None:
+    """Once this job runs, the next annotations may queue another training."""
+    job = get_current_job()
+    if job is None:
+        return
+    key = pending_training_key(project_id)
+    if job.connection.get(key) == job.id.encode():
+        job.connection.delete(key)
+
+
+def train_project(project_id: int) -> dict[str, Any]:
+    """Train on the project's human labels and valid variations; switch the backend and the project to it."""
+    _release_pending_slot(project_id)
+    settings = load_settings()
+    client = label_studio_client(settings)
+    project = client.projects.get(id=project_id)
+    control = parse_choices_control(project.label_config)
+    chosen = training_set(iter_tasks(client, project_id, only_annotated=True), control)
+    log.info("project %s: training on %s", project_id, chosen.summary())
+    learner = new_learner(settings).fit(chosen.texts, chosen.labels)
+    store = ModelStore(settings.model_dir)
+    version = store.save(learner, chosen.texts, chosen.labels, extra={"project": project_id, **chosen.summary()})
+    store.switch(version)
+    client.projects.update(id=project_id, model_version=version)
+    summary = {"project": project_id, "version": version, **chosen.summary(), "training_loss": learner.training_loss_}
+    job = get_current_job()
+    if job is not None:
+        job.meta.update(summary)
+        job.save_meta()
+    return summary

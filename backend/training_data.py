@@ -1,0 +1,77 @@
+"""Which Label Studio tasks the learner trains on, and with which label.
+
+Task fields that the generator writes and reviewers fill (named here, once):
+- ``data.origin``: ``"llm"`` marks a generated variation; anything else (or nothing) is a human-origin task.
+- a ``<Choices name="validity">`` control in the annotation: reviewers mark a variation ``valid`` or ``invalid``.
+A human-origin task trains with the label of its latest non-cancelled annotation. A variation trains only when
+its latest annotation marks it ``valid``, with the label that annotation confirms or corrects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from alvar.backend.label_config import ChoicesControl
+
+ORIGIN_FIELD = "origin"
+LLM_ORIGIN = "llm"
+VALIDITY_FROM_NAME = "validity"
+VALID_CHOICE = "valid"
+
+
+def is_variation(task: Mapping[str, Any]) -> bool:
+    return (task.get("data") or {}).get(ORIGIN_FIELD) == LLM_ORIGIN
+
+
+def latest_annotation(task: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The most recently updated annotation that was not skipped, or None."""
+    kept = [a for a in task.get("annotations") or [] if not a.get("was_cancelled")]
+    return max(kept, key=lambda a: (str(a.get("updated_at") or ""), a.get("id") or 0), default=None)
+
+
+def _validity(result: Iterable[Mapping[str, Any]]) -> str | None:
+    for region in result:
+        if region.get("from_name") == VALIDITY_FROM_NAME:
+            choices = (region.get("value") or {}).get("choices") or []
+            return str(choices[0]) if choices else None
+    return None
+
+
+@dataclass
+class TrainingSet:
+    """Texts and labels to train on, with counts of what was used and left out."""
+
+    texts: list[str] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    human: int = 0
+    variations: int = 0
+    skipped_variations: int = 0
+
+    def summary(self) -> dict[str, int]:
+        return {"n_examples": len(self.texts), "human": self.human, "variations": self.variations,
+                "skipped_variations": self.skipped_variations}
+
+
+def training_set(tasks: Iterable[Mapping[str, Any]], control: ChoicesControl) -> TrainingSet:
+    """Human-labelled tasks plus the variations that reviewers marked valid."""
+    chosen = TrainingSet()
+    for task in tasks:
+        annotation = latest_annotation(task)
+        if annotation is None:
+            continue
+        label = control.chosen_label(annotation.get("result") or [])
+        text = (task.get("data") or {}).get(control.data_key)
+        if label is None or text is None:
+            continue
+        if is_variation(task):
+            if _validity(annotation.get("result") or []) != VALID_CHOICE:
+                chosen.skipped_variations += 1
+                continue
+            chosen.variations += 1
+        else:
+            chosen.human += 1
+        chosen.texts.append(str(text))
+        chosen.labels.append(label)
+    return chosen

