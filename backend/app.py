@@ -12,7 +12,7 @@ from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from werkzeug.exceptions import HTTPException
 
-from alvar.backend.dispatcher import WebhookError
+from alvar.backend.dispatcher import TRAINING_ACTION, WebhookError
 from alvar.backend.label_config import LabelConfigError
 from alvar.backend.metrics import BackendMetrics
 from alvar.backend.model import AlvarModel
@@ -49,6 +49,13 @@ def create_app(settings: Settings | None = None, model: AlvarModel | None = None
     app.json.sort_keys = False
     metrics = BackendMetrics(queue_depth=lambda: model.queue.count, model_version=lambda: model.model_version)
 
+    def _webhook_allowed(payload: dict[str, Any], secret: str | None) -> bool:
+        """Project webhooks carry the shared secret. START_TRAINING comes from Label Studio's ML API, which can
+        send basic auth but no other header: with basic auth on (checked before every request) it passes."""
+        if not settings.webhook_secret or _same(secret, settings.webhook_secret):
+            return True
+        return payload.get("action") == TRAINING_ACTION and bool(settings.basic_auth_user)
+
     @app.before_request
     def authenticate() -> Any:
         g.started = time.perf_counter()
@@ -65,6 +72,9 @@ def create_app(settings: Settings | None = None, model: AlvarModel | None = None
         endpoint = request.endpoint or "unknown"
         metrics.requests.labels(endpoint, str(response.status_code)).inc()
         metrics.latency.labels(endpoint).observe(time.perf_counter() - g.get("started", time.perf_counter()))
+        if response.status_code >= 400:
+            log.warning("%s %s -> %s %s", request.method, request.path, response.status_code,
+                        response.get_data(as_text=True)[:300])
         return response
 
     @app.errorhandler(BadRequest)
@@ -105,15 +115,18 @@ def create_app(settings: Settings | None = None, model: AlvarModel | None = None
 
     @app.post("/webhook")
     def webhook() -> tuple[Response, int]:
-        if settings.webhook_secret and not _same(request.headers.get(WEBHOOK_SECRET_HEADER), settings.webhook_secret):
+        payload = _json_body()
+        if not _webhook_allowed(payload, request.headers.get(WEBHOOK_SECRET_HEADER)):
             return jsonify(error=f"missing or wrong {WEBHOOK_SECRET_HEADER} header"), 403
-        return jsonify(model.fit(_json_body())), 201
+        outcome = model.fit(payload)
+        log.info("webhook %s for project %s: %s", outcome["action"], outcome["project"], outcome["jobs"])
+        return jsonify(outcome), 201
 
     @app.get("/versions")
     def versions() -> Response:
         return jsonify(versions=model.predictor.store.versions(), current=model.model_version)
 
-    @app.get("/metrics")
+    @app.get("/metrics", endpoint="metrics")
     def prometheus() -> Response:
         metrics.refresh()
         return Response(generate_latest(metrics.registry), mimetype=CONTENT_TYPE_LATEST)

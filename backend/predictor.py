@@ -62,30 +62,36 @@ class Predictor:
             return self._loaded
 
     def predict_tasks(self, tasks: Sequence[Any], control: ChoicesControl) -> list[dict[str, Any]]:
-        """One Label Studio prediction per task, in order: the likeliest Choice and score = 1 - normalized entropy."""
+        """Predictions of the current version; none when no version was trained yet."""
         loaded = self.current()
         if loaded is None:
             return []
         version, learner = loaded
-        texts = task_texts(tasks, control)
-        scorable = [index for index, found in enumerate(texts) if found.text is not None]
-        probabilities = learner.predict_proba([texts[index].text for index in scorable])  # type: ignore[misc]
-        predictions: list[dict[str, Any]] = [
-            {"result": [], "score": 0.0, "model_version": version, "error": found.error} for found in texts
-        ]
-        if not scorable:
-            return predictions
-        scores = certainty_score(probabilities)
-        entropies = entropy(probabilities)
-        best = probabilities.argmax(axis=1)
-        for row, index in enumerate(scorable):
-            label = learner.classes_[best[row]]
-            result = control.choice_result(label)
-            result[0]["meta"] = {"text": [_describe(learner.classes_, probabilities[row], float(entropies[row]))]}
-            predictions[index] = {"result": result, "score": float(scores[row]), "model_version": version,
-                                  "entropy": float(entropies[row]),
-                                  "probabilities": dict(zip(learner.classes_, map(float, probabilities[row])))}
-        return predictions
+        return predict_tasks(learner, version, tasks, control)
+
+
+def predict_tasks(learner: TransformerClassifier, version: str, tasks: Sequence[Any],
+                  control: ChoicesControl) -> list[dict[str, Any]]:
+    """One Label Studio prediction per task, in order: the likeliest Choice and score = 1 - normalized entropy.
+
+    The entropy and class probabilities ride along in the result's ``meta`` text, which Label Studio shows.
+    """
+    texts = task_texts(tasks, control)
+    scorable = [index for index, found in enumerate(texts) if found.text is not None]
+    probabilities = learner.predict_proba([texts[index].text for index in scorable])  # type: ignore[misc]
+    predictions: list[dict[str, Any]] = [
+        {"result": [], "score": 0.0, "model_version": version, "error": found.error} for found in texts
+    ]
+    scores = certainty_score(probabilities)
+    entropies = entropy(probabilities)
+    best = probabilities.argmax(axis=1)
+    for row, index in enumerate(scorable):
+        result = control.choice_result(learner.classes_[best[row]])
+        result[0]["meta"] = {"text": [_describe(learner.classes_, probabilities[row], float(entropies[row]))]}
+        predictions[index] = {"result": result, "score": float(scores[row]), "model_version": version,
+                              "entropy": float(entropies[row]),
+                              "probabilities": dict(zip(learner.classes_, map(float, probabilities[row])))}
+    return predictions
 
 
 def _describe(classes: Sequence[str], probabilities: np.ndarray, entropy_value: float) -> str:

@@ -15,6 +15,7 @@ from alvar.backend.label_config import parse_choices_control
 from alvar.backend.label_studio import iter_tasks, label_studio_client
 from alvar.backend.learner import TransformerClassifier
 from alvar.backend.model_store import ModelStore
+from alvar.backend.publishing import publish_predictions
 from alvar.backend.training_data import training_set
 from alvar.settings import Settings, load_settings
 
@@ -51,7 +52,11 @@ def _release_pending_slot(project_id: int) -> None:
 
 
 def train_project(project_id: int) -> dict[str, Any]:
-    """Train on the project's human labels and valid variations; switch the backend and the project to it."""
+    """Train on the project's human labels and valid variations; switch the backend and the project to it.
+
+    The new version's predictions for every task are imported before the project's version is set, so
+    Label Studio's score column and "Uncertainty sampling" follow the new model at once.
+    """
     _release_pending_slot(project_id)
     settings = load_settings()
     client = label_studio_client(settings)
@@ -63,8 +68,9 @@ def train_project(project_id: int) -> dict[str, Any]:
     store = ModelStore(settings.model_dir)
     version = store.save(learner, chosen.texts, chosen.labels, extra={"project": project_id, **chosen.summary()})
     store.switch(version)
-    client.projects.update(id=project_id, model_version=version)
-    summary = {"project": project_id, "version": version, **chosen.summary(), "training_loss": learner.training_loss_}
+    published = publish_predictions(client, project_id, learner, version, control)
+    summary = {"project": project_id, "version": version, **chosen.summary(), "predictions": published,
+               "training_loss": learner.training_loss_}
     job = get_current_job()
     if job is not None:
         job.meta.update(summary)

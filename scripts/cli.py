@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -39,6 +40,12 @@ def _resolve_redis(data_dir: Path, redis_url: str | None) -> str:
     return url
 
 
+def gunicorn_argv(host: str, port: int, workers: int) -> list[str]:
+    """The production server: gunicorn with threads (scoring releases the GIL inside torch)."""
+    return [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--threads", "4", "--timeout", "300",
+            "--no-control-socket", "--bind", f"{host}:{port}", "alvar.backend.wsgi:app"]
+
+
 @app.command()
 def backend(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
@@ -62,8 +69,7 @@ def backend(
     except ServiceError as error:
         raise _fail(str(error)) from None
     if workers > 0:
-        os.execvp("gunicorn", ["gunicorn", "--workers", str(workers), "--threads", "4", "--timeout", "300",
-                               "--bind", f"{host}:{port}", "alvar.backend.wsgi:app"])
+        os.execv(sys.executable, gunicorn_argv(host, port, workers))
     from alvar.backend.app import create_app
 
     logging.basicConfig(level=logging.INFO)

