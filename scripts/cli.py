@@ -19,6 +19,7 @@ from alvar.settings import apply_overrides, cli_option
 app = typer.Typer(help="alvar: active learning-guided LLM variations for Label Studio.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 console = Console()
+errors = Console(stderr=True, soft_wrap=True)
 
 ModelDir = Annotated[Path | None, cli_option("model_dir")]
 RedisUrl = Annotated[str | None, cli_option("redis_url")]
@@ -29,7 +30,7 @@ LabelCol = Annotated[str | None, typer.Option("--label-col", help="Label column 
 
 
 def _fail(message: str) -> typer.Exit:
-    console.print(f"[red]error:[/] {message}")
+    errors.print(f"[red]error:[/] {message}", markup=True, highlight=False)
     return typer.Exit(code=2)
 
 
@@ -150,4 +151,4 @@ def predict(
     if out is not None:
         console.print(f"scored {len(dataset)} texts with version {used} -> {out}")
     if scores:
-        Console(stderr=True).print(" ".join(f"{name} {value:.4f}" for name, value in scores.items()))
+        errors.print(" ".join(f"{name} {value:.4f}" for name, value in scores.items()))
