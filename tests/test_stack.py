@@ -1,0 +1,64 @@
+"""`alvar up` then `alvar down` in a temporary data dir, with the real services."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from label_studio_sdk import LabelStudio
+
+from alvar.backend.model_store import ModelStore
+from alvar.scripts import services
+from alvar.scripts.stack import SERVICES, StackState
+from tests.conftest import alvar_command, copy_model_dir, free_port
+
+
+def alvar(*args: str) -> subprocess.CompletedProcess:
+    env = {key: value for key, value in os.environ.items() if key not in ("REDIS_URL", "MODEL_DIR")}
+    return subprocess.run([*alvar_command(), *args], capture_output=True, text=True, timeout=900,
+                          env={**env, "ALVAR_TORCH_THREADS": "1"})
+
+
+def test_up_reuses_and_down_stops_everything(run_root: Path, seed_model_dir: Path, safety_dir: Path) -> None:
+    data_dir = run_root / "up"
+    copy_model_dir(seed_model_dir, data_dir / "models")
+    pool = safety_dir / "dev_labeled.tsv"
+    try:
+        check_up_and_down(data_dir, pool)
+    finally:
+        alvar("down", "--data-dir", str(data_dir))
+
+
+def check_up_and_down(data_dir: Path, pool: Path) -> None:
+    started = alvar("up", "--data-dir", str(data_dir), "--port", str(free_port()),
+                    "--backend-port", str(free_port()), "--pool", str(pool))
+    assert started.returncode == 0, started.stderr + started.stdout
+    state = StackState.load(data_dir)
+    assert state is not None and state.project_id is not None
+    assert f"{state.label_studio_url}/projects/{state.project_id}" in started.stdout
+    assert (data_dir / "stack.json").stat().st_mode & 0o077 == 0
+    pids = {name: services.running_pid(data_dir, name) for name in SERVICES}
+    assert all(pids.values()), pids
+
+    client = LabelStudio(base_url=state.label_studio_url, api_key=state.token)
+    project = client.projects.get(id=state.project_id)
+    version = ModelStore(data_dir / "models").current_version()
+    assert project.model_version == version
+    tasks = list(client.tasks.list(project=state.project_id, fields="all", page_size=500))
+    assert len(tasks) == 150
+    assert all(len(task.predictions) == 1 and task.predictions[0].model_version == version for task in tasks)
+    (backend,) = client.ml.list(project=state.project_id)
+    assert backend.url == state.backend_url and backend.auth_method == "BASIC_AUTH"
+    (hook,) = client.webhooks.list(project=state.project_id)
+    assert hook.headers["X-Alvar-Secret"] == state.webhook_secret
+
+    again = alvar("up", "--data-dir", str(data_dir))
+    assert again.returncode == 0, again.stderr
+    assert {name: services.running_pid(data_dir, name) for name in SERVICES} == pids
+    assert len(list(client.projects.list())) == 1
+
+    stopped = alvar("down", "--data-dir", str(data_dir))
+    assert stopped.returncode == 0 and all(name in stopped.stdout for name in SERVICES)
+    assert not any(services.process_alive(pid) for pid in pids.values())
+    assert "nothing was running" in alvar("down", "--data-dir", str(data_dir)).stdout
