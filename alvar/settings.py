@@ -7,10 +7,11 @@ environment and override it with the flags a person passed.
 
 from __future__ import annotations
 
+import inspect
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, get_args
 
 import typer
 from pydantic import AliasChoices, Field
@@ -136,6 +137,16 @@ def cli_option(field: str, *flags: str) -> Any:
     env_name, help_text = _field_help()[field]
     flag_names = flags or ("--" + field.replace("_", "-"),)
     return typer.Option(*flag_names, envvar=env_name, help=help_text, show_envvar=True)
+
+
+def settings_signature() -> inspect.Signature:
+    """A signature with one optional keyword per setting, each annotated as its typer option."""
+    parameters = []
+    for name, info in Settings.model_fields.items():
+        value_type = next((arg for arg in get_args(info.annotation) if arg is not type(None)), info.annotation)
+        parameters.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                            annotation=Annotated[value_type | None, cli_option(name)]))
+    return inspect.Signature(parameters, return_annotation=None)
 
 
 def apply_overrides(**overrides: Any) -> Settings:

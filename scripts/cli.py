@@ -14,7 +14,7 @@ from rich.table import Table
 
 from alvar.datafiles import DataFileError
 from alvar.scripts.services import ServiceError, ensure_redis
-from alvar.settings import apply_overrides, cli_option, load_settings
+from alvar.settings import apply_overrides, cli_option, load_settings, settings_signature
 
 app = typer.Typer(help="alvar: active learning-guided LLM variations for Label Studio.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -27,6 +27,15 @@ DataDir = Annotated[Path | None, cli_option("data_dir")]
 TextCol = Annotated[str | None, typer.Option("--text-col", help="Text column (default: text, title, input, "
                                              "else the second column after id).")]
 LabelCol = Annotated[str | None, typer.Option("--label-col", help="Label column (default: label, category).")]
+
+
+def _settings_options(**values: object) -> None:
+    """Every setting as a global option (``alvar --epochs 3 train ...``); a flag wins over the environment."""
+    apply_overrides(**values)
+
+
+_settings_options.__signature__ = settings_signature()  # type: ignore[attr-defined]
+app.callback()(_settings_options)
 
 
 def _fail(message: str) -> typer.Exit:
