@@ -95,6 +95,16 @@ class Settings(BaseSettings):
         description="Learner base: a model id or path (default: the offline all-MiniLM-L6-v2 files; "
         "the paper used bert-base-cased).",
     )
+    embedding_model: str = Field(
+        default_factory=_default_base_model,
+        validation_alias=AliasChoices("ALVAR_EMBEDDING_MODEL"),
+        description="sentence-transformers model (id or path) that embeds the pool for clustering and coreset.",
+    )
+    cache_dir: Path = Field(
+        Path.home() / ".cache" / "alvar",
+        validation_alias=AliasChoices("ALVAR_CACHE_DIR"),
+        description="On-disk cache of embeddings and of entropies per model version.",
+    )
     epochs: int = Field(
         10, ge=1, validation_alias=AliasChoices("ALVAR_EPOCHS"), description="Training epochs of the learner."
     )

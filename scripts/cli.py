@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -15,6 +15,9 @@ from rich.table import Table
 from alvar.datafiles import DataFileError
 from alvar.scripts.services import ServiceError, ensure_redis
 from alvar.settings import apply_overrides, cli_option, load_settings, settings_signature
+
+if TYPE_CHECKING:
+    from alvar.scripts.selection import SelectionRun
 
 app = typer.Typer(help="alvar: active learning-guided LLM variations for Label Studio.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -198,3 +201,63 @@ def down(data_dir: DataDir = None) -> None:
 
     stopped = stop_stack(apply_overrides(data_dir=data_dir))
     console.print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+
+
+def _print_clusters(run: "SelectionRun") -> None:
+    from alvar.scripts.selection import cluster_table
+
+    rows = cluster_table(run)
+    if not rows:
+        return
+    table = Table(title=f"clusters ({run.strategy}, model {run.model_version})")
+    for column in ("cluster", "size", "picked", "mean entropy of picks"):
+        table.add_column(column, justify="right")
+    for cluster, size, picked, mean in rows:
+        table.add_row(str(cluster), str(size), str(picked), "-" if picked == 0 else f"{mean:.3f}")
+    console.print(table)
+
+
+@app.command()
+def select(
+    strategy: Annotated[str, typer.Option(help="random, topn, coreset or cluster.")] = "cluster",
+    budget: Annotated[int, typer.Option(help="How many items the batch holds (exactly).")] = 20,
+    clusters: Annotated[int | None, typer.Option("--clusters", help="K for cluster (default: budget / per-cluster).")] = None,
+    per_cluster: Annotated[int, typer.Option(help="n: most uncertain items taken from each cluster.")] = 1,
+    seed: Annotated[int, typer.Option(help="random_state of the strategy.")] = 0,
+    project: Annotated[int | None, typer.Option(help="Label Studio project to select in.")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Label Studio mode: show the batch, change nothing.")] = False,
+    pool: Annotated[Path | None, typer.Option(help="File mode: TSV/CSV/JSONL pool to select from.")] = None,
+    labeled: Annotated[Path | None, typer.Option(help="File mode: labeled texts (never selected; coreset's start).")] = None,
+    out: Annotated[Path | None, typer.Option(help="File mode: JSONL output (id, text, cluster, entropy, strategy, rank).")] = None,
+    model_dir: ModelDir = None,
+    label_studio_url: Annotated[str | None, cli_option("label_studio_url")] = None,
+    label_studio_api_key: Annotated[str | None, cli_option("label_studio_api_key")] = None,
+    text_col: TextCol = None,
+    label_col: LabelCol = None,
+) -> None:
+    """Select the next batch: the most uncertain items of each cluster (or a baseline strategy)."""
+    from alvar.scripts.select import select_file, select_project
+    from alvar.strategies import SelectionError
+
+    settings = apply_overrides(model_dir=model_dir, label_studio_url=label_studio_url,
+                               label_studio_api_key=label_studio_api_key)
+    if (project is None) == (pool is None):
+        raise _fail("give either --project (Label Studio mode) or --pool with --out (file mode)")
+    try:
+        if pool is not None:
+            if out is None:
+                raise _fail("file mode needs --out FILE.jsonl")
+            run, rows = select_file(settings, pool, out, strategy, budget, seed, labeled, clusters, per_cluster,
+                                    text_col, label_col)
+            _print_clusters(run)
+            console.print(f"{len(rows)} items by {strategy} (model {run.model_version}) -> {out}")
+            return
+        from alvar.backend.label_studio import label_studio_client
+
+        outcome = select_project(settings, label_studio_client(settings), project, strategy, budget, seed,
+                                 clusters, per_cluster, dry_run)
+    except (SelectionError, DataFileError, FileNotFoundError, ValueError, RuntimeError) as error:
+        raise _fail(str(error)) from None
+    if outcome.run is not None:
+        _print_clusters(outcome.run)
+    console.print(outcome.message)

@@ -1,0 +1,103 @@
+"""Choosing the next annotation batch: embed the pool, score its uncertainty, run a strategy.
+
+Shared by `alvar select` on a file and on a Label Studio project (and by the simulation later).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from alvar.backend.entropy import entropy
+from alvar.backend.model_store import ModelStore
+from alvar.embedder import Embedder
+from alvar.settings import Settings
+from alvar.strategies import Pool, Selection, make_strategy
+from alvar.vector_cache import VectorCache, normalize_text, text_key
+
+log = logging.getLogger(__name__)
+
+
+def embedder(settings: Settings, show_progress: bool = True) -> Embedder:
+    return Embedder(settings.embedding_model, cache_path=settings.cache_dir / "vectors.sqlite",
+                    batch_size=settings.inference_batch_size, show_progress=show_progress,
+                    num_threads=settings.torch_threads)
+
+
+def pool_entropy(settings: Settings, texts: Sequence[str]) -> tuple[str, np.ndarray]:
+    """Predictive entropy of each text under the current learner version, cached per version."""
+    store = ModelStore(settings.model_dir)
+    version = store.current_version()
+    if version is None:
+        raise FileNotFoundError(f"no current model version under {settings.model_dir}: train one first "
+                                "(alvar train, or annotate in Label Studio)")
+    cache = VectorCache(settings.cache_dir / "vectors.sqlite", f"entropy:{settings.model_dir.resolve()}:{version}")
+    keys = [text_key(text) for text in texts]
+    known = cache.get(keys)
+    missing = sorted({key for key in keys if key not in known})
+    if missing:
+        by_key = {key: text for key, text in zip(keys, texts)}
+        _, learner = store.load(version, inference_batch_size=settings.inference_batch_size,
+                                num_threads=settings.torch_threads)
+        values = entropy(learner.predict_proba([normalize_text(by_key[key]) for key in missing]))
+        cache.put(missing, values.astype(np.float32)[:, None])
+        known.update(zip(missing, values.astype(np.float32)[:, None]))
+    return version, np.array([known[key][0] for key in keys], dtype=np.float64)
+
+
+def first_of_duplicates(texts: Sequence[str]) -> np.ndarray:
+    """True for the first occurrence of each normalized text: a batch never holds the same text twice."""
+    seen: set[bytes] = set()
+    keep = np.zeros(len(texts), dtype=bool)
+    for row, text in enumerate(texts):
+        key = text_key(text)
+        if key not in seen:
+            seen.add(key)
+            keep[row] = True
+    return keep
+
+
+@dataclass(frozen=True)
+class SelectionRun:
+    """A strategy's picks with what they were picked on."""
+
+    model_version: str
+    strategy: str
+    selection: Selection
+    entropy: np.ndarray
+    eligible: np.ndarray
+
+
+def select_batch(settings: Settings, texts: Sequence[str], eligible: np.ndarray, strategy: str, budget: int,
+                 seed: int, n_clusters: int | None = None, per_cluster: int = 1,
+                 labeled_texts: Sequence[str] = ()) -> SelectionRun:
+    """Pick ``budget`` of the eligible texts; duplicates of an earlier text are never eligible."""
+    unique = first_of_duplicates(texts)
+    duplicates = int((eligible & ~unique).sum())
+    if duplicates:
+        log.warning("%d pool text(s) repeat an earlier text and are left out of the selection", duplicates)
+    eligible = eligible & unique
+    version, uncertainty = pool_entropy(settings, texts)
+    encode = embedder(settings)
+    embeddings = encode.embed(texts)
+    labeled = encode.embed(labeled_texts) if labeled_texts and strategy == "coreset" else None
+    chosen = make_strategy(strategy, random_state=seed, n_clusters=n_clusters, per_cluster=per_cluster)
+    selection = chosen.select(Pool(embeddings, uncertainty, eligible, labeled), budget)
+    return SelectionRun(version, strategy, selection, uncertainty, eligible)
+
+
+def cluster_table(run: SelectionRun) -> list[tuple[int, int, int, float]]:
+    """(cluster, size, picked, mean entropy of its picks) for each cluster of a clustering selection."""
+    clusters = run.selection.pool_clusters
+    if clusters is None:
+        return []
+    rows = []
+    for cluster in np.unique(clusters[clusters >= 0]):
+        members = clusters == cluster
+        picks = run.selection.indices[run.selection.clusters == cluster]
+        mean = float(run.entropy[picks].mean()) if len(picks) else float("nan")
+        rows.append((int(cluster), int(members.sum()), len(picks), mean))
+    return rows
