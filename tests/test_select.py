@@ -1,0 +1,110 @@
+"""`alvar select` in a real Label Studio project and on files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from label_studio_sdk import LabelStudio
+
+from alvar.backend.label_config import parse_choices_control
+from alvar.backend.model_store import ModelStore
+from alvar.datafiles import read_dataset
+from alvar.label_config import load
+from alvar.scripts.project import create_project, import_pool
+from alvar.scripts.select import BATCH_FIELDS, batch_tab_title, select_project
+from alvar.settings import load_settings
+from tests.conftest import alvar_command
+
+CONTROL = parse_choices_control(load("annotate"))
+
+
+@pytest.fixture(scope="module")
+def settings(seed_model_dir: Path, run_root: Path):
+    return load_settings(model_dir=seed_model_dir, cache_dir=run_root / "select-cache", torch_threads=2)
+
+
+def batch_tasks(ls: LabelStudio, project_id: int, batch: int) -> list:
+    view = next(v for v in ls.views.list(project=project_id) if v.data["title"].startswith(f"Batch {batch} "))
+    return list(ls.tasks.list(project=project_id, view=view.id, fields="all", page_size=500))
+
+
+def test_select_a_batch_in_label_studio(ls: LabelStudio, settings, safety_dir: Path) -> None:
+    pool = read_dataset(safety_dir / "test_labeled.tsv").examples[:60]
+    project_id = create_project(ls, "alvar select", load("annotate"))
+    task_ids = import_pool(ls, project_id, pool)
+    for task_id, example in zip(task_ids[:2], pool[:2]):
+        ls.annotations.create(id=task_id, result=CONTROL.choice_result(example.label), was_cancelled=False)
+    variation = ls.projects.import_tasks(id=project_id, return_task_ids=True, request=[
+        {"data": {"text": "a generated variation", "origin": "llm", "source_task": task_ids[0]}}]).task_ids[0]
+
+    outcome = select_project(settings, ls, project_id, "cluster", budget=10, seed=0, n_clusters=5)
+    assert outcome.created and outcome.batch == 1 and len(set(outcome.task_ids)) == 10
+    assert not set(outcome.task_ids) & {*task_ids[:2], variation}
+
+    views = [v.data["title"] for v in ls.views.list(project=project_id)]
+    assert views.count(batch_tab_title(1, "cluster")) == 1
+    listed = batch_tasks(ls, project_id, 1)
+    assert sorted(task.id for task in listed) == sorted(outcome.task_ids)
+    entropies = [task.data["entropy"] for task in listed]
+    assert entropies == sorted(entropies, reverse=True), "the tab lists the most uncertain first"
+
+    _, learner = ModelStore(settings.model_dir).load()
+    by_id = {task_id: example for task_id, example in zip(task_ids, pool)}
+    for task in listed:
+        example = by_id[task.id]
+        assert task.data["text"] == example.text and task.data["source_id"] == example.id, "data is merged"
+        assert (task.data["batch"], task.data["round"], task.data["strategy"]) == (1, 1, "cluster")
+        assert 0 <= task.data["cluster"] < 5
+        assert task.data["entropy"] == pytest.approx(float(learner.entropy([example.text])[0]), abs=1e-4)
+    assert len({task.data["cluster"] for task in listed}) == 5
+
+    snapshot = {task.id: task.data for task in listed}
+    again = select_project(settings, ls, project_id, "cluster", budget=10, seed=0, n_clusters=5)
+    assert not again.created and "still open" in again.message
+    assert {task.id: task.data for task in batch_tasks(ls, project_id, 1)} == snapshot
+    assert len([v for v in ls.views.list(project=project_id)]) == len(views)
+
+    for task in listed:
+        ls.annotations.create(id=task.id, result=CONTROL.choice_result(by_id[task.id].label), was_cancelled=False)
+    dry = select_project(settings, ls, project_id, "topn", budget=10, seed=0, dry_run=True)
+    assert not dry.created and dry.batch == 2 and len(dry.task_ids) == 10
+    assert all("batch" not in ls.tasks.get(id=task_id).data for task_id in dry.task_ids)
+    second = select_project(settings, ls, project_id, "topn", budget=10, seed=0)
+    assert second.created and second.batch == 2 and second.task_ids == dry.task_ids
+    assert not set(second.task_ids) & set(outcome.task_ids)
+
+
+def alvar(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*alvar_command(), *args], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "ALVAR_TORCH_THREADS": "2"})
+
+
+def test_select_from_files(tmp_path: Path, settings, safety_dir: Path) -> None:
+    pool = safety_dir / "dev_labeled.tsv"
+    labeled = tmp_path / "labeled.tsv"
+    labeled.write_text("\n".join((pool.read_text().splitlines())[:11]) + "\n")
+    out = tmp_path / "batch.jsonl"
+    common = ["--model-dir", str(settings.model_dir), "--cache-dir", str(settings.cache_dir)]
+    result = alvar(*common[2:], "select", "--pool", str(pool), "--labeled", str(labeled), *common[:2],
+                   "--strategy", "cluster", "--budget", "25", "--clusters", "5", "--seed", "1", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 25 and len({row["id"] for row in rows}) == 25
+    assert set(rows[0]) == {"id", "text", "cluster", "entropy", "strategy", "rank"}
+    assert [row["rank"] for row in rows] == list(range(1, 26))
+    labeled_texts = set(read_dataset(labeled).texts)
+    assert not {row["text"] for row in rows} & labeled_texts
+    assert {row["cluster"] for row in rows} == set(range(5))
+    assert "cluster" in result.stdout and "picked" in result.stdout
+
+    too_many = alvar(*common[2:], "select", "--pool", str(pool), *common[:2], "--budget", "151", "--out", str(out))
+    assert too_many.returncode == 2 and "larger than the 150 selectable" in too_many.stderr
+    no_text = tmp_path / "pool.csv"
+    no_text.write_text("a,b\n1,2\n")
+    bad = alvar("select", "--pool", str(no_text), *common[:2], "--out", str(out))
+    assert bad.returncode == 2 and "no text column" in bad.stderr and "Traceback" not in bad.stderr
