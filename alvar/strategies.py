@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 
 MINIBATCH_THRESHOLD = 100_000
 ASSIGN_CHUNK = 65_536
+SAMPLE_PER_CLUSTER = 256
 
 
 class SelectionError(ValueError):
@@ -163,18 +164,29 @@ class ClusterStrategy:
         return wanted
 
     def cluster(self, points: np.ndarray, n_clusters: int) -> np.ndarray:
-        """Cluster label of each point."""
+        """Cluster label of each point.
+
+        The centres are fitted on at most ``SAMPLE_PER_CLUSTER`` points per cluster (the rule faiss uses; more
+        points move the centres little), then every point goes to its nearest centre. Pools below
+        ``MINIBATCH_THRESHOLD`` are fitted with KMeans, larger ones with MiniBatchKMeans.
+        """
         if n_clusters == 1:
             return np.zeros(len(points), dtype=np.int64)
-        if len(points) >= MINIBATCH_THRESHOLD:
-            log.info("%d items >= %d: clustering with MiniBatchKMeans", len(points), MINIBATCH_THRESHOLD)
-            model = MiniBatchKMeans(n_clusters=n_clusters, random_state=self.random_state, batch_size=8192,
-                                    n_init=1, max_iter=20, max_no_improvement=5, reassignment_ratio=0.0)
-            model.fit(points)
-            return np.concatenate([model.predict(points[start : start + ASSIGN_CHUNK])
-                                   for start in range(0, len(points), ASSIGN_CHUNK)])
-        log.info("%d items: clustering with KMeans", len(points))
-        return KMeans(n_clusters=n_clusters, random_state=self.random_state, n_init=1).fit_predict(points)
+        sample_size = min(len(points), SAMPLE_PER_CLUSTER * n_clusters)
+        rng = np.random.default_rng(self.random_state)
+        sample = points if sample_size == len(points) else points[
+            np.sort(rng.choice(len(points), size=sample_size, replace=False))]
+        if len(points) < MINIBATCH_THRESHOLD:
+            method = "KMeans"
+            model = KMeans(n_clusters=n_clusters, random_state=self.random_state, n_init=1, max_iter=30)
+        else:
+            method = "MiniBatchKMeans"
+            model = MiniBatchKMeans(n_clusters=n_clusters, random_state=self.random_state, batch_size=4096,
+                                    n_init=1, max_iter=50)
+        log.info("%d items: %s with %d clusters fitted on %d of them", len(points), method, n_clusters, sample_size)
+        model.fit(sample)
+        return np.concatenate([model.predict(points[start : start + ASSIGN_CHUNK])
+                               for start in range(0, len(points), ASSIGN_CHUNK)])
 
     def select(self, pool: Pool, budget: int) -> Selection:
         candidates = _eligible_or_fail(pool, budget)
