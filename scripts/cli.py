@@ -108,7 +108,7 @@ def worker(
         _resolve_redis(settings.data_dir, redis_url or settings.redis_url)
     except ServiceError as error:
         raise _fail(str(error)) from None
-    run_worker(apply_overrides(), burst=burst, name=name)
+    run_worker(load_settings(), burst=burst, name=name)
 
 
 @app.command()
