@@ -74,13 +74,19 @@ class SelectionRun:
 def select_batch(settings: Settings, texts: Sequence[str], eligible: np.ndarray, strategy: str, budget: int,
                  seed: int, n_clusters: int | None = None, per_cluster: int = 1,
                  labeled_texts: Sequence[str] = ()) -> SelectionRun:
-    """Pick ``budget`` of the eligible texts; duplicates of an earlier text are never eligible."""
+    """Pick ``budget`` of the eligible texts; duplicates of an earlier text are never eligible.
+
+    Only eligible texts are scored (the others' entropy is left at 0): labeled tasks need no uncertainty.
+    """
     unique = first_of_duplicates(texts)
     duplicates = int((eligible & ~unique).sum())
     if duplicates:
         log.warning("%d pool text(s) repeat an earlier text and are left out of the selection", duplicates)
     eligible = eligible & unique
-    version, uncertainty = pool_entropy(settings, texts)
+    candidates = np.flatnonzero(eligible)
+    version, candidate_entropy = pool_entropy(settings, [texts[index] for index in candidates])
+    uncertainty = np.zeros(len(texts))
+    uncertainty[candidates] = candidate_entropy
     encode = embedder(settings)
     embeddings = encode.embed(texts)
     labeled = encode.embed(labeled_texts) if labeled_texts and strategy == "coreset" else None
