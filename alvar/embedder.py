@@ -21,7 +21,7 @@ class Embedder:
     texts missing from it are embedded, in chunks that are written to the cache as they finish.
     """
 
-    def __init__(self, model: str, cache_path: str | Path | None = None, batch_size: int = 128,
+    def __init__(self, model: str, cache_path: str | Path | None = None, batch_size: int = 64,
                  chunk_size: int = 8192, show_progress: bool = False, num_threads: int | None = None) -> None:
         self.model = model
         self.cache_path = cache_path

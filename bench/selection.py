@@ -71,7 +71,7 @@ def embedding_ratio(settings) -> None:
     baseline = seconds(lambda: model.encode(texts))
     with tempfile.TemporaryDirectory() as cache:
         embedder = Embedder(settings.embedding_model, cache_path=Path(cache) / "vectors.sqlite",
-                            batch_size=settings.inference_batch_size, num_threads=settings.torch_threads)
+                            num_threads=settings.torch_threads)
         embedder._encoder = model
         cold = seconds(lambda: embedder.embed(texts))
         warm = seconds(lambda: embedder.embed(texts))

@@ -23,8 +23,7 @@ log = logging.getLogger(__name__)
 
 def embedder(settings: Settings, show_progress: bool = True) -> Embedder:
     return Embedder(settings.embedding_model, cache_path=settings.cache_dir / "vectors.sqlite",
-                    batch_size=settings.inference_batch_size, show_progress=show_progress,
-                    num_threads=settings.torch_threads)
+                    show_progress=show_progress, num_threads=settings.torch_threads)
 
 
 def pool_entropy(settings: Settings, texts: Sequence[str]) -> tuple[str, np.ndarray]:
