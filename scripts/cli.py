@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from alvar.datafiles import DataFileError
@@ -42,7 +43,7 @@ app.callback()(_settings_options)
 
 
 def _fail(message: str) -> typer.Exit:
-    errors.print(f"[red]error:[/] {message}", markup=True, highlight=False)
+    errors.print(f"[red]error:[/] {escape(message)}", highlight=False)
     return typer.Exit(code=2)
 
 

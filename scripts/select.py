@@ -25,8 +25,6 @@ from alvar.scripts.selection import SelectionRun, select_batch
 from alvar.settings import Settings
 from alvar.vector_cache import text_key
 
-BATCH_FIELDS = ("batch", "round", "cluster", "entropy", "strategy")
-
 
 def select_file(settings: Settings, pool_file: Path, out: Path, strategy: str, budget: int, seed: int,
                 labeled_file: Path | None = None, n_clusters: int | None = None, per_cluster: int = 1,

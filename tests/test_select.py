@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 from label_studio_sdk import LabelStudio
 
-from alvar.backend.label_config import parse_choices_control
+from alvar.backend.label_config import LabelConfigError, parse_choices_control
 from alvar.backend.model_store import ModelStore
-from alvar.datafiles import read_dataset
+from alvar.datafiles import Example, read_dataset
 from alvar.label_config import load
 from alvar.scripts.project import create_project, import_pool
-from alvar.scripts.select import BATCH_FIELDS, batch_tab_title, select_project
+from alvar.scripts.select import batch_tab_title, select_project
+from alvar.scripts.selection import first_of_duplicates
 from alvar.settings import load_settings
 from tests.conftest import alvar_command
 
@@ -108,3 +109,18 @@ def test_select_from_files(tmp_path: Path, settings, safety_dir: Path) -> None:
     no_text.write_text("a,b\n1,2\n")
     bad = alvar("select", "--pool", str(no_text), *common[:2], "--out", str(out))
     assert bad.returncode == 2 and "no text column" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_projects_that_cannot_give_a_batch_say_why(ls: LabelStudio, settings) -> None:
+    no_choices = create_project(ls, "no choices", "<View><Text name='text' value='$text'/></View>")
+    import_pool(ls, no_choices, [Example(id="0", text="a post", label=None)])
+    with pytest.raises(LabelConfigError, match="no <Choices>"):
+        select_project(settings, ls, no_choices, "cluster", budget=1, seed=0)
+    empty = create_project(ls, "empty pool", load("annotate"))
+    with pytest.raises(ValueError, match="has no tasks"):
+        select_project(settings, ls, empty, "cluster", budget=1, seed=0)
+
+
+def test_repeated_texts_are_selected_once() -> None:
+    texts = ["Is this legal?", "is this  legal?", "Is this legal?", "Is\tthis legal?", "Other"]
+    assert first_of_duplicates(texts).tolist() == [True, True, False, False, True]
