@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 LABEL_STUDIO_VERSION = "1.23.2"
 TRAINING_QUEUE = "alvar-training"
 GENERATION_QUEUE = "alvar-generation"
+WEBHOOK_SECRET_HEADER = "X-Alvar-Secret"
 
 
 def _default_base_model() -> str:

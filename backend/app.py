@@ -17,11 +17,10 @@ from alvar.backend.label_config import LabelConfigError
 from alvar.backend.metrics import BackendMetrics
 from alvar.backend.model import AlvarModel
 from alvar.backend.queues import redis_connection
-from alvar.settings import Settings, load_settings
+from alvar.settings import WEBHOOK_SECRET_HEADER, Settings, load_settings
 
 log = logging.getLogger(__name__)
 
-WEBHOOK_SECRET_HEADER = "X-Alvar-Secret"
 OPEN_ENDPOINTS = frozenset({"metrics"})
 
 

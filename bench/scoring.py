@@ -67,7 +67,7 @@ def predict_request_seconds(model_dir: Path, root: Path, tasks: list[dict]) -> f
                             "--port", str(port)], env)
     url = f"http://127.0.0.1:{port}"
     try:
-        services.wait_until(lambda: services.label_studio_healthy(url), "backend", 120,
+        services.wait_until(lambda: services.healthy(url), "backend", 120,
                             log=services.log_path(root / "stack", "backend"))
         body = {"tasks": tasks, "label_config": load("annotate"), "project": "1.1"}
         requests.post(f"{url}/predict", json={**body, "tasks": tasks[:16]}, timeout=100).raise_for_status()
@@ -104,7 +104,7 @@ def main() -> None:
         tasks = [{"id": i, "data": {"text": text}} for i, text in enumerate((texts * 2)[:1000])]
         predict_seconds = predict_request_seconds(model_dir, root, tasks)
     print(f"texts: {len(texts)} from {args.texts.name}; torch threads: {settings.torch_threads}")
-    print(f"| scorer | seconds | texts/s |\n|---|---|---|")
+    print("| scorer | seconds | texts/s |\n|---|---|---|")
     print(f"| transformers pipeline (defaults) | {baseline_seconds:.2f} | {len(texts) / baseline_seconds:.0f} |")
     print(f"| alvar learner.predict_proba | {ours_seconds:.2f} | {len(texts) / ours_seconds:.0f} |")
     print(f"speed-up: {baseline_seconds / ours_seconds:.1f}x (target >= 4x); "

@@ -8,8 +8,8 @@ from typing import Any
 
 from label_studio_sdk import LabelStudio
 
-from alvar.backend.app import WEBHOOK_SECRET_HEADER
 from alvar.datafiles import Example
+from alvar.settings import WEBHOOK_SECRET_HEADER
 
 
 def create_project(client: LabelStudio, title: str, label_config: str) -> int:

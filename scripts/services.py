@@ -186,9 +186,10 @@ class LabelStudioServer:
     pid: int
 
 
-def label_studio_healthy(url: str) -> bool:
+def healthy(url: str, auth: tuple[str, str] | None = None) -> bool:
+    """True when ``<url>/health`` answers 200 (Label Studio and the ML backend both serve it)."""
     try:
-        return requests.get(f"{url}/health", timeout=2).status_code == 200
+        return requests.get(f"{url}/health", timeout=2, auth=auth).status_code == 200
     except requests.RequestException:
         return False
 
@@ -202,9 +203,9 @@ def start_label_studio(data_dir: Path, port: int, username: str, password: str, 
     """
     url = f"http://127.0.0.1:{port}"
     pid = running_pid(data_dir, "label-studio")
-    if pid is not None and label_studio_healthy(url):
+    if pid is not None and healthy(url):
         return LabelStudioServer(url, username, password, token, pid)
-    if label_studio_healthy(url):
+    if healthy(url):
         raise ServiceError(f"port {port} already serves a Label Studio that this data dir did not start")
     executable = ensure_label_studio_venv(venv)
     ls_data = data_dir / "label-studio"
@@ -227,7 +228,7 @@ def start_label_studio(data_dir: Path, port: int, username: str, password: str, 
         [str(executable), "start", "--no-browser", "--host", "127.0.0.1", "--port", str(port),
          "--data-dir", str(ls_data), "--username", username, "--password", password,
          "--user-token", token, "--enable-legacy-api-token"],
-        lambda: label_studio_healthy(url),
+        lambda: healthy(url),
         f"Label Studio on port {port}",
         timeout,
         env=env,

@@ -97,7 +97,8 @@ def up(settings: Settings, port: int, backend_port: int, pool: Path | None = Non
     if services.running_pid(data_dir, "backend") is None:
         services.start_and_wait(data_dir, "backend", [_alvar(), "backend", "--host", "127.0.0.1", "--port",
                                                       str(backend_port), "--workers", "1"],
-                                lambda: _backend_up(state), "the ML backend", 120, env)
+                                lambda: services.healthy(state.backend_url, (state.backend_user, state.backend_password)),
+                                "the ML backend", 120, env)
     if services.running_pid(data_dir, "worker") is None:
         services.start_process(data_dir, "worker", [_alvar(), "worker", "--name", f"alvar-{backend_port}"], env)
     if state.project_id is None:
@@ -110,17 +111,6 @@ def up(settings: Settings, port: int, backend_port: int, pool: Path | None = Non
                         basic_auth=(state.backend_user, state.backend_password), webhook_secret=state.webhook_secret)
         _publish_current_model(client, state.project_id, settings)
     return state
-
-
-def _backend_up(state: StackState) -> bool:
-    import requests
-
-    try:
-        response = requests.get(f"{state.backend_url}/health", timeout=2,
-                                auth=(state.backend_user, state.backend_password))
-        return response.status_code == 200
-    except requests.RequestException:
-        return False
 
 
 def _publish_current_model(client: LabelStudio, project_id: int, settings: Settings) -> None:

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import redis
-import requests
 from label_studio_sdk import LabelStudio
 
 from alvar.backend.model_store import ModelStore
@@ -114,14 +113,3 @@ def seed_model_dir(run_root: Path, safety_dir: Path) -> Path:
 def copy_model_dir(source: Path, target: Path) -> Path:
     shutil.copytree(source, target)
     return target
-
-
-def wait_for_http(url: str, timeout: float = 120, auth: tuple[str, str] | None = None,
-                  log: Path | None = None) -> None:
-    def ready() -> bool:
-        try:
-            return requests.get(url, timeout=2, auth=auth).status_code == 200
-        except requests.RequestException:
-            return False
-
-    services.wait_until(ready, url, timeout, log=log)

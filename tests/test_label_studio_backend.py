@@ -26,7 +26,7 @@ from alvar.datafiles import read_dataset
 from alvar.label_config import load
 from alvar.scripts import services
 from alvar.scripts.project import connect_backend, create_project, import_pool
-from tests.conftest import alvar_command, copy_model_dir, free_port, wait_for_http
+from tests.conftest import alvar_command, copy_model_dir, free_port
 
 AUTH = ("label-studio", "backend-pass")
 SECRET = "webhook-shared-secret"
@@ -70,7 +70,7 @@ def stack(run_root: Path, seed_model_dir: Path, embedded_redis_url: str, label_s
         services.start_process(root, "worker", [*alvar_command(), "worker", "--name", f"test-worker-{port}"], env)
         services.start_process(root, "backend", [*alvar_command(), "backend", "--workers", "1", "--port", str(port)],
                                env)
-        wait_for_http(f"{url}/health", auth=AUTH, log=services.log_path(root, "backend"))
+        services.wait_until(lambda: services.healthy(url, AUTH), url, 120, log=services.log_path(root, "backend"))
         yield Stack(root, env, url)
     finally:
         for name in ("worker", "backend"):

@@ -7,7 +7,6 @@ import os
 import subprocess
 from pathlib import Path
 
-import numpy as np
 import pytest
 from label_studio_sdk import LabelStudio
 
