@@ -134,6 +134,73 @@ class Settings(BaseSettings):
         description="Retrain after this many new human annotations (START_TRAINING always retrains).",
     )
 
+    openai_base_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("OPENAI_BASE_URL"),
+        description="OpenAI-compatible endpoint of the LLM that writes variations (unset: OpenAI's own).",
+    )
+    openai_api_key: str | None = Field(
+        None,
+        validation_alias=AliasChoices("OPENAI_API_KEY"),
+        description="API key of that endpoint. With neither it nor OPENAI_BASE_URL set, generation waits.",
+    )
+    llm_model: str = Field(
+        "gpt-4o-mini", validation_alias=AliasChoices("ALVAR_LLM_MODEL"), description="Chat model that writes variations."
+    )
+    llm_temperature: float = Field(
+        0.9, ge=0, le=2, validation_alias=AliasChoices("ALVAR_LLM_TEMPERATURE"),
+        description="Sampling temperature of the LLM (higher: more varied rewrites).",
+    )
+    llm_timeout: float = Field(
+        60.0, gt=0, validation_alias=AliasChoices("ALVAR_LLM_TIMEOUT"),
+        description="Seconds one LLM request may take before it is retried.",
+    )
+    llm_max_retries: int = Field(
+        4, ge=0, validation_alias=AliasChoices("ALVAR_LLM_MAX_RETRIES"),
+        description="Retries of one LLM request on 429, 5xx, timeouts and connection errors (exponential backoff).",
+    )
+    llm_input_price: float = Field(
+        0.15, ge=0, validation_alias=AliasChoices("ALVAR_LLM_INPUT_PRICE"),
+        description="USD per million prompt tokens, for the cost estimate (default: gpt-4o-mini's list price).",
+    )
+    llm_output_price: float = Field(
+        0.60, ge=0, validation_alias=AliasChoices("ALVAR_LLM_OUTPUT_PRICE"),
+        description="USD per million completion tokens, for the cost estimate.",
+    )
+    variations: int = Field(
+        5, ge=1, le=50, validation_alias=AliasChoices("ALVAR_VARIATIONS"),
+        description="k: variations written for each human annotation.",
+    )
+    relation: str = Field(
+        "same_label", pattern="^(same_label|contrast)$", validation_alias=AliasChoices("ALVAR_RELATION"),
+        description="R of the template: same_label (variations keep the label) or contrast (they carry another).",
+    )
+    contrast_label: str | None = Field(
+        None, validation_alias=AliasChoices("ALVAR_CONTRAST_LABEL"),
+        description="With relation=contrast: the class variations should carry (unset: the other classes in turn).",
+    )
+    max_variation_chars: int = Field(
+        400, ge=10, validation_alias=AliasChoices("ALVAR_MAX_VARIATION_CHARS"),
+        description="Longer variations are dropped before they reach people.",
+    )
+    near_duplicate_threshold: float | None = Field(
+        None, gt=0, le=1, validation_alias=AliasChoices("ALVAR_NEAR_DUPLICATE_THRESHOLD"),
+        description="Drop variations whose embedding cosine to the source or a kept one reaches this (unset: off).",
+    )
+    generation_concurrency: int = Field(
+        8, ge=1, le=256, validation_alias=AliasChoices("ALVAR_GENERATION_CONCURRENCY"),
+        description="Generation jobs (LLM requests) in flight per worker process.",
+    )
+    generation_timeout: int = Field(
+        300, ge=1, validation_alias=AliasChoices("ALVAR_GENERATION_TIMEOUT"),
+        description="Seconds a generation job may run; a worker that dies mid-job is noticed 60 s after this.",
+    )
+
+
+def llm_configured(settings: Settings) -> bool:
+    """Generation needs an endpoint: OpenAI's (an API key) or an OpenAI-compatible one (a base URL)."""
+    return bool(settings.openai_base_url or settings.openai_api_key)
+
 
 @lru_cache(maxsize=1)
 def _field_help() -> dict[str, tuple[str, str]]:

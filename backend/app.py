@@ -46,7 +46,8 @@ def create_app(settings: Settings | None = None, model: AlvarModel | None = None
     model = model or AlvarModel(settings, redis_connection(settings))
     app = Flask("alvar.backend")
     app.json.sort_keys = False
-    metrics = BackendMetrics(queue_depth=lambda: model.queue.count, model_version=lambda: model.model_version)
+    metrics = BackendMetrics(queue_depth=lambda: model.queue.count, model_version=lambda: model.model_version,
+                             generation_queue_depth=lambda: model.generation_queue.count)
 
     def _webhook_allowed(payload: dict[str, Any], secret: str | None) -> bool:
         """Project webhooks carry the shared secret. START_TRAINING comes from Label Studio's ML API, which can

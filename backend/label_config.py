@@ -18,6 +18,11 @@ class ChoicesControl:
     to_name: str
     data_key: str
     labels: tuple[str, ...]
+    hints: tuple[str, ...] = ()
+
+    def description(self, label: str) -> str:
+        """The ``hint`` of a label's ``<Choice>`` (what the class means, for people and prompts), or ""."""
+        return dict(zip(self.labels, self.hints)).get(label, "")
 
     def choice_result(self, label: str) -> list[dict[str, object]]:
         """A Label Studio result selecting ``label`` in this control."""
@@ -61,12 +66,14 @@ def parse_choices_control(label_config: str) -> ChoicesControl:
         to_name = element.get("toName", "")
         if to_name not in texts:
             continue
-        labels = tuple(choice.get("value") or choice.get("alias") or "" for choice in element.iter()
-                       if choice.tag.lower() == "choice")
+        choices = [choice for choice in element.iter() if choice.tag.lower() == "choice"]
+        labels = tuple(choice.get("value") or choice.get("alias") or "" for choice in choices)
+        hints = tuple(choice.get("hint") or "" for choice in choices)
         if not labels or not all(labels):
             raise LabelConfigError(f"<Choices name={element.get('name')!r}> has no or unnamed <Choice> values")
         data_key = texts[to_name].lstrip("$")
         if not data_key:
             raise LabelConfigError(f"<Text name={to_name!r}> has no value like $text")
-        return ChoicesControl(from_name=element.get("name", ""), to_name=to_name, data_key=data_key, labels=labels)
+        return ChoicesControl(from_name=element.get("name", ""), to_name=to_name, data_key=data_key, labels=labels,
+                              hints=hints)
     raise LabelConfigError("the label config has no <Choices> bound to a <Text> (toName)")

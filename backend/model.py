@@ -10,7 +10,8 @@ from redis import Redis
 from alvar.backend.dispatcher import Dispatcher, TrainingReaction
 from alvar.backend.label_config import parse_choices_control
 from alvar.backend.predictor import Predictor
-from alvar.backend.queues import training_queue
+from alvar.backend.queues import generation_queue, training_queue
+from alvar.generator.reaction import GenerationReaction
 from alvar.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,11 @@ class AlvarModel:
         self.settings = settings
         self.predictor = Predictor(settings)
         self.queue = training_queue(connection)
-        self.dispatcher = Dispatcher([TrainingReaction(connection, self.queue, settings.retrain_every)])
+        self.generation_queue = generation_queue(connection)
+        self.dispatcher = Dispatcher([
+            TrainingReaction(connection, self.queue, settings.retrain_every),
+            GenerationReaction(connection, self.generation_queue, settings.generation_timeout),
+        ])
 
     @property
     def model_version(self) -> str | None:
@@ -38,5 +43,5 @@ class AlvarModel:
         return self.predictor.predict_tasks(tasks, parse_choices_control(label_config))
 
     def fit(self, payload: Any) -> dict[str, Any]:
-        """React to a webhook event: queue training (and, later, generation) jobs and return at once."""
+        """React to a webhook event: queue training and generation jobs and return at once."""
         return self.dispatcher.dispatch(payload)

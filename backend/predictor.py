@@ -13,6 +13,7 @@ from alvar.backend.entropy import certainty_score, entropy
 from alvar.backend.label_config import ChoicesControl
 from alvar.backend.learner import TransformerClassifier
 from alvar.backend.model_store import ModelStore
+from alvar.backend.training_data import prelabel
 from alvar.settings import Settings
 
 
@@ -75,6 +76,8 @@ def predict_tasks(learner: TransformerClassifier, version: str, tasks: Sequence[
     """One Label Studio prediction per task, in order: the likeliest Choice and score = 1 - normalized entropy.
 
     The entropy and class probabilities ride along in the result's ``meta`` text, which Label Studio shows.
+    A generated variation keeps its pre-label (the person's label) as the prediction's choice, so reviewers see
+    it whatever version the project shows; its score and meta are still the learner's.
     """
     texts = task_texts(tasks, control)
     scorable = [index for index, found in enumerate(texts) if found.text is not None]
@@ -86,8 +89,12 @@ def predict_tasks(learner: TransformerClassifier, version: str, tasks: Sequence[
     entropies = entropy(probabilities)
     best = probabilities.argmax(axis=1)
     for row, index in enumerate(scorable):
-        result = control.choice_result(learner.classes_[best[row]])
-        result[0]["meta"] = {"text": [_describe(learner.classes_, probabilities[row], float(entropies[row]))]}
+        described = _describe(learner.classes_, probabilities[row], float(entropies[row]))
+        kept_label = prelabel(tasks[index], control)
+        result = control.choice_result(kept_label or learner.classes_[best[row]])
+        if kept_label is not None:
+            described = f"pre-label {kept_label} (from the source annotation) · learner: {described}"
+        result[0]["meta"] = {"text": [described]}
         predictions[index] = {"result": result, "score": float(scores[row]), "model_version": version,
                               "entropy": float(entropies[row]),
                               "probabilities": dict(zip(learner.classes_, map(float, probabilities[row])))}

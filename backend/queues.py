@@ -19,6 +19,10 @@ def training_queue(connection: Redis) -> Queue:
     return Queue(TRAINING_QUEUE, connection=connection)
 
 
+def generation_queue(connection: Redis) -> Queue:
+    return Queue(GENERATION_QUEUE, connection=connection)
+
+
 def all_queue_names() -> list[str]:
     """The queues `alvar worker` serves, in priority order."""
     return [TRAINING_QUEUE, GENERATION_QUEUE]

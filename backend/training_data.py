@@ -2,9 +2,12 @@
 
 Task fields that the generator writes and reviewers fill (named here, once):
 - ``data.origin``: ``"llm"`` marks a generated variation; anything else (or nothing) is a human-origin task.
+- ``data.prelabel``: the label a variation is pre-labelled with (the person's label of its source, or the
+  contrast target); ``data.variation_status``: ``"current"``, or ``"stale"`` once the source was relabelled.
 - a ``<Choices name="validity">`` control in the annotation: reviewers mark a variation ``valid`` or ``invalid``.
 A human-origin task trains with the label of its latest non-cancelled annotation. A variation trains only when
-its latest annotation marks it ``valid``, with the label that annotation confirms or corrects.
+its latest annotation marks it ``valid``, with the label that annotation confirms or corrects, and only while it
+is not stale.
 """
 
 from __future__ import annotations
@@ -19,10 +22,24 @@ ORIGIN_FIELD = "origin"
 LLM_ORIGIN = "llm"
 VALIDITY_FROM_NAME = "validity"
 VALID_CHOICE = "valid"
+PRELABEL_FIELD = "prelabel"
+STATUS_FIELD = "variation_status"
+CURRENT_STATUS = "current"
+STALE_STATUS = "stale"
 
 
 def is_variation(task: Mapping[str, Any]) -> bool:
     return (task.get("data") or {}).get(ORIGIN_FIELD) == LLM_ORIGIN
+
+
+def is_stale(task: Mapping[str, Any]) -> bool:
+    return (task.get("data") or {}).get(STATUS_FIELD) == STALE_STATUS
+
+
+def prelabel(task: Mapping[str, Any], control: ChoicesControl) -> str | None:
+    """A variation's pre-label when it is one of the control's labels, else None."""
+    value = (task.get("data") or {}).get(PRELABEL_FIELD) if is_variation(task) else None
+    return value if value in control.labels else None
 
 
 def latest_annotation(task: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -66,7 +83,7 @@ def training_set(tasks: Iterable[Mapping[str, Any]], control: ChoicesControl) ->
         if label is None or text is None:
             continue
         if is_variation(task):
-            if _validity(annotation.get("result") or []) != VALID_CHOICE:
+            if is_stale(task) or _validity(annotation.get("result") or []) != VALID_CHOICE:
                 chosen.skipped_variations += 1
                 continue
             chosen.variations += 1

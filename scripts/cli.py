@@ -97,19 +97,142 @@ def worker(
     model_dir: ModelDir = None,
     label_studio_url: Annotated[str | None, cli_option("label_studio_url")] = None,
     label_studio_api_key: Annotated[str | None, cli_option("label_studio_api_key")] = None,
+    concurrency: Annotated[int | None, cli_option("generation_concurrency", "--concurrency")] = None,
+    queues: Annotated[str, typer.Option(help="Comma-separated: training, generation.")] = "training,generation",
     burst: Annotated[bool, typer.Option(help="Exit when the queues are empty.")] = False,
     name: Annotated[str | None, typer.Option(help="Worker name shown in RQ's registries.")] = None,
 ) -> None:
-    """Run an RQ worker for the training and generation queues."""
+    """Run RQ workers: training jobs, and generation jobs (several in flight) when an LLM is configured."""
     from alvar.scripts.worker import run_worker
 
     settings = apply_overrides(model_dir=model_dir, data_dir=data_dir, label_studio_url=label_studio_url,
-                               label_studio_api_key=label_studio_api_key)
+                               label_studio_api_key=label_studio_api_key, generation_concurrency=concurrency)
     try:
         _resolve_redis(settings.data_dir, redis_url or settings.redis_url)
-    except ServiceError as error:
+        run_worker(load_settings(), queues=[queue.strip() for queue in queues.split(",") if queue.strip()],
+                   burst=burst, name=name)
+    except (ServiceError, ValueError) as error:
         raise _fail(str(error)) from None
-    run_worker(load_settings(), burst=burst, name=name)
+
+
+def _label_descriptions(labels_file: Path | None) -> dict[str, str]:
+    """label -> description: from a label config's ``hint``s (.xml) or a JSON object; default: the shipped config."""
+    import json
+
+    from alvar.backend.label_config import LabelConfigError, parse_choices_control
+    from alvar.label_config import load
+
+    if labels_file is not None and labels_file.suffix.lower() == ".json":
+        try:
+            described = json.loads(labels_file.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as error:
+            raise _fail(f"cannot read {labels_file}: {error}") from None
+        if not isinstance(described, dict):
+            raise _fail(f"{labels_file} must hold a JSON object: label -> description")
+        return {str(label): str(text) for label, text in described.items()}
+    try:
+        config = labels_file.read_text(encoding="utf-8") if labels_file is not None else load("annotate")
+        control = parse_choices_control(config)
+    except (OSError, LabelConfigError) as error:
+        raise _fail(f"cannot read labels from {labels_file}: {error}") from None
+    return {label: control.description(label) for label in control.labels}
+
+
+@app.command()
+def generate(
+    text: Annotated[str, typer.Option(help="The source text x.")],
+    label: Annotated[str, typer.Option(help="Its (human) label.")],
+    k: Annotated[int | None, cli_option("variations", "--k")] = None,
+    relation: Annotated[str | None, cli_option("relation")] = None,
+    contrast_label: Annotated[str | None, cli_option("contrast_label")] = None,
+    labels: Annotated[Path | None, typer.Option(help="Label descriptions: a label config (.xml, its hints) or a "
+                                                "JSON object label -> description (default: the shipped config).")] = None,
+    llm_model: Annotated[str | None, cli_option("llm_model", "--model")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print only a JSON list of the variations.")] = False,
+) -> None:
+    """Write k variations of one text with the configured LLM, without Label Studio (to try prompts and models)."""
+    import json
+
+    from alvar.generator.generation import generate as run_generation
+    from alvar.generator.llm import ChatClient, LLMNotConfigured
+    from alvar.generator.templates import TemplateError, VariationPrompt
+
+    settings = apply_overrides(variations=k, relation=relation, contrast_label=contrast_label, llm_model=llm_model)
+    descriptions = _label_descriptions(labels)
+    target = settings.contrast_label if settings.relation == "contrast" else None
+    if settings.relation == "contrast" and target is None:
+        raise _fail("--relation contrast needs --contrast-label (the class the variations should carry)")
+    try:
+        prompt = VariationPrompt(text=text, label=label, k=settings.variations, relation=settings.relation,
+                                 description=descriptions.get(label, ""), target_label=target,
+                                 target_description=descriptions.get(target or "", ""),
+                                 max_chars=settings.max_variation_chars)
+        generation = run_generation(prompt, ChatClient.from_settings(settings))
+    except (TemplateError, LLMNotConfigured) as error:
+        raise _fail(str(error)) from None
+    except Exception as error:  # the openai SDK's errors, after its retries: say what the endpoint answered
+        raise _fail(f"the LLM request failed: {type(error).__name__}: {error}") from None
+    if as_json:
+        print(json.dumps(generation.variations, ensure_ascii=False))
+    else:
+        table = Table(title=f"{len(generation.variations)} variations ({prompt.relation}, label "
+                            f"{prompt.variation_label}, {generation.model})")
+        table.add_column("#", justify="right")
+        table.add_column("variation")
+        for number, variation in enumerate(generation.variations, start=1):
+            table.add_row(str(number), escape(variation))
+        console.print(table)
+    usage = generation.usage
+    errors.print(f"{usage.requests} requests ({usage.cached} cached), {usage.prompt_tokens} + "
+                 f"{usage.completion_tokens} tokens, ~${usage.cost_usd:.5f}; dropped: {dict(generation.dropped) or 'none'}",
+                 highlight=False)
+    if generation.shortfall:
+        errors.print(f"[yellow]only {len(generation.variations)} of {prompt.k} variations passed screening[/]")
+    if not generation.variations:
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def jobs(
+    redis_url: RedisUrl = None,
+    data_dir: DataDir = None,
+    limit: Annotated[int, typer.Option(help="Newest jobs shown per queue and state.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Queued, running, retrying, failed (with the reason) and finished jobs, workers, and LLM tokens and cost."""
+    import json
+
+    from redis import Redis
+
+    from alvar.scripts.jobs import jobs_report
+    from alvar.scripts.services import embedded_redis_url, redis_reachable
+
+    settings = apply_overrides(data_dir=data_dir, redis_url=redis_url)
+    url = settings.redis_url or embedded_redis_url(settings.data_dir.resolve())
+    if not redis_reachable(url):
+        raise _fail(f"no Redis answers at {url}: is the stack up (alvar up), or is REDIS_URL right?")
+    report = jobs_report(Redis.from_url(url), limit=limit)
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    counts = Table(title="queues")
+    counts.add_column("queue")
+    for state in ("queued", "running", "retrying", "failed", "finished"):
+        counts.add_column(state, justify="right")
+    for queue, by_state in report["counts"].items():
+        counts.add_row(queue, *(str(count) for count in by_state.values()))
+    console.print(counts)
+    if report["jobs"]:
+        table = Table(title="jobs (newest first)")
+        for column in ("queue", "state", "job", "description", "reason / outcome", "tokens", "cost $"):
+            table.add_column(column)
+        for row in report["jobs"]:
+            table.add_row(row["queue"], row["state"], row["id"], escape(row["description"]), escape(row["reason"]),
+                          str(row["tokens"]), f"{row['cost_usd']:.5f}")
+        console.print(table)
+    usage = report["llm_usage"]
+    console.print(f"workers: {len(report['workers'])} · LLM: {usage['requests']} requests ({usage['cached']} cached), "
+                  f"{usage['prompt_tokens'] + usage['completion_tokens']} tokens, ~${usage['cost_usd']:.4f}")
 
 
 @app.command()

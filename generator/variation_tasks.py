@@ -1,0 +1,113 @@
+"""Variations as Label Studio tasks: what each one carries, finding them again, retiring stale ones.
+
+A variation is a task in the source's project: ``data`` holds its text, ``origin="llm"``, the source task,
+annotation, text and label, the relation, template, LLM model, the generation key and the source's batch and
+round; it comes with a prediction that pre-selects ``data.prelabel``. Label Studio 1.23.2's labeling UI shows
+only predictions of the project's model version, so the pre-label is imported twice: as ``llm:<model>``
+(provenance) and, when the project has a model version, under that version (what reviewers see; every later
+training publishes it again under the new version, see ``alvar.backend.predictor``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from label_studio_sdk import LabelStudio
+
+from alvar.backend.label_config import ChoicesControl
+from alvar.backend.training_data import (CURRENT_STATUS, LLM_ORIGIN, ORIGIN_FIELD, PRELABEL_FIELD, STALE_STATUS,
+                                         STATUS_FIELD)
+from alvar.generator.generation import Generation
+from alvar.generator.templates import VariationPrompt
+
+VERIFY_TAB = "Verify variations"
+GENERATION_FIELD = "generation"
+SOURCE_TASK_FIELD = "source_task"
+CARRIED_FROM_SOURCE = ("batch", "round", "strategy")
+
+
+def llm_model_version(model: str) -> str:
+    return f"llm:{model}"
+
+
+def _filter(field: str, operator: str, value: Any, kind: str = "String") -> dict[str, Any]:
+    return {"filter": f"filter:tasks:{field}", "operator": operator, "type": kind, "value": value}
+
+
+def _query(*items: dict[str, Any]) -> str:
+    return json.dumps({"filters": {"conjunction": "and", "items": list(items)}})
+
+
+def variation_tasks(client: LabelStudio, project_id: int, generation_key: str | None = None,
+                    source_task: int | None = None) -> list[Any]:
+    """The project's variations of one generation, or of one source task."""
+    items = [_filter(f"data.{ORIGIN_FIELD}", "equal", LLM_ORIGIN)]
+    if generation_key is not None:
+        items.append(_filter(f"data.{GENERATION_FIELD}", "equal", generation_key))
+    if source_task is not None:
+        items.append(_filter(f"data.{SOURCE_TASK_FIELD}", "equal", source_task, "Number"))
+    return list(client.tasks.list(project=project_id, query=_query(*items), fields="all", page_size=500))
+
+
+def build_tasks(generation: Generation, prompt: VariationPrompt, source: Mapping[str, Any], annotation_id: int,
+                generation_key: str, control: ChoicesControl, project_version: str | None) -> list[dict[str, Any]]:
+    """The import request: one task per variation, each with its pre-label prediction(s)."""
+    source_data = source.get("data") or {}
+    versions = [llm_model_version(generation.model)]
+    if project_version and project_version not in versions:
+        versions.append(project_version)
+    label = prompt.variation_label
+    tasks = []
+    for number, text in enumerate(generation.variations, start=1):
+        data = {
+            control.data_key: text,
+            ORIGIN_FIELD: LLM_ORIGIN,
+            PRELABEL_FIELD: label,
+            STATUS_FIELD: CURRENT_STATUS,
+            SOURCE_TASK_FIELD: source["id"],
+            "source_annotation": annotation_id,
+            "source_text": prompt.text,
+            "source_label": prompt.label,
+            "relation": prompt.relation,
+            "template": generation.template_id,
+            "llm_model": generation.model,
+            GENERATION_FIELD: generation_key,
+            "source_id": f"{source_data.get('source_id', source['id'])}~v{number}",
+            **{key: source_data[key] for key in CARRIED_FROM_SOURCE if key in source_data},
+        }
+        predictions = [{"result": control.choice_result(label), "score": 1.0, "model_version": version}
+                       for version in versions]
+        tasks.append({"data": data, "predictions": predictions})
+    return tasks
+
+
+def mark_stale(client: LabelStudio, project_id: int, source_task: int, current_key: str) -> int:
+    """Variations of ``source_task`` from an earlier label are retired: ``variation_status="stale"``."""
+    retired = 0
+    for task in variation_tasks(client, project_id, source_task=source_task):
+        data = dict(task.data)
+        if data.get(GENERATION_FIELD) == current_key or data.get(STATUS_FIELD) == STALE_STATUS:
+            continue
+        client.tasks.update(id=task.id, data={**data, STATUS_FIELD: STALE_STATUS})
+        retired += 1
+    return retired
+
+
+def ensure_verify_tab(client: LabelStudio, project_id: int) -> int:
+    """The Data Manager tab listing current variations nobody has reviewed yet; created once."""
+    for view in client.views.list(project=project_id):
+        if (view.data or {}).get("title") == VERIFY_TAB:
+            return int(view.id)
+    filters: Sequence[dict[str, Any]] = (
+        _filter(f"data.{ORIGIN_FIELD}", "equal", LLM_ORIGIN),
+        _filter(f"data.{STATUS_FIELD}", "equal", CURRENT_STATUS),
+        _filter("total_annotations", "equal", 0, "Number"),
+    )
+    view = client.views.create(project=project_id, data={
+        "title": VERIFY_TAB,
+        "filters": {"conjunction": "and", "items": list(filters)},
+        "ordering": ["tasks:id"],
+    })
+    return int(view.id)
