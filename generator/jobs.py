@@ -16,19 +16,23 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from redis import Redis
 from rq import get_current_job
+from rq.job import Job
 
 from alvar.backend.label_config import ChoicesControl, parse_choices_control
 from alvar.backend.label_studio import label_studio_client
 from alvar.backend.training_data import is_variation, latest_annotation
-from alvar.generator.generation import generate
+from alvar.generator.generation import Generation, generate
 from alvar.generator.llm import ChatClient
 from alvar.generator.templates import VariationPrompt
 from alvar.generator.usage import record_usage
 from alvar.generator.validation import Embed
-from alvar.generator.variation_tasks import build_tasks, ensure_verify_tab, mark_stale, variation_tasks
+from alvar.generator.variation_tasks import (GENERATION_FIELD, build_tasks, ensure_verify_tab, mark_stale,
+                                             variation_tasks)
 from alvar.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -63,6 +67,15 @@ def _embed(settings: Settings) -> Embed | None:
         return _shared["embedder"].embed
 
 
+def _ensure_verify_tab_once(client: Any, project_id: int) -> None:
+    """The "Verify variations" tab, checked once per project and worker process."""
+    with _shared_lock:
+        ready: set[int] = _shared.setdefault("verify_tabs", set())
+        if project_id not in ready:
+            ensure_verify_tab(client, project_id)
+            ready.add(project_id)
+
+
 def contrast_target(settings: Settings, control: ChoicesControl, label: str, task_id: int) -> str | None:
     """The class contrast variations should carry: ALVAR_CONTRAST_LABEL, else the other labels in turn (by task
     id). None when the relation is same_label, or when the target is the person's label itself (then the
@@ -81,60 +94,82 @@ def _as_dict(item: Any) -> dict[str, Any]:
     return item if isinstance(item, dict) else item.model_dump()
 
 
-def _save_meta(**values: Any) -> None:
-    job = get_current_job()
+def _save_meta(job: Job | None, **values: Any) -> None:
     if job is not None:
         job.meta.update(values)
         job.save_meta()
 
 
-def generate_variations(project_id: int, task_id: int, annotation_id: int, label: str) -> dict[str, Any]:
-    """Write k variations of the task's text for ``label`` and import them as pre-labelled tasks."""
+def _label_studio(settings: Settings) -> Any:
+    """One Label Studio client per worker process (its HTTP connection pool serves every job thread)."""
+    with _shared_lock:
+        if "label_studio" not in _shared:
+            _shared["label_studio"] = label_studio_client(settings)
+        return _shared["label_studio"]
+
+
+def _prompt(settings: Settings, control: ChoicesControl, task_id: int, text: str, label: str) -> VariationPrompt:
+    target = contrast_target(settings, control, label, task_id)
+    return VariationPrompt(text=text, label=label, k=settings.variations,
+                           relation="contrast" if target is not None else "same_label",
+                           description=control.description(label), target_label=target,
+                           target_description=control.description(target) if target else "",
+                           max_chars=settings.max_variation_chars)
+
+
+def generate_variations(project_id: int, task_id: int, annotation_id: int, label: str,
+                        text: str | None = None) -> dict[str, Any]:
+    """Write k variations of the task's text for ``label`` and import them as pre-labelled tasks.
+
+    With ``text`` (the webhook's copy of the task text) the LLM request starts at once and Label Studio is
+    checked while it runs: is the annotation still this label, are this generation's tasks there already?
+    """
     settings = load_settings()
     key = generation_key(project_id, task_id, annotation_id, label)
-    client = label_studio_client(settings)
-    control = parse_choices_control(client.projects.get(id=project_id).label_config)
-    task = _as_dict(client.tasks.get(id=task_id))
+    client = _label_studio(settings)
+    project = client.projects.get(id=project_id)
+    control = parse_choices_control(project.label_config)
     outcome: dict[str, Any] = {"project": project_id, "task": task_id, "annotation": annotation_id, "label": label}
-    if is_variation(task):
-        return {**outcome, "status": "skipped: a variation never generates variations"}
-    annotation = latest_annotation(task)
-    if annotation is None or annotation.get("id") != annotation_id or \
-            control.chosen_label(annotation.get("result") or []) != label:
-        return {**outcome, "status": "superseded: the annotation no longer carries this label"}
-    existing = variation_tasks(client, project_id, generation_key=key)
-    if existing:
-        outcome.update(status="already imported", task_ids=[item.id for item in existing])
-    else:
-        outcome.update(_generate_and_import(settings, client, control, project_id, task, annotation_id, label, key))
-    outcome["stale"] = mark_stale(client, project_id, task_id, key)
-    ensure_verify_tab(client, project_id)
-    _save_meta(**{name: value for name, value in outcome.items() if name != "task_ids"})
+    job = get_current_job()
+    connection = job.connection if job is not None else None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=key) as llm_thread:
+        pending = None
+        if text and text.strip():
+            pending = llm_thread.submit(_generate, settings, _prompt(settings, control, task_id, text, label),
+                                       connection)
+        task = _as_dict(client.tasks.get(id=task_id))
+        annotation = latest_annotation(task)
+        if is_variation(task):
+            return {**outcome, "status": "skipped: a variation never generates variations"}
+        if annotation is None or annotation.get("id") != annotation_id or \
+                control.chosen_label(annotation.get("result") or []) != label:
+            return {**outcome, "status": "superseded: the annotation no longer carries this label"}
+        earlier = variation_tasks(client, project_id, source_task=task_id)
+        existing = [item for item in earlier if item.data.get(GENERATION_FIELD) == key]
+        if existing:
+            outcome.update(status="already imported", task_ids=[item.id for item in existing])
+        else:
+            source_text = str((task.get("data") or {}).get(control.data_key) or "")
+            prompt = _prompt(settings, control, task_id, source_text, label)
+            generation = pending.result() if pending is not None and source_text == text else \
+                _generate(settings, prompt, connection)
+            request = build_tasks(generation, prompt, task, annotation_id, key, control, project.model_version)
+            response = client.projects.import_tasks(id=project_id, request=request, return_task_ids=True) \
+                if request else None
+            task_ids = list(response.task_ids or []) if response is not None else []
+            outcome.update(status="imported", task_ids=task_ids, imported=len(task_ids), **generation.summary())
+    outcome["stale"] = mark_stale(client, earlier, key)
+    _ensure_verify_tab_once(client, project_id)
+    _save_meta(job, **{name: value for name, value in outcome.items() if name != "task_ids"})
     return outcome
 
 
-def _generate_and_import(settings: Settings, client: Any, control: ChoicesControl, project_id: int,
-                         task: dict[str, Any], annotation_id: int, label: str, key: str) -> dict[str, Any]:
-    text = str((task.get("data") or {}).get(control.data_key) or "")
-    target = contrast_target(settings, control, label, task["id"])
-    relation = settings.relation if target is not None or settings.relation == "same_label" else "same_label"
-    prompt = VariationPrompt(text=text, label=label, k=settings.variations, relation=relation,
-                             description=control.description(label), target_label=target,
-                             target_description=control.description(target) if target else "",
-                             max_chars=settings.max_variation_chars)
+def _generate(settings: Settings, prompt: VariationPrompt, connection: Redis | None) -> Generation:
+    """Ask the LLM; its usage is recorded at once (a job that dies later has still spent it)."""
     generation = generate(prompt, _chat_client(settings), _embed(settings), settings.near_duplicate_threshold)
-    job = get_current_job()
-    if job is not None:
-        record_usage(job.connection, generation.usage)
-    _save_meta(**generation.summary())
+    if connection is not None:
+        record_usage(connection, generation.usage)
     if generation.shortfall:
-        log.warning("%s: %d of %d variations (dropped: %s)", key, len(generation.variations), prompt.k,
-                    dict(generation.dropped))
-    project_version = client.projects.get(id=project_id).model_version
-    request = build_tasks(generation, prompt, task, annotation_id, key, control, project_version)
-    task_ids: list[int] = []
-    if request:
-        response = client.projects.import_tasks(id=project_id, request=request, return_task_ids=True)
-        task_ids = list(response.task_ids or [])
-    return {"status": "imported", "task_ids": task_ids, "imported": len(task_ids), **generation.summary()}
-
+        log.warning("%d of %d variations of %r (dropped: %s)", len(generation.variations), prompt.k,
+                    prompt.text[:60], dict(generation.dropped))
+    return generation

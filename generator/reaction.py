@@ -72,8 +72,9 @@ class GenerationReaction:
         job_id = generation_key(project_id, task_id, annotation["id"], label)
         if not self.connection.set(seen_key(job_id), 1, nx=True, ex=SEEN_TTL_SECONDS):
             return {"status": "already queued", "job_id": job_id}
+        text = (task.get("data") or {}).get(control.data_key) if isinstance(task, Mapping) else None
         self.queue.enqueue(
-            generate_variations, project_id, task_id, annotation["id"], label,
+            generate_variations, project_id, task_id, annotation["id"], label, text if isinstance(text, str) else None,
             job_id=job_id,
             job_timeout=self.job_timeout,
             retry=Retry(max=len(JOB_RETRY_INTERVALS), interval=list(JOB_RETRY_INTERVALS)),

@@ -40,15 +40,11 @@ def _query(*items: dict[str, Any]) -> str:
     return json.dumps({"filters": {"conjunction": "and", "items": list(items)}})
 
 
-def variation_tasks(client: LabelStudio, project_id: int, generation_key: str | None = None,
-                    source_task: int | None = None) -> list[Any]:
-    """The project's variations of one generation, or of one source task."""
-    items = [_filter(f"data.{ORIGIN_FIELD}", "equal", LLM_ORIGIN)]
-    if generation_key is not None:
-        items.append(_filter(f"data.{GENERATION_FIELD}", "equal", generation_key))
-    if source_task is not None:
-        items.append(_filter(f"data.{SOURCE_TASK_FIELD}", "equal", source_task, "Number"))
-    return list(client.tasks.list(project=project_id, query=_query(*items), fields="all", page_size=500))
+def variation_tasks(client: LabelStudio, project_id: int, source_task: int) -> list[Any]:
+    """Every variation of one source task (of any generation)."""
+    query = _query(_filter(f"data.{ORIGIN_FIELD}", "equal", LLM_ORIGIN),
+                   _filter(f"data.{SOURCE_TASK_FIELD}", "equal", source_task, "Number"))
+    return list(client.tasks.list(project=project_id, query=query, page_size=500))
 
 
 def build_tasks(generation: Generation, prompt: VariationPrompt, source: Mapping[str, Any], annotation_id: int,
@@ -83,10 +79,10 @@ def build_tasks(generation: Generation, prompt: VariationPrompt, source: Mapping
     return tasks
 
 
-def mark_stale(client: LabelStudio, project_id: int, source_task: int, current_key: str) -> int:
-    """Variations of ``source_task`` from an earlier label are retired: ``variation_status="stale"``."""
+def mark_stale(client: LabelStudio, variations: Sequence[Any], current_key: str) -> int:
+    """Variations of a source from an earlier label are retired: ``variation_status="stale"``."""
     retired = 0
-    for task in variation_tasks(client, project_id, source_task=source_task):
+    for task in variations:
         data = dict(task.data)
         if data.get(GENERATION_FIELD) == current_key or data.get(STATUS_FIELD) == STALE_STATUS:
             continue

@@ -26,6 +26,7 @@ QUEUE_ALIASES = {"training": TRAINING_QUEUE, "generation": GENERATION_QUEUE}
 
 def _configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per Label Studio and LLM request otherwise
 
 
 def run_generation(settings: Settings, name: str, burst: bool) -> None:
