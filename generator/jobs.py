@@ -94,6 +94,14 @@ def _as_dict(item: Any) -> dict[str, Any]:
     return item if isinstance(item, dict) else item.model_dump()
 
 
+def record_failure(job: Job, connection: Redis, error_type: type[BaseException], error: BaseException,
+                   traceback: Any) -> None:
+    """RQ's failure callback: keep why the last attempt failed, since a job waiting to retry has no result."""
+    job.meta["failures"] = int(job.meta.get("failures", 0)) + 1
+    job.meta["last_error"] = f"{error_type.__name__}: {error}"[:500]
+    job.save_meta()
+
+
 def _save_meta(job: Job | None, **values: Any) -> None:
     if job is not None:
         job.meta.update(values)

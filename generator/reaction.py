@@ -11,12 +11,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from redis import Redis
-from rq import Queue, Retry
+from rq import Callback, Queue, Retry
 
 from alvar.backend.dispatcher import ANNOTATION_ACTIONS, WebhookEvent
 from alvar.backend.label_config import LabelConfigError, parse_choices_control
 from alvar.backend.training_data import is_variation
-from alvar.generator.jobs import generate_variations, generation_key
+from alvar.generator.jobs import generate_variations, generation_key, record_failure
 
 SEEN_TTL_SECONDS = 90 * 24 * 3600
 # A failed job (LLM or Label Studio unreachable after the SDKs' own retries) runs again later, three times.
@@ -78,6 +78,7 @@ class GenerationReaction:
             job_id=job_id,
             job_timeout=self.job_timeout,
             retry=Retry(max=len(JOB_RETRY_INTERVALS), interval=list(JOB_RETRY_INTERVALS)),
+            on_failure=Callback(record_failure),
             result_ttl=30 * 24 * 3600,
             failure_ttl=30 * 24 * 3600,
             description=f"{label!r} variations of task {task_id} (project {project_id})",

@@ -32,7 +32,9 @@ class JobRow:
 
 
 def _reason(job: Job, state: str) -> str:
-    if state in ("failed", "retrying"):
+    if state == "retrying" and job.meta.get("last_error"):
+        return f"attempt {job.meta.get('failures', 1)} failed: {job.meta['last_error']}"
+    if state == "failed":
         result = job.latest_result()
         text = (result.exc_string if result is not None and result.exc_string else "") or ""
         lines = [line for line in text.strip().splitlines() if line.strip()]
