@@ -15,7 +15,7 @@ from rich.table import Table
 
 from alvar.datafiles import DataFileError
 from alvar.scripts.services import ServiceError, ensure_redis
-from alvar.settings import apply_overrides, cli_option, load_settings, settings_signature
+from alvar.settings import apply_overrides, cli_option, llm_configured, load_settings, settings_signature
 
 if TYPE_CHECKING:
     from alvar.scripts.selection import SelectionRun
@@ -313,6 +313,9 @@ def up(
     table.add_row("login", f"{state.username} / {state.password}")
     table.add_row("ML backend", state.backend_url)
     table.add_row("logs", str(settings.data_dir.resolve() / "logs"))
+    table.add_row("LLM", f"{settings.llm_model} at {settings.openai_base_url or 'api.openai.com'}"
+                  if llm_configured(settings) else
+                  "none configured: generation jobs wait (set OPENAI_BASE_URL / OPENAI_API_KEY, then alvar down/up)")
     console.print(table)
     console.print("Next: label the tasks in Label Studio; every few annotations retrain the model. "
                   f"Stop everything with: alvar down --data-dir {settings.data_dir}")
