@@ -145,7 +145,8 @@ class Settings(BaseSettings):
         description="API key of that endpoint. With neither it nor OPENAI_BASE_URL set, generation waits.",
     )
     llm_model: str = Field(
-        "gpt-4o-mini", validation_alias=AliasChoices("ALVAR_LLM_MODEL"), description="Chat model that writes variations."
+        "gpt-4o-mini", validation_alias=AliasChoices("ALVAR_LLM_MODEL"),
+        description="Chat model that writes variations."
     )
     llm_temperature: float = Field(
         0.9, ge=0, le=2, validation_alias=AliasChoices("ALVAR_LLM_TEMPERATURE"),

@@ -118,8 +118,9 @@ def main() -> None:
                         project_id = create_project(client, f"throughput c={concurrency}", load("annotate"))
                         job_ids = annotated_jobs(client, project_id, batch, queue)
                     else:
-                        job_ids = [queue.enqueue("bench.generation_throughput.llm_only_job", example.text, example.label or "discard",
-                                                 result_ttl=3600).id for example in batch]
+                        job_ids = [queue.enqueue("bench.generation_throughput.llm_only_job", example.text,
+                                                 example.label or "discard", result_ttl=3600).id
+                                   for example in batch]
                     rate = run(root, env, concurrency, job_ids, connection, kind)
                     baseline = baseline or rate
                     target = 0.8 * concurrency / args.latency

@@ -145,8 +145,9 @@ def generate(
     k: Annotated[int | None, cli_option("variations", "--k")] = None,
     relation: Annotated[str | None, cli_option("relation")] = None,
     contrast_label: Annotated[str | None, cli_option("contrast_label")] = None,
-    labels: Annotated[Path | None, typer.Option(help="Label descriptions: a label config (.xml, its hints) or a "
-                                                "JSON object label -> description (default: the shipped config).")] = None,
+    labels: Annotated[Path | None, typer.Option(
+        help="Label descriptions: a label config (.xml, its hints) or a JSON object label -> description "
+             "(default: the shipped config).")] = None,
     llm_model: Annotated[str | None, cli_option("llm_model", "--model")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print only a JSON list of the variations.")] = False,
 ) -> None:
@@ -183,9 +184,9 @@ def generate(
             table.add_row(str(number), escape(variation))
         console.print(table)
     usage = generation.usage
+    dropped = dict(generation.dropped) or "none"
     errors.print(f"{usage.requests} requests ({usage.cached} cached), {usage.prompt_tokens} + "
-                 f"{usage.completion_tokens} tokens, ~${usage.cost_usd:.5f}; dropped: {dict(generation.dropped) or 'none'}",
-                 highlight=False)
+                 f"{usage.completion_tokens} tokens, ~${usage.cost_usd:.5f}; dropped: {dropped}", highlight=False)
     if generation.shortfall:
         errors.print(f"[yellow]only {len(generation.variations)} of {prompt.k} variations passed screening[/]")
     if not generation.variations:

@@ -7,8 +7,7 @@ import json
 import os
 import signal
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,7 @@ from alvar.scripts import services
 from alvar.scripts.project import connect_backend, create_project, import_pool
 from alvar.settings import GENERATION_QUEUE, WEBHOOK_SECRET_HEADER
 from tests.chat_server import ChatServer, Reply, default_variations
-from tests.conftest import alvar_command, copy_model_dir, free_port
+from tests.conftest import alvar_command, copy_model_dir, free_port, wait_for
 
 K = 3
 MODEL = "loopback-1"
@@ -121,16 +120,6 @@ def annotate(ls: LabelStudio, task_id: int, label: str, validity: str | None = N
     return int(ls.annotations.create(id=task_id, result=result, was_cancelled=False, lead_time=2.0).id)
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
 def finished(stack: GeneratorStack, job_id: str, timeout: float = 120) -> Job:
     def done() -> Job | None:
         job = stack.job(job_id)
@@ -139,6 +128,18 @@ def finished(stack: GeneratorStack, job_id: str, timeout: float = 120) -> Job:
     job = wait_for(done, timeout, f"job {job_id}")
     assert job.get_status() == "finished", job.latest_result().exc_string if job.latest_result() else job
     return job
+
+
+def annotate_and_generate(ls: LabelStudio, stack: GeneratorStack, project_id: int, task_id: int, label: str) -> int:
+    """Annotate as a person would, wait for the generation job the webhook queued; return the annotation id."""
+    annotation_id = annotate(ls, task_id, label)
+    finished(stack, generation_key(project_id, task_id, annotation_id, label))
+    return annotation_id
+
+
+def verify_tab_tasks(ls: LabelStudio, project_id: int) -> set[int]:
+    (tab,) = [view for view in ls.views.list(project=project_id) if view.data.get("title") == VERIFY_TAB]
+    return {task.id for task in ls.tasks.list(project=project_id, view=tab.id, page_size=500)}
 
 
 def variations(ls: LabelStudio, project_id: int, source_task: int | None = None) -> list[dict[str, Any]]:
@@ -276,8 +277,7 @@ def test_a_new_label_retires_the_old_variations(ls: LabelStudio, stack: Generato
                                                 project: tuple[int, list[int]], pool: list) -> None:
     project_id, task_ids = project
     task_id = task_ids[6]
-    first = annotate(ls, task_id, "financial-advice")
-    finished(stack, generation_key(project_id, task_id, first, "financial-advice"))
+    first = annotate_and_generate(ls, stack, project_id, task_id, "financial-advice")
     ls.annotations.update(id=first, result=CONTROL.choice_result("legal-advice"))
     finished(stack, generation_key(project_id, task_id, first, "legal-advice"))
 
@@ -287,8 +287,7 @@ def test_a_new_label_retires_the_old_variations(ls: LabelStudio, stack: Generato
     assert len(by_status["current"]) == K and len(by_status["stale"]) == K
     assert {task["data"]["prelabel"] for task in by_status["current"]} == {"legal-advice"}
     assert {task["data"]["prelabel"] for task in by_status["stale"]} == {"financial-advice"}
-    (tab,) = [view for view in ls.views.list(project=project_id) if view.data.get("title") == VERIFY_TAB]
-    listed = {task.id for task in ls.tasks.list(project=project_id, view=tab.id, page_size=200)}
+    listed = verify_tab_tasks(ls, project_id)
     assert {task["id"] for task in by_status["current"]} <= listed
     assert not {task["id"] for task in by_status["stale"]} & listed
 
@@ -297,8 +296,7 @@ def test_training_uses_only_verified_valid_variations(ls: LabelStudio, stack: Ge
                                                       project: tuple[int, list[int]], pool: list) -> None:
     project_id, task_ids = project
     task_id = task_ids[7]
-    annotation_id = annotate(ls, task_id, "emergency-situation")
-    finished(stack, generation_key(project_id, task_id, annotation_id, "emergency-situation"))
+    annotate_and_generate(ls, stack, project_id, task_id, "emergency-situation")
     valid, invalid, unreviewed = sorted(variations(ls, project_id, task_id), key=lambda task: task["id"])
     annotate(ls, valid["id"], "self-harm", validity="valid")  # the reviewer corrects the label
     annotate(ls, invalid["id"], "emergency-situation", validity="invalid")

@@ -26,7 +26,7 @@ from alvar.datafiles import read_dataset
 from alvar.label_config import load
 from alvar.scripts import services
 from alvar.scripts.project import connect_backend, create_project, import_pool
-from tests.conftest import alvar_command, copy_model_dir, free_port
+from tests.conftest import alvar_command, copy_model_dir, free_port, wait_for
 
 AUTH = ("label-studio", "backend-pass")
 SECRET = "webhook-shared-secret"
@@ -131,16 +131,6 @@ def webhook_timings(metrics: str) -> tuple[float, float]:
     within = re.search(r'alvar_request_seconds_bucket\{endpoint="webhook",le="1.0"\} (\S+)', metrics)
     count = re.search(r'alvar_request_seconds_count\{endpoint="webhook"\} (\S+)', metrics)
     return (float(within.group(1)) if within else 0.0, float(count.group(1)) if count else 0.0)
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(1)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def test_annotations_trigger_training_by_a_real_worker(ls: LabelStudio, stack: Stack,
