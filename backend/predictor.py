@@ -93,7 +93,7 @@ def predict_tasks(learner: TransformerClassifier, version: str, tasks: Sequence[
         kept_label = prelabel(tasks[index], control)
         result = control.choice_result(kept_label or learner.classes_[best[row]])
         if kept_label is not None:
-            described = f"pre-label {kept_label} (from the source annotation) · learner: {described}"
+            described = f"pre-label {kept_label} (generated variation) · learner: {described}"
         result[0]["meta"] = {"text": [described]}
         predictions[index] = {"result": result, "score": float(scores[row]), "model_version": version,
                               "entropy": float(entropies[row]),

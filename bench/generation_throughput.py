@@ -35,8 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from alvar.backend.label_config import parse_choices_control  # noqa: E402
 from alvar.datafiles import Example, read_dataset  # noqa: E402
 from alvar.generator.generation import generate  # noqa: E402
-from alvar.generator.jobs import _chat_client, generate_variations, generation_key  # noqa: E402
+from alvar.generator.jobs import generate_variations, generation_key  # noqa: E402
 from alvar.generator.templates import VariationPrompt  # noqa: E402
+from alvar.generator.worker_resources import chat_client  # noqa: E402
 from alvar.label_config import load  # noqa: E402
 from alvar.scripts import services  # noqa: E402
 from alvar.scripts.project import create_project, import_pool  # noqa: E402
@@ -53,7 +54,7 @@ def llm_only_job(text: str, label: str) -> int:
     """A generation job without Label Studio: prompt, LLM request, parsing and screening."""
     settings = load_settings()
     prompt = VariationPrompt(text=text, label=label, k=settings.variations, max_chars=settings.max_variation_chars)
-    return len(generate(prompt, _chat_client(settings)).variations)
+    return len(generate(prompt, chat_client(settings)).variations)
 
 
 def annotated_jobs(client: LabelStudio, project_id: int, examples: list[Example], queue: Queue) -> list[str]:

@@ -34,9 +34,12 @@ class Generation:
 
 
 def generate(prompt: VariationPrompt, client: ChatClient, embed: Embed | None = None,
-             near_duplicate_threshold: float | None = None) -> Generation:
-    """Ask for ``prompt.k`` variations; one follow-up request for the rest when too few pass screening."""
-    generation = Generation([], prompt.k, prompt.template_id, client.model)
+             near_duplicate_threshold: float | None = None, into: Generation | None = None) -> Generation:
+    """Ask for ``prompt.k`` variations; one follow-up request for the rest when too few pass screening.
+
+    ``into`` is filled as the requests go, so a caller still knows what was spent when a request raises.
+    """
+    generation = into if into is not None else Generation([], prompt.k, prompt.template_id, client.model)
     answer = client.complete(prompt.messages())
     generation.usage += answer.usage
     screened = screen_variations(parse_variations(answer.content), prompt.text, prompt.max_chars,

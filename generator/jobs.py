@@ -1,22 +1,24 @@
 """The RQ job that turns one human annotation into k pre-labelled variation tasks.
 
-At-least-once delivery, exactly-once effect: the job id is the generation key (project, task, annotation,
-label), so a repeated webhook finds the job and adds nothing; a re-run (after a crash or a retry) first looks
-in Label Studio for tasks carrying its key and imports only when there are none, in one request. The LLM's
-answers are cached, so a re-run costs no tokens either.
+At-least-once delivery, exactly-once effect. The job id is the generation key (project, task, annotation,
+label). The LLM request starts at once (the webhook carries the text) while Label Studio is read. The import
+happens under the source task's lock (:mod:`alvar.generator.source_state`), only while the job's label is still
+the task's latest, and only when no task carries the key yet; it is one request that the client never
+repeats by itself. A re-run (a retry, a worker killed mid-job) therefore finds its tasks and stops, and the
+LLM's answers are cached, so it costs no tokens either.
 
-Relabelling rule: when a person changes an annotation's label, the key changes, so a new job runs; it imports
-variations for the new label and marks the source's older variations ``variation_status="stale"``, which
-training, export and the "Verify variations" tab leave out. A job whose annotation no longer carries its label
-(or was deleted) does nothing: the newer label has its own job.
+Relabelling rule: a changed label is a new key and a new job; under the lock it imports the new label's
+variations and marks the source's other variations ``variation_status="stale"`` (and its own ``current``
+again, for a label that comes back), which training and the "Verify variations" tab leave out. A job whose
+annotation no longer carries its label, or was deleted, imports nothing: the newer label has its own job.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import nullcontext
 from typing import Any
 
 from redis import Redis
@@ -24,56 +26,25 @@ from rq import get_current_job
 from rq.job import Job
 
 from alvar.backend.label_config import ChoicesControl, parse_choices_control
-from alvar.backend.label_studio import label_studio_client
 from alvar.backend.training_data import is_variation, latest_annotation
 from alvar.generator.generation import Generation, generate
-from alvar.generator.llm import ChatClient
-from alvar.generator.templates import VariationPrompt
+from alvar.generator.source_state import is_latest, source_lock
+from alvar.generator.templates import TemplateError, VariationPrompt
 from alvar.generator.usage import record_usage
-from alvar.generator.validation import Embed
-from alvar.generator.variation_tasks import (GENERATION_FIELD, build_tasks, ensure_verify_tab, mark_stale,
-                                             variation_tasks)
+from alvar.generator.variation_tasks import GENERATION_FIELD, build_tasks, retire_others, variation_tasks
+from alvar.generator.worker_resources import chat_client, embed, ensure_verify_tab_once, label_studio
 from alvar.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 
-_shared: dict[str, Any] = {}
-_shared_lock = threading.Lock()
+# An import is never sent twice by the client itself: a lost answer is settled by the job's re-run.
+NO_CLIENT_RETRIES = {"max_retries": 0}
 
 
 def generation_key(project_id: int, task_id: int, annotation_id: int, label: str) -> str:
     """The job id and the ``data.generation`` of its variations: one per (task, annotation, label)."""
     digest = hashlib.sha256(f"{project_id}\0{task_id}\0{annotation_id}\0{label}".encode()).hexdigest()[:10]
     return f"generate-{project_id}-{task_id}-{annotation_id}-{digest}"
-
-
-def _chat_client(settings: Settings) -> ChatClient:
-    """One client per worker process, shared by its job threads (connection pool, structured-output probe)."""
-    with _shared_lock:
-        if "chat" not in _shared:
-            _shared["chat"] = ChatClient.from_settings(settings)
-        return _shared["chat"]
-
-
-def _embed(settings: Settings) -> Embed | None:
-    if settings.near_duplicate_threshold is None:
-        return None
-    with _shared_lock:
-        if "embedder" not in _shared:
-            from alvar.embedder import Embedder
-
-            _shared["embedder"] = Embedder(settings.embedding_model,
-                                           cache_path=settings.cache_dir / "embeddings.sqlite")
-        return _shared["embedder"].embed
-
-
-def _ensure_verify_tab_once(client: Any, project_id: int) -> None:
-    """The "Verify variations" tab, checked once per project and worker process."""
-    with _shared_lock:
-        ready: set[int] = _shared.setdefault("verify_tabs", set())
-        if project_id not in ready:
-            ensure_verify_tab(client, project_id)
-            ready.add(project_id)
 
 
 def contrast_target(settings: Settings, control: ChoicesControl, label: str, task_id: int) -> str | None:
@@ -90,10 +61,6 @@ def contrast_target(settings: Settings, control: ChoicesControl, label: str, tas
     return others[task_id % len(others)] if others else None
 
 
-def _as_dict(item: Any) -> dict[str, Any]:
-    return item if isinstance(item, dict) else item.model_dump()
-
-
 def record_failure(job: Job, connection: Redis, error_type: type[BaseException], error: BaseException,
                    traceback: Any) -> None:
     """RQ's failure callback: keep why the last attempt failed, since a job waiting to retry has no result."""
@@ -102,18 +69,8 @@ def record_failure(job: Job, connection: Redis, error_type: type[BaseException],
     job.save_meta()
 
 
-def _save_meta(job: Job | None, **values: Any) -> None:
-    if job is not None:
-        job.meta.update(values)
-        job.save_meta()
-
-
-def _label_studio(settings: Settings) -> Any:
-    """One Label Studio client per worker process (its HTTP connection pool serves every job thread)."""
-    with _shared_lock:
-        if "label_studio" not in _shared:
-            _shared["label_studio"] = label_studio_client(settings)
-        return _shared["label_studio"]
+def _as_dict(item: Any) -> dict[str, Any]:
+    return item if isinstance(item, dict) else item.model_dump()
 
 
 def _prompt(settings: Settings, control: ChoicesControl, task_id: int, text: str, label: str) -> VariationPrompt:
@@ -125,59 +82,91 @@ def _prompt(settings: Settings, control: ChoicesControl, task_id: int, text: str
                            max_chars=settings.max_variation_chars)
 
 
+def _generate(settings: Settings, prompt: VariationPrompt, connection: Redis | None) -> Generation:
+    """Ask the LLM; what it cost is recorded at once, even when a later request of the job fails."""
+    generation = Generation([], prompt.k, prompt.template_id, chat_client(settings).model)
+    try:
+        return generate(prompt, chat_client(settings), embed(settings), settings.near_duplicate_threshold,
+                        into=generation)
+    finally:
+        if connection is not None:
+            record_usage(connection, generation.usage)
+
+
+def _result(pending: Future[Generation]) -> Generation:
+    """Wait in short steps: RQ's timer-based timeout can only interrupt a thread that runs Python code."""
+    while not pending.done():
+        wait([pending], timeout=1.0)
+    return pending.result()
+
+
+def _why_not(task: dict[str, Any], control: ChoicesControl, annotation_id: int, label: str) -> str | None:
+    if is_variation(task):
+        return "skipped: a variation never generates variations"
+    annotation = latest_annotation(task)
+    if annotation is None or annotation.get("id") != annotation_id or \
+            control.chosen_label(annotation.get("result") or []) != label:
+        return "superseded: the annotation no longer carries this label"
+    return None
+
+
 def generate_variations(project_id: int, task_id: int, annotation_id: int, label: str,
                         text: str | None = None) -> dict[str, Any]:
-    """Write k variations of the task's text for ``label`` and import them as pre-labelled tasks.
-
-    With ``text`` (the webhook's copy of the task text) the LLM request starts at once and Label Studio is
-    checked while it runs: is the annotation still this label, are this generation's tasks there already?
-    """
+    """Write k variations of the task's text for ``label`` and import them as pre-labelled tasks."""
     settings = load_settings()
     key = generation_key(project_id, task_id, annotation_id, label)
-    client = _label_studio(settings)
+    job = get_current_job()
+    connection = job.connection if job is not None else None
+    client = label_studio(settings)
     project = client.projects.get(id=project_id)
     control = parse_choices_control(project.label_config)
     outcome: dict[str, Any] = {"project": project_id, "task": task_id, "annotation": annotation_id, "label": label}
-    job = get_current_job()
-    connection = job.connection if job is not None else None
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=key) as llm_thread:
+    llm = ThreadPoolExecutor(max_workers=1, thread_name_prefix=key)
+    try:
         pending = None
         if text and text.strip():
-            pending = llm_thread.submit(_generate, settings, _prompt(settings, control, task_id, text, label),
-                                       connection)
+            pending = llm.submit(_generate, settings, _prompt(settings, control, task_id, text, label), connection)
         task = _as_dict(client.tasks.get(id=task_id))
-        annotation = latest_annotation(task)
-        if is_variation(task):
-            return {**outcome, "status": "skipped: a variation never generates variations"}
-        if annotation is None or annotation.get("id") != annotation_id or \
-                control.chosen_label(annotation.get("result") or []) != label:
-            return {**outcome, "status": "superseded: the annotation no longer carries this label"}
-        earlier = variation_tasks(client, project_id, source_task=task_id)
-        existing = [item for item in earlier if item.data.get(GENERATION_FIELD) == key]
-        if existing:
-            outcome.update(status="already imported", task_ids=[item.id for item in existing])
-        else:
-            source_text = str((task.get("data") or {}).get(control.data_key) or "")
+        reason = _why_not(task, control, annotation_id, label)
+        if reason is not None:
+            return {**outcome, "status": reason}
+        source_text = str((task.get("data") or {}).get(control.data_key) or "")
+        try:
             prompt = _prompt(settings, control, task_id, source_text, label)
-            generation = pending.result() if pending is not None and source_text == text else \
-                _generate(settings, prompt, connection)
-            request = build_tasks(generation, prompt, task, annotation_id, key, control, project.model_version)
-            response = client.projects.import_tasks(id=project_id, request=request, return_task_ids=True) \
-                if request else None
-            task_ids = list(response.task_ids or []) if response is not None else []
-            outcome.update(status="imported", task_ids=task_ids, imported=len(task_ids), **generation.summary())
-    outcome["stale"] = mark_stale(client, earlier, key)
-    _ensure_verify_tab_once(client, project_id)
-    _save_meta(job, **{name: value for name, value in outcome.items() if name != "task_ids"})
+        except TemplateError as error:
+            return {**outcome, "status": f"skipped: {error}"}
+        generation = _result(pending) if pending is not None and source_text == text else \
+            _generate(settings, prompt, connection)
+    finally:
+        llm.shutdown(wait=False, cancel_futures=True)
+    outcome.update(generation.summary())
+    with source_lock(connection, project_id, task_id) if connection is not None else nullcontext():
+        if connection is not None and not is_latest(connection, project_id, task_id, annotation_id, label):
+            outcome["status"] = "superseded: a newer label of the task arrived while the LLM wrote"
+        else:
+            outcome.update(_import_once(client, project_id, task, annotation_id, key, control, prompt, generation,
+                                        project.model_version))
+    ensure_verify_tab_once(client, project_id)
+    if job is not None:
+        job.meta.update({name: value for name, value in outcome.items() if name != "task_ids"})
+        job.save_meta()
     return outcome
 
 
-def _generate(settings: Settings, prompt: VariationPrompt, connection: Redis | None) -> Generation:
-    """Ask the LLM; its usage is recorded at once (a job that dies later has still spent it)."""
-    generation = generate(prompt, _chat_client(settings), _embed(settings), settings.near_duplicate_threshold)
-    if connection is not None:
-        record_usage(connection, generation.usage)
-    if generation.shortfall:
-        log.warning("%d of %d variations of %r (dropped: %s)", len(generation.variations), prompt.k,
-                    prompt.text[:60], dict(generation.dropped))
-    return generation
+def _import_once(client: Any, project_id: int, task: dict[str, Any], annotation_id: int, key: str,
+                 control: ChoicesControl, prompt: VariationPrompt, generation: Generation,
+                 project_version: str | None) -> dict[str, Any]:
+    """Import the variations unless tasks with this key exist; retire the source's other variations."""
+    earlier = variation_tasks(client, project_id, source_task=task["id"])
+    existing = [item.id for item in earlier if item.data.get(GENERATION_FIELD) == key]
+    outcome: dict[str, Any] = {"status": "already imported", "task_ids": existing}
+    if not existing:
+        request = build_tasks(generation, prompt, task, annotation_id, key, control, project_version)
+        task_ids: list[int] = []
+        if request:
+            response = client.projects.import_tasks(id=project_id, request=request, return_task_ids=True,
+                                                    request_options=NO_CLIENT_RETRIES)
+            task_ids = list(response.task_ids or [])
+        outcome = {"status": "imported", "task_ids": task_ids, "imported": len(task_ids)}
+    outcome["stale"] = retire_others(client, earlier, key)
+    return outcome

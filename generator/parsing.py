@@ -13,8 +13,21 @@ from typing import Any
 
 _FENCE = re.compile(r"^```[a-zA-Z0-9_-]*\s*\n?(.*?)\n?```\s*$", re.DOTALL)
 _STRING_LITERAL = re.compile(r'"((?:[^"\\\n]|\\.)*)"\s*(:)?')
+_KEY_BEFORE_COLON = re.compile(r'"((?:[^"\\\n]|\\.)*)"\s*$')
 _LIST_MARKER = re.compile(r"^\s*(?:[-*•‣–]|\(?\d{1,3}[.):]|\(?[a-zA-Z][.)])\s+")
 _VARIATION_KEYS = ("variations", "texts", "items", "rewrites", "paraphrases", "results")
+_TEXT_KEYS = ("text", "variation", "content")
+
+
+def _item_text(item: Any) -> str | None:
+    """A list item: a string, or an object's text field (``{"text": ..., "label": ...}`` gives the text only)."""
+    if isinstance(item, str):
+        return item
+    if isinstance(item, dict):
+        for key in _TEXT_KEYS:
+            if isinstance(item.get(key), str):
+                return item[key]
+    return None
 
 
 def _unfenced(answer: str) -> str:
@@ -27,8 +40,9 @@ def _unfenced(answer: str) -> str:
 
 
 def _strings(value: Any) -> list[str] | None:
-    if isinstance(value, list) and all(isinstance(item, str) for item in value):
-        return list(value)
+    if isinstance(value, list):
+        texts = [_item_text(item) for item in value]
+        return [text for text in texts if text is not None] if any(text is not None for text in texts) else None
     if isinstance(value, dict):
         for key in _VARIATION_KEYS:
             if key in value:
@@ -52,11 +66,18 @@ def _from_json(text: str) -> list[str] | None:
 
 
 def _from_broken_json(text: str) -> list[str]:
-    """String values of JSON that does not parse (cut off, trailing commas): every literal not used as a key."""
+    """JSON that does not parse (cut off, trailing commas): the complete strings of its first array, either
+    elements or the text fields of element objects; keys and other fields (a ``"label"``) are left out."""
+    start = text.find("[")
     values = []
-    for match in _STRING_LITERAL.finditer(text):
+    for match in _STRING_LITERAL.finditer(text, start + 1 if start >= 0 else len(text)):
         if match.group(2):
             continue
+        before = text[: match.start()].rstrip()
+        if before.endswith(":"):
+            key = _KEY_BEFORE_COLON.search(before[:-1])
+            if key is None or key.group(1) not in _TEXT_KEYS:
+                continue
         try:
             values.append(json.loads(f'"{match.group(1)}"'))
         except json.JSONDecodeError:

@@ -2,7 +2,8 @@
 
 Runs inside the webhook request (Label Studio waits 1 s at most), so it only reads the payload and enqueues.
 Skipped: variations (their annotations are reviews), cancelled (skipped) annotations, annotations without a
-label. A key already seen (a repeated delivery) enqueues nothing.
+label. A repeated delivery (the same annotation and label as the task's latest) enqueues nothing; a label that
+differs from the task's latest is queued, even one that was there before (A, B, then A again).
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from alvar.backend.dispatcher import ANNOTATION_ACTIONS, WebhookEvent
 from alvar.backend.label_config import LabelConfigError, parse_choices_control
 from alvar.backend.training_data import is_variation
 from alvar.generator.jobs import generate_variations, generation_key, record_failure
+from alvar.generator.source_state import record_latest
 
-SEEN_TTL_SECONDS = 90 * 24 * 3600
 # A failed job (LLM or Label Studio unreachable after the SDKs' own retries) runs again later, three times.
 JOB_RETRY_INTERVALS = (30, 120, 600)
 
@@ -27,10 +28,6 @@ def _as_list(value: Any) -> list[Any]:
     if value is None:
         return []
     return value if isinstance(value, list) else [value]
-
-
-def seen_key(job_id: str) -> str:
-    return f"alvar:generation:seen:{job_id}"
 
 
 class GenerationReaction:
@@ -70,7 +67,7 @@ class GenerationReaction:
         if label is None:
             return {"status": "skipped", "reason": f"no {control.from_name} chosen", "task": task_id}
         job_id = generation_key(project_id, task_id, annotation["id"], label)
-        if not self.connection.set(seen_key(job_id), 1, nx=True, ex=SEEN_TTL_SECONDS):
+        if not record_latest(self.connection, project_id, task_id, annotation["id"], label):
             return {"status": "already queued", "job_id": job_id}
         text = (task.get("data") or {}).get(control.data_key) if isinstance(task, Mapping) else None
         self.queue.enqueue(

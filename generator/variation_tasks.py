@@ -79,31 +79,31 @@ def build_tasks(generation: Generation, prompt: VariationPrompt, source: Mapping
     return tasks
 
 
-def mark_stale(client: LabelStudio, variations: Sequence[Any], current_key: str) -> int:
-    """Variations of a source from an earlier label are retired: ``variation_status="stale"``."""
+def retire_others(client: LabelStudio, variations: Sequence[Any], current_key: str) -> int:
+    """The source's variations from other labels become ``stale``; this generation's are ``current`` (again,
+    when its label came back). Returns how many were retired."""
     retired = 0
     for task in variations:
         data = dict(task.data)
-        if data.get(GENERATION_FIELD) == current_key or data.get(STATUS_FIELD) == STALE_STATUS:
+        wanted = CURRENT_STATUS if data.get(GENERATION_FIELD) == current_key else STALE_STATUS
+        if data.get(STATUS_FIELD) == wanted:
             continue
-        client.tasks.update(id=task.id, data={**data, STATUS_FIELD: STALE_STATUS})
-        retired += 1
+        client.tasks.update(id=task.id, data={**data, STATUS_FIELD: wanted})
+        retired += wanted == STALE_STATUS
     return retired
 
 
-def ensure_verify_tab(client: LabelStudio, project_id: int) -> int:
+def ensure_verify_tab(client: LabelStudio, project_id: int) -> None:
     """The Data Manager tab listing current variations nobody has reviewed yet; created once."""
-    for view in client.views.list(project=project_id):
-        if (view.data or {}).get("title") == VERIFY_TAB:
-            return int(view.id)
+    if any((view.data or {}).get("title") == VERIFY_TAB for view in client.views.list(project=project_id)):
+        return
     filters: Sequence[dict[str, Any]] = (
         _filter(f"data.{ORIGIN_FIELD}", "equal", LLM_ORIGIN),
         _filter(f"data.{STATUS_FIELD}", "equal", CURRENT_STATUS),
         _filter("total_annotations", "equal", 0, "Number"),
     )
-    view = client.views.create(project=project_id, data={
+    client.views.create(project=project_id, data={
         "title": VERIFY_TAB,
         "filters": {"conjunction": "and", "items": list(filters)},
         "ordering": ["tasks:id"],
     })
-    return int(view.id)

@@ -105,14 +105,19 @@ def worker(
     """Run RQ workers: training jobs, and generation jobs (several in flight) when an LLM is configured."""
     from alvar.scripts.worker import run_worker
 
+    from alvar.scripts.worker import QUEUE_ALIASES
+
     settings = apply_overrides(model_dir=model_dir, data_dir=data_dir, label_studio_url=label_studio_url,
                                label_studio_api_key=label_studio_api_key, generation_concurrency=concurrency)
+    chosen = [queue.strip() for queue in queues.split(",") if queue.strip()]
+    unknown = [queue for queue in chosen if queue not in QUEUE_ALIASES]
+    if unknown or not chosen:
+        raise _fail(f"--queues takes training and/or generation, not {', '.join(unknown) or 'nothing'}")
     try:
         _resolve_redis(settings.data_dir, redis_url or settings.redis_url)
-        run_worker(load_settings(), queues=[queue.strip() for queue in queues.split(",") if queue.strip()],
-                   burst=burst, name=name)
-    except (ServiceError, ValueError) as error:
+    except ServiceError as error:
         raise _fail(str(error)) from None
+    run_worker(load_settings(), queues=chosen, burst=burst, name=name)
 
 
 def _label_descriptions(labels_file: Path | None) -> dict[str, str]:
@@ -157,18 +162,20 @@ def generate(
     from alvar.generator.generation import generate as run_generation
     from alvar.generator.llm import ChatClient, LLMNotConfigured
     from alvar.generator.templates import TemplateError, VariationPrompt
+    from alvar.generator.worker_resources import embed
 
     settings = apply_overrides(variations=k, relation=relation, contrast_label=contrast_label, llm_model=llm_model)
     descriptions = _label_descriptions(labels)
     target = settings.contrast_label if settings.relation == "contrast" else None
-    if settings.relation == "contrast" and target is None:
-        raise _fail("--relation contrast needs --contrast-label (the class the variations should carry)")
+    if settings.relation == "contrast" and target in (None, label):
+        raise _fail("--relation contrast needs --contrast-label: a class other than --label for the variations")
     try:
         prompt = VariationPrompt(text=text, label=label, k=settings.variations, relation=settings.relation,
                                  description=descriptions.get(label, ""), target_label=target,
                                  target_description=descriptions.get(target or "", ""),
                                  max_chars=settings.max_variation_chars)
-        generation = run_generation(prompt, ChatClient.from_settings(settings))
+        generation = run_generation(prompt, ChatClient.from_settings(settings), embed(settings),
+                                    settings.near_duplicate_threshold)
     except (TemplateError, LLMNotConfigured) as error:
         raise _fail(str(error)) from None
     except Exception as error:  # the openai SDK's errors, after its retries: say what the endpoint answered

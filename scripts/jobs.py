@@ -1,6 +1,8 @@
 """`alvar jobs`: what is queued, running, waiting to retry, failed (and why) and finished, with LLM usage.
 
-Read straight from RQ's queues and registries, so it shows what RQ itself knows.
+Read straight from RQ's queues and registries, so it shows what RQ itself knows. Reading a started-job
+registry is also when RQ settles jobs whose worker died (it retries or fails them), as a worker's maintenance
+does.
 """
 
 from __future__ import annotations

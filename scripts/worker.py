@@ -40,10 +40,7 @@ def run_generation(settings: Settings, name: str, burst: bool) -> None:
 
 def run_worker(settings: Settings, queues: Sequence[str] = ("training", "generation"), burst: bool = False,
                name: str | None = None) -> None:
-    """Work until stopped (or, with ``burst``, until the queues are empty)."""
-    unknown = [queue for queue in queues if queue not in QUEUE_ALIASES]
-    if unknown:
-        raise ValueError(f"unknown queue {', '.join(unknown)}: use training and/or generation")
+    """Work until stopped (or, with ``burst``, until the queues are empty); ``queues`` are QUEUE_ALIASES keys."""
     _configure_logging()
     name = name or f"alvar-{socket.gethostname()}-{os.getpid()}"
     serves_generation = "generation" in queues and llm_configured(settings)

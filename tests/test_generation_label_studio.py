@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from alvar.backend.publishing import publish_predictions
 from alvar.backend.training_data import training_set
 from alvar.datafiles import read_dataset
 from alvar.generator.jobs import generation_key
-from alvar.generator.reaction import seen_key
+from alvar.generator.source_state import forget_latest
 from alvar.generator.variation_tasks import VERIFY_TAB
 from alvar.label_config import load
 from alvar.scripts import services
@@ -221,27 +222,33 @@ def test_a_repeated_delivery_adds_nothing(ls: LabelStudio, stack: GeneratorStack
     key = generation_key(project_id, task_ids[0], annotation["id"], pool[0].label)
     assert webhook(stack, payload)["jobs"][1]["generation"] == [{"status": "already queued", "job_id": key}]
 
-    # Even when the delivery is not recognised (the seen marker expired), the job finds its tasks and stops.
-    stack.redis.delete(seen_key(key))
+    # Even when the delivery is not recognised (Redis lost its marker), the job finds its tasks and stops.
+    forget_latest(stack.redis, project_id, task_ids[0])
     assert webhook(stack, payload)["jobs"][1]["generation"][0]["status"] == "queued"
     assert finished(stack, key).return_value()["status"] == "already imported"
     assert len(variations(ls, project_id, task_ids[0])) == K
 
 
+def idle(stack: GeneratorStack) -> bool:
+    return stack.queue.count == 0 and not StartedJobRegistry(GENERATION_QUEUE, connection=stack.redis).get_job_ids(
+        cleanup=False)
+
+
 def test_reviewing_a_variation_generates_nothing(ls: LabelStudio, stack: GeneratorStack,
                                                  project: tuple[int, list[int]], pool: list) -> None:
     project_id, _ = project
+    wait_for(lambda: idle(stack), 60, "the generation queue to drain")
     before = len(variations(ls, project_id))
     variation = variations(ls, project_id)[0]
     annotation_id = annotate(ls, variation["id"], pool[0].label, validity="valid")
     assert not stack.job(generation_key(project_id, variation["id"], annotation_id, pool[0].label))
     assert stack.queue.count == 0
-    assert len(variations(ls, project_id)) == before
+    time.sleep(2)
+    assert idle(stack) and len(variations(ls, project_id)) == before
 
 
 def test_llm_faults_are_retried_or_filtered_and_the_label_stays_human(ls: LabelStudio, stack: GeneratorStack,
-                                                                      project: tuple[int, list[int]],
-                                                                      pool: list) -> None:
+                                                                      project: tuple[int, list[int]]) -> None:
     project_id, task_ids = project
     cases = dict(zip(("malformed", "429", "timeout", "echo", "injection"), range(1, 6)))
     texts = {case: text_of(ls, task_ids[index]) for case, index in cases.items()}
@@ -273,17 +280,20 @@ def test_llm_faults_are_retried_or_filtered_and_the_label_stays_human(ls: LabelS
     assert f"<source>\n{texts['injection']}\n</source>" in injected
 
 
-def test_a_new_label_retires_the_old_variations(ls: LabelStudio, stack: GeneratorStack,
-                                                project: tuple[int, list[int]], pool: list) -> None:
+def test_a_new_label_retires_the_old_variations_and_a_returning_label_revives_them(
+        ls: LabelStudio, stack: GeneratorStack, project: tuple[int, list[int]]) -> None:
     project_id, task_ids = project
     task_id = task_ids[6]
     first = annotate_and_generate(ls, stack, project_id, task_id, "financial-advice")
-    ls.annotations.update(id=first, result=CONTROL.choice_result("legal-advice"))
-    finished(stack, generation_key(project_id, task_id, first, "legal-advice"))
 
-    made = variations(ls, project_id, task_id)
-    by_status = {status: [task for task in made if task["data"]["variation_status"] == status]
-                 for status in ("current", "stale")}
+    def relabel(label: str) -> dict[str, list[dict[str, Any]]]:
+        ls.annotations.update(id=first, result=CONTROL.choice_result(label))
+        finished(stack, generation_key(project_id, task_id, first, label))
+        made = variations(ls, project_id, task_id)
+        return {status: [task for task in made if task["data"]["variation_status"] == status]
+                for status in ("current", "stale")}
+
+    by_status = relabel("legal-advice")
     assert len(by_status["current"]) == K and len(by_status["stale"]) == K
     assert {task["data"]["prelabel"] for task in by_status["current"]} == {"legal-advice"}
     assert {task["data"]["prelabel"] for task in by_status["stale"]} == {"financial-advice"}
@@ -291,9 +301,14 @@ def test_a_new_label_retires_the_old_variations(ls: LabelStudio, stack: Generato
     assert {task["id"] for task in by_status["current"]} <= listed
     assert not {task["id"] for task in by_status["stale"]} & listed
 
+    back = relabel("financial-advice")
+    assert {task["data"]["prelabel"] for task in back["current"]} == {"financial-advice"}
+    assert {task["id"] for task in back["current"]} == {task["id"] for task in by_status["stale"]}
+    assert len(back["stale"]) == K and len(variations(ls, project_id, task_id)) == 2 * K
+
 
 def test_training_uses_only_verified_valid_variations(ls: LabelStudio, stack: GeneratorStack,
-                                                      project: tuple[int, list[int]], pool: list) -> None:
+                                                      project: tuple[int, list[int]]) -> None:
     project_id, task_ids = project
     task_id = task_ids[7]
     annotate_and_generate(ls, stack, project_id, task_id, "emergency-situation")
@@ -309,9 +324,8 @@ def test_training_uses_only_verified_valid_variations(ls: LabelStudio, stack: Ge
     assert trained[valid["data"]["text"]] == "self-harm"
     assert invalid["data"]["text"] not in trained and stale["data"]["text"] not in trained
     assert unreviewed["data"]["text"] not in trained
-    llm_texts = {task["data"]["text"] for task in variations(ls, project_id)}
-    assert {text for text in trained if text in llm_texts} == {valid["data"]["text"],
-                                                                variations(ls, project_id)[0]["data"]["text"]}
+    these = {task["data"]["text"] for source in (task_ids[6], task_id) for task in variations(ls, project_id, source)}
+    assert {text for text in trained if text in these} == {valid["data"]["text"]}
 
 
 def test_a_worker_killed_mid_job_leaves_exactly_k_tasks(ls: LabelStudio, stack: GeneratorStack,
@@ -328,9 +342,9 @@ def test_a_worker_killed_mid_job_leaves_exactly_k_tasks(ls: LabelStudio, stack: 
     assert variations(ls, project_id, task_id) == []
 
     stack.start_worker(f"generator-test-restarted-{os.getpid()}")
-    # RQ notices the dead worker's job once its heartbeat lapses (job timeout + 60 s) whenever the registry is
-    # read (as `alvar jobs` does), and re-runs it under its retry policy.
-    wait_for(lambda: key not in registry.get_job_ids(), 150, "RQ to give up on the killed execution")
+    # The new worker's maintenance notices the dead worker's job once its heartbeat lapses (job timeout + 60 s)
+    # and RQ re-runs it under its retry policy (only the workers clean the registry here).
+    wait_for(lambda: key not in registry.get_job_ids(cleanup=False), 150, "RQ to give up on the killed execution")
     job = finished(stack, key, timeout=200)
     assert job.retries_left == 2
     made = variations(ls, project_id, task_id)
