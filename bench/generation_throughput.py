@@ -78,9 +78,11 @@ def run(root: Path, env: dict[str, str], concurrency: int, job_ids: list[str], c
                    env={**os.environ, **env, "PYTHONPATH": str(REPO)}, check=True, stdout=log.open("w"),
                    stderr=subprocess.STDOUT)
     jobs = [job for job in Job.fetch_many(job_ids, connection=connection) if job is not None]
-    failed = [job.id for job in jobs if job.get_status() != "finished"]
+    failed = [job for job in jobs if job.get_status() != "finished"]
     if failed or len(jobs) != len(job_ids):
-        raise SystemExit(f"{len(job_ids) - len(jobs) + len(failed)} jobs did not finish; see {log}")
+        reasons = sorted({(job.latest_result().exc_string or "").strip().splitlines()[-1] if job.latest_result()
+                          else str(job.get_status()) for job in failed})
+        raise SystemExit(f"{len(job_ids) - len(jobs) + len(failed)} jobs did not finish ({reasons}); see {log}")
     measured = sorted(jobs, key=lambda job: job.started_at)[concurrency:]
     span = max(job.ended_at for job in measured) - min(job.started_at for job in measured)
     return len(measured) / span.total_seconds()
@@ -92,6 +94,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--jobs-per-slot", type=int, default=8, help="Measured jobs per in-flight slot.")
     parser.add_argument("--k", type=int, default=5)
+    parser.add_argument("--kinds", nargs="+", choices=("worker", "full"), default=["worker", "full"])
     args = parser.parse_args()
     table = Table(title=f"generation jobs/s, one worker process, LLM latency {args.latency:g} s, k = {args.k}")
     for column in ("job", "in flight", "jobs", "jobs/s", "vs 1 in flight", "target", "met"):
@@ -111,7 +114,7 @@ def main() -> None:
             connection = Redis.from_url(redis_url)
             queue = Queue(GENERATION_QUEUE, connection=connection)
             examples = iter(read_dataset(DATASETS / "test_labeled.tsv").examples)
-            for kind in ("worker", "full"):
+            for kind in args.kinds:
                 baseline = None
                 for concurrency in args.concurrency:
                     batch = [next(examples) for _ in range(args.jobs_per_slot * concurrency + concurrency)]
