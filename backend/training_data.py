@@ -12,7 +12,7 @@ is not stale.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +56,48 @@ def _validity(result: Iterable[Mapping[str, Any]]) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class LabelledItem:
+    """A task that carries a label people stand behind (or, for an unreviewed variation, its pre-label)."""
+
+    task: Mapping[str, Any]
+    text: str
+    label: str
+    verified: bool
+    annotation: Mapping[str, Any] | None
+
+    @property
+    def is_variation(self) -> bool:
+        return is_variation(self.task)
+
+
+def labelled_items(tasks: Iterable[Mapping[str, Any]], control: ChoicesControl,
+                   include_unverified: bool = False) -> Iterator[LabelledItem | Mapping[str, Any]]:
+    """The rule training and export share. Yields a :class:`LabelledItem` for every human-labelled task and
+    every variation whose latest annotation marks it valid (not stale), with the label people left; with
+    ``include_unverified``, also current variations nobody reviewed yet, with their pre-label. Every other
+    variation is yielded as the bare task, so callers can count what was left out."""
+    for task in tasks:
+        text = (task.get("data") or {}).get(control.data_key)
+        annotation = latest_annotation(task)
+        label = control.chosen_label(annotation.get("result") or []) if annotation is not None else None
+        if text is None:
+            continue
+        if not is_variation(task):
+            if label is not None:
+                yield LabelledItem(task, str(text), label, True, annotation)
+            continue
+        if is_stale(task):
+            yield task
+        elif annotation is not None:
+            valid = label is not None and _validity(annotation.get("result") or []) == VALID_CHOICE
+            yield LabelledItem(task, str(text), label, True, annotation) if valid else task  # type: ignore[arg-type]
+        elif include_unverified and prelabel(task, control) is not None:
+            yield LabelledItem(task, str(text), prelabel(task, control), False, None)  # type: ignore[arg-type]
+        else:
+            yield task
+
+
 @dataclass
 class TrainingSet:
     """Texts and labels to train on, with counts of what was used and left out."""
@@ -72,23 +114,16 @@ class TrainingSet:
 
 
 def training_set(tasks: Iterable[Mapping[str, Any]], control: ChoicesControl) -> TrainingSet:
-    """Human-labelled tasks plus the variations that reviewers marked valid."""
+    """Human-labelled tasks plus the variations that reviewers marked valid (see :func:`labelled_items`)."""
     chosen = TrainingSet()
-    for task in tasks:
-        annotation = latest_annotation(task)
-        if annotation is None:
+    for item in labelled_items(tasks, control):
+        if not isinstance(item, LabelledItem):
+            chosen.skipped_variations += 1
             continue
-        label = control.chosen_label(annotation.get("result") or [])
-        text = (task.get("data") or {}).get(control.data_key)
-        if label is None or text is None:
-            continue
-        if is_variation(task):
-            if is_stale(task) or _validity(annotation.get("result") or []) != VALID_CHOICE:
-                chosen.skipped_variations += 1
-                continue
+        if item.is_variation:
             chosen.variations += 1
         else:
             chosen.human += 1
-        chosen.texts.append(str(text))
-        chosen.labels.append(label)
+        chosen.texts.append(item.text)
+        chosen.labels.append(item.label)
     return chosen

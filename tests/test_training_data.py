@@ -1,5 +1,5 @@
 from alvar.backend.label_config import parse_choices_control
-from alvar.backend.training_data import training_set
+from alvar.backend.training_data import LabelledItem, labelled_items, training_set
 from alvar.label_config import load
 
 CONTROL = parse_choices_control(load("annotate"))
@@ -38,4 +38,17 @@ def test_human_labels_and_only_valid_variations_train() -> None:
         ("variation valid", "financial-advice"),
         ("variation corrected", "self-harm"),
     ]
-    assert chosen.summary() == {"n_examples": 4, "human": 2, "variations": 2, "skipped_variations": 2}
+    assert chosen.summary() == {"n_examples": 4, "human": 2, "variations": 2, "skipped_variations": 3}
+
+
+def test_stale_variations_never_count_and_unverified_ones_only_when_asked() -> None:
+    stale = task("variation stale", annotation("discard", "valid"), origin="llm")
+    stale["data"]["variation_status"] = "stale"
+    pending = task("variation pending", origin="llm")
+    pending["data"]["prelabel"] = "legal-advice"
+    tasks = [stale, pending, task("human", annotation("discard"))]
+    default = [item for item in labelled_items(tasks, CONTROL) if isinstance(item, LabelledItem)]
+    assert [(item.text, item.verified) for item in default] == [("human", True)]
+    asked = [item for item in labelled_items(tasks, CONTROL, include_unverified=True) if isinstance(item, LabelledItem)]
+    assert [(item.text, item.label, item.verified) for item in asked] == [
+        ("variation pending", "legal-advice", False), ("human", "discard", True)]
