@@ -338,6 +338,109 @@ def down(data_dir: DataDir = None) -> None:
     console.print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
 
 
+@app.command()
+def export(
+    project: Annotated[int, typer.Option(help="Label Studio project to export.")],
+    out: Annotated[Path, typer.Option(help="Folder for the dataset files and its README.md card.")],
+    formats: Annotated[str, typer.Option("--format", help="Comma-separated: tsv, jsonl, hf.")] = "tsv,jsonl,hf",
+    include_unverified: Annotated[bool, typer.Option(help="Also variations nobody reviewed yet (their "
+                                                     "pre-label; verified=false).")] = False,
+    label_studio_url: Annotated[str | None, cli_option("label_studio_url")] = None,
+    label_studio_api_key: Annotated[str | None, cli_option("label_studio_api_key")] = None,
+) -> None:
+    """Export the dataset: human labels and reviewed-valid variations, with provenance and a dataset card."""
+    from label_studio_sdk.core.api_error import ApiError
+
+    from alvar.backend.label_config import LabelConfigError
+    from alvar.backend.label_studio import label_studio_client
+    from alvar.scripts.export import ExportError, build_export, project_tasks, write_export
+
+    settings = apply_overrides(label_studio_url=label_studio_url, label_studio_api_key=label_studio_api_key)
+    chosen = [name.strip() for name in formats.split(",") if name.strip()]
+    try:
+        tasks, control = project_tasks(label_studio_client(settings), project)
+        built = build_export(tasks, control, include_unverified)
+        if not built.rows:
+            raise ExportError(f"project {project} has no labelled items to export ({len(tasks)} tasks)")
+        written = write_export(built, out, chosen, project)
+    except (ExportError, LabelConfigError, RuntimeError) as error:
+        raise _fail(str(error)) from None
+    except ApiError as error:
+        raise _fail(f"Label Studio answered {error.status_code}: {error.body}") from None
+    origins = {origin: sum(row.origin == origin for row in built.rows) for origin in ("human", "llm")}
+    console.print(f"{len(built.rows)} rows ({origins['human']} human, {origins['llm']} variations; "
+                  f"{built.left_out} variations left out) -> {', '.join(str(path) for path in written)}")
+
+
+@app.command()
+def evaluate(
+    train: Annotated[list[Path], typer.Option("--train", help="Labeled training file (an export's dataset.tsv or "
+                                                "dataset.jsonl works); repeat to combine.")],
+    test: Annotated[Path, typer.Option("--test", help="Labeled test file.")],
+    out: Annotated[Path, typer.Option(help="Folder for report.md, runs.csv, summary.csv and PNG plots.")],
+    models: Annotated[str, typer.Option(help="Comma-separated: learner, embedding-lr, tfidf-lr, or any "
+                                        "transformer base (model id or path).")] = "learner,embedding-lr,tfidf-lr",
+    seeds: Annotated[int, typer.Option(help="Seeds per model (mean and sd are reported).")] = 3,
+    text_col: TextCol = None,
+    label_col: LabelCol = None,
+) -> None:
+    """Train models outside the loop on the dataset and score them on a test set (transfer)."""
+    from alvar.scripts.evaluate import EvaluationError, evaluate as run_evaluation, write_report
+
+    settings = load_settings()
+    chosen = [name.strip() for name in models.split(",") if name.strip()]
+    try:
+        evaluation = run_evaluation(settings, train, test, chosen, seeds, text_col, label_col)
+    except (EvaluationError, DataFileError, FileNotFoundError) as error:
+        raise _fail(str(error)) from None
+    written = write_report(evaluation, out, train, test)
+    table = Table(title=f"macro-F1 on {test.name} (mean ± sd over {seeds} seeds)")
+    for column in ("model", "accuracy %", "macro-F1 %", "error-rate std %"):
+        table.add_column(column)
+    for row in evaluation.summary():
+        table.add_row(row["model"], *(f"{100 * row[f'{m}_mean']:.1f} ± {100 * row[f'{m}_sd']:.1f}"
+                                      for m in ("accuracy", "macro_f1", "error_rate_std")))
+    console.print(table)
+    for note in evaluation.notes:
+        errors.print(f"[yellow]note:[/] {escape(note)}")
+    console.print(f"-> {', '.join(str(path) for path in written)}")
+
+
+@app.command()
+def simulate(
+    pool: Annotated[Path, typer.Option(help="Labeled pool file (its labels play the annotator).")],
+    bootstrap: Annotated[Path, typer.Option(help="Labeled file the learner starts from.")],
+    out: Annotated[Path, typer.Option(help="Folder for summary.csv, report.md and PNG plots.")],
+    eval_file: Annotated[Path | None, typer.Option("--eval", help="Labeled eval file; without it each seed splits "
+                                                   "--pool into two stratified halves: pool and eval.")] = None,
+    strategies: Annotated[str, typer.Option(help="Comma-separated strategies.")] = "random,topn,coreset,cluster",
+    rounds: Annotated[int, typer.Option(help="Selection rounds.")] = 5,
+    per_round: Annotated[int, typer.Option(help="Labels acquired per round.")] = 20,
+    seeds: Annotated[int, typer.Option(help="Seeds (splits, strategies and learners).")] = 5,
+    learner: Annotated[str, typer.Option(help="fast (logistic regression on cached embeddings) or transformer "
+                                         "(the loop's learner).")] = "fast",
+    generator: Annotated[str, typer.Option(help="none, or llm: k variations of each new label from the "
+                                           "configured LLM.")] = "none",
+    text_col: TextCol = None,
+    label_col: LabelCol = None,
+) -> None:
+    """Compare selection strategies on labeled data without people: gold labels play the annotator."""
+    import shlex
+
+    from alvar.scripts.simulate import SimulationError, simulate as run_simulation, write_outputs
+
+    settings = load_settings()
+    try:
+        simulation = run_simulation(settings, pool, eval_file, bootstrap,
+                                    [name.strip() for name in strategies.split(",") if name.strip()],
+                                    rounds, per_round, seeds, learner, generator, text_col, label_col)
+    except (SimulationError, DataFileError, FileNotFoundError) as error:
+        raise _fail(str(error)) from None
+    written = write_outputs(simulation, out, "alvar " + shlex.join(sys.argv[1:]))
+    console.print((out / "report.md").read_text())
+    console.print(f"-> {', '.join(str(path) for path in written)}")
+
+
 def _print_clusters(run: "SelectionRun") -> None:
     from alvar.scripts.selection import cluster_table
 

@@ -1,0 +1,94 @@
+"""The exported dataset's card (``README.md``): counts, class balance, provenance, agreement, how to load."""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from sklearn.metrics import cohen_kappa_score
+
+from alvar.metrics import class_count_std, class_counts
+
+MIN_SHARED_TASKS = 2
+
+
+def agreement(annotations: Mapping[int, Mapping[str, str]]) -> list[tuple[str, str, int, float]]:
+    """Cohen's kappa for every pair of annotators who labelled at least two of the same tasks."""
+    pairs: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for labels in annotations.values():
+        for first, second in itertools.combinations(sorted(labels), 2):
+            pairs.setdefault((first, second), []).append((labels[first], labels[second]))
+    found = []
+    for (first, second), shared in sorted(pairs.items()):
+        if len(shared) < MIN_SHARED_TASKS:
+            continue
+        left, right = zip(*shared)
+        kappa = 1.0 if left == right else float(cohen_kappa_score(left, right))
+        found.append((first, second, len(shared), kappa))
+    return found
+
+
+def _balance_table(rows: Sequence[Any], classes: Sequence[str]) -> list[str]:
+    groups = sorted({row.strategy or "(none)" for row in rows})
+    lines = ["| class | " + " | ".join(groups) + " | all |", "|---|" + "---|" * (len(groups) + 1)]
+    labels_by_group = {group: [row.label for row in rows if (row.strategy or "(none)") == group] for group in groups}
+    everything = [row.label for row in rows]
+    counts = {group: dict(zip(classes, class_counts(labels, classes))) for group, labels in labels_by_group.items()}
+    totals = dict(zip(classes, class_counts(everything, classes)))
+    for label in classes:
+        lines.append(f"| {label} | " + " | ".join(str(counts[group][label]) for group in groups) +
+                     f" | {totals[label]} |")
+    stds = [class_count_std(labels_by_group[group], classes) for group in groups]
+    lines.append("| **std of counts** | " + " | ".join(f"{value:.1f}" for value in stds) +
+                 f" | {class_count_std(everything, classes):.1f} |")
+    return lines
+
+
+def write_card(rows: Sequence[Any], classes: Sequence[str], annotations: Mapping[int, Mapping[str, str]],
+               left_out: int, out: Path, formats: Sequence[str], project_id: int | None) -> Path:
+    origins = Counter(row.origin for row in rows)
+    unverified = sum(1 for row in rows if not row.verified)
+    models = Counter(row.llm_model for row in rows if row.origin == "llm")
+    relations = Counter(row.relation for row in rows if row.origin == "llm")
+    lines = [
+        "# Dataset card", "",
+        f"Exported by `alvar export`{f' from Label Studio project {project_id}' if project_id is not None else ''}: "
+        f"**{len(rows)} rows**, {origins['human']} labelled by people and {origins['llm']} LLM variations "
+        f"({unverified} of them not yet reviewed). {left_out} variations were left out (invalid, stale, or "
+        "unreviewed without `--include-unverified`).", "",
+        "## Classes per selection strategy", "",
+        "Counts by the strategy that selected the row (a variation carries its source's); the last row is the "
+        "sample standard deviation of the class counts (lower = more even; the paper's Table 3 measure).", "",
+        *_balance_table(rows, classes), "",
+        "## Provenance", "",
+        "Every row keeps `origin` (human | llm), `source_task` and `source_id` (the task a variation was written "
+        "from), `relation`, `strategy`, `round`, `batch`, `annotators`, `verified` and `llm_model`.", "",
+    ]
+    if models:
+        lines += [f"- LLM `{model}`: {count} variations" for model, count in models.most_common()]
+        lines += [f"- relation `{relation}`: {count}" for relation, count in relations.most_common()]
+        lines.append("")
+    lines += ["## Agreement", ""]
+    kappas = agreement(annotations)
+    if kappas:
+        lines += ["| annotator | annotator | shared tasks | Cohen's kappa |", "|---|---|---|---|"]
+        lines += [f"| {first} | {second} | {shared} | {kappa:.3f} |" for first, second, shared, kappa in kappas]
+    else:
+        lines.append(f"No two annotators labelled {MIN_SHARED_TASKS} or more of the same tasks.")
+    lines += ["", "## Files and loading", ""]
+    if "tsv" in formats:
+        lines.append("- `dataset.tsv`: the released layout (`id`, `input`, `category`); `dataset_full.tsv`: every "
+                     "column. Tab-separated, never quoted.")
+    if "jsonl" in formats:
+        lines.append("- `dataset.jsonl`: one JSON object per row, every column.")
+    if "hf" in formats:
+        lines += ["- `hf/` (Hugging Face `datasets`, `label` a ClassLabel) and `dataset.parquet`:", "",
+                  "```python", "from datasets import load_from_disk", "",
+                  "rows = load_from_disk(\"hf\")  # from this folder; or pandas.read_parquet(\"dataset.parquet\")",
+                  "```"]
+    path = out / "README.md"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

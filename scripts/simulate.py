@@ -1,0 +1,262 @@
+"""`alvar simulate`: the loop without people, the gold labels playing the annotator.
+
+From the bootstrap set, each round every strategy selects ``per_round`` items from the pool with the current
+learner's entropies (the selector's own code), takes their gold labels, optionally adds k LLM variations per
+new label (the generator's own code), retrains and scores macro-F1 on the eval set. ``fast`` learner:
+logistic regression on the cached sentence embeddings (seconds a round); ``transformer``: the real learner.
+"""
+
+from __future__ import annotations
+
+import csv
+import statistics
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.progress import Progress
+from sklearn.metrics import f1_score
+from sklearn.model_selection import train_test_split
+
+from alvar.backend.entropy import entropy
+from alvar.datafiles import read_labeled
+from alvar.metrics import class_count_std, class_counts
+from alvar.settings import Settings
+from alvar.strategies import STRATEGIES, Pool, make_strategy
+
+SUMMARY_COLUMNS = ("strategy", "seed", "round", "n_labeled", "macro_f1", "class_count_std")
+
+
+class SimulationError(ValueError):
+    """A simulation that cannot run; the message says why."""
+
+
+@dataclass(frozen=True)
+class Labeled:
+    texts: list[str]
+    labels: list[str]
+
+
+@dataclass
+class Simulation:
+    classes: list[str]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    bootstrap_f1: dict[int, float] = field(default_factory=dict)
+    acquired: dict[tuple[str, int], list[str]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def halves(texts: Sequence[str], labels: Sequence[str], seed: int) -> tuple[Labeled, Labeled]:
+    """Pool and eval: the two halves of one labeled file, stratified by label, a different split per seed."""
+    counts = {label: labels.count(label) for label in set(labels)}
+    stratify = list(labels) if min(counts.values()) >= 2 else None
+    first, second, first_labels, second_labels = train_test_split(list(texts), list(labels), test_size=0.5,
+                                                                  random_state=seed, stratify=stratify)
+    return Labeled(first, first_labels), Labeled(second, second_labels)
+
+
+class _Learner:
+    """``fast``: logistic regression on embeddings; ``transformer``: the loop's learner. Same calls for both."""
+
+    def __init__(self, kind: str, settings: Settings, seed: int, embed: Any) -> None:
+        self.kind, self.settings, self.seed, self.embed = kind, settings, seed, embed
+
+    def fit(self, texts: Sequence[str], labels: Sequence[str]) -> _Learner:
+        if self.kind == "fast":
+            from alvar.text_classifiers import EmbeddingLogisticRegression
+
+            model = EmbeddingLogisticRegression(self.settings.embedding_model, random_state=self.seed)
+            self.model = model.fit_vectors(self.embed(texts), labels)
+        else:
+            from alvar.scripts.evaluate import make_model
+
+            self.model = make_model("learner", self.settings, self.seed).fit(list(texts), list(labels))
+        return self
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        if self.kind == "fast":
+            return self.model.predict_proba_vectors(self.embed(texts))
+        return self.model.predict_proba(list(texts))
+
+    def predict(self, texts: Sequence[str]) -> list[str]:
+        return [self.model.classes_[index] for index in self.predict_proba(texts).argmax(axis=1)]
+
+
+def _variations(settings: Settings, texts: Sequence[str], labels: Sequence[str]) -> tuple[list[str], list[str]]:
+    """k LLM variations of each newly labelled text (several requests in flight), with the gold label."""
+    from alvar.generator.generation import generate
+    from alvar.generator.templates import VariationPrompt
+    from alvar.generator.worker_resources import chat_client
+
+    client = chat_client(settings)
+
+    def one(text: str, label: str) -> list[str]:
+        prompt = VariationPrompt(text=text, label=label, k=settings.variations, max_chars=settings.max_variation_chars)
+        return generate(prompt, client).variations
+
+    with ThreadPoolExecutor(max_workers=settings.generation_concurrency) as pool:
+        written = list(pool.map(one, texts, labels))
+    pairs = [(variation, label) for variations, label in zip(written, labels) for variation in variations]
+    return [text for text, _ in pairs], [label for _, label in pairs]
+
+
+def simulate(settings: Settings, pool_file: Path, eval_file: Path | None, bootstrap_file: Path,
+             strategies: Sequence[str], rounds: int, per_round: int, seeds: int, learner: str = "fast",
+             generator: str = "none", text_col: str | None = None, label_col: str | None = None) -> Simulation:
+    unknown = [name for name in strategies if name not in STRATEGIES]
+    if unknown:
+        raise SimulationError(f"unknown strategy {', '.join(unknown)}: choose from {', '.join(STRATEGIES)}")
+    if learner not in ("fast", "transformer") or generator not in ("none", "llm"):
+        raise SimulationError("--learner is fast or transformer; --generator is none or llm")
+    if min(rounds, per_round, seeds) < 1:
+        raise SimulationError("--rounds, --per-round and --seeds must be at least 1")
+    pool_data = read_labeled([pool_file], text_col, label_col)
+    bootstrap = read_labeled([bootstrap_file], text_col, label_col)
+    fixed_eval = read_labeled([eval_file], text_col, label_col) if eval_file is not None else None
+    if len(set(bootstrap.labels)) < 2:
+        raise SimulationError(f"the bootstrap set has one class only ({', '.join(set(bootstrap.labels))}): a "
+                              "learner needs at least two")
+    from alvar.embedder import Embedder
+
+    embed = Embedder(settings.embedding_model, cache_path=settings.cache_dir / "embeddings.sqlite").embed
+    simulation = Simulation(classes=sorted(set(pool_data.labels) | set(bootstrap.labels)))
+    with Progress(transient=True) as progress:
+        task = progress.add_task("simulating", total=seeds * len(strategies) * rounds)
+        for seed in range(seeds):
+            if fixed_eval is not None:
+                pool, evaluation = Labeled(pool_data.texts, pool_data.labels), Labeled(fixed_eval.texts,
+                                                                                       fixed_eval.labels)
+            else:
+                pool, evaluation = halves(pool_data.texts, pool_data.labels, seed)
+            if rounds * per_round > len(pool.texts):
+                raise SimulationError(f"{rounds} rounds of {per_round} need {rounds * per_round} pool items; the pool "
+                                      f"has {len(pool.texts)}")
+            pool_vectors = embed(pool.texts)
+            start = _Learner(learner, settings, seed, embed).fit(bootstrap.texts, bootstrap.labels)
+            simulation.bootstrap_f1[seed] = _macro_f1(start, evaluation, simulation.classes)
+            for strategy in strategies:
+                _run_strategy(simulation, settings, strategy, seed, rounds, per_round, pool, pool_vectors, evaluation,
+                              bootstrap, start, learner, generator, embed, progress, task)
+    missing = sorted(set(simulation.classes) - set(bootstrap.labels) - set(pool_data.labels))
+    if missing:
+        simulation.notes.append(f"classes never seen in training: {', '.join(missing)}")
+    return simulation
+
+
+def _macro_f1(model: _Learner, evaluation: Labeled, classes: Sequence[str]) -> float:
+    return float(f1_score(evaluation.labels, model.predict(evaluation.texts), labels=list(classes),
+                          average="macro", zero_division=0))
+
+
+def _run_strategy(simulation: Simulation, settings: Settings, strategy: str, seed: int, rounds: int, per_round: int,
+                  pool: Labeled, pool_vectors: np.ndarray, evaluation: Labeled, bootstrap: Any, start: _Learner,
+                  learner: str, generator: str, embed: Any, progress: Progress, task: Any) -> None:
+    acquired = np.zeros(len(pool.texts), dtype=bool)
+    train_texts, train_labels = list(bootstrap.texts), list(bootstrap.labels)
+    model = start
+    picked: list[int] = []
+    for round_number in range(1, rounds + 1):
+        uncertainty = entropy(model.predict_proba(pool.texts))
+        selection = make_strategy(strategy, random_state=seed).select(
+            Pool(pool_vectors, uncertainty, ~acquired, embed(train_texts)), per_round)
+        new = [int(index) for index in selection.indices]
+        acquired[new] = True
+        picked += new
+        new_texts, new_labels = [pool.texts[i] for i in new], [pool.labels[i] for i in new]
+        train_texts += new_texts
+        train_labels += new_labels
+        if generator == "llm":
+            variation_texts, variation_labels = _variations(settings, new_texts, new_labels)
+            train_texts += variation_texts
+            train_labels += variation_labels
+        model = _Learner(learner, settings, seed, embed).fit(train_texts, train_labels)
+        acquired_labels = [pool.labels[i] for i in picked]
+        simulation.rows.append({"strategy": strategy, "seed": seed, "round": round_number,
+                                "n_labeled": len(bootstrap.texts) + len(picked),
+                                "macro_f1": round(_macro_f1(model, evaluation, simulation.classes), 6),
+                                "class_count_std": round(class_count_std(acquired_labels, simulation.classes), 4)})
+        progress.advance(task)
+    simulation.acquired[(strategy, seed)] = [pool.labels[i] for i in picked]
+
+
+def write_outputs(simulation: Simulation, out: Path, command: str) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    summary = out / "summary.csv"
+    with summary.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(SUMMARY_COLUMNS))
+        writer.writeheader()
+        writer.writerows(simulation.rows)
+    strategies = list(dict.fromkeys(row["strategy"] for row in simulation.rows))
+    last = max(row["round"] for row in simulation.rows)
+    bootstrap = list(simulation.bootstrap_f1.values())
+    lines = ["# Simulation", "", f"`{command}`", "",
+             f"Bootstrap only: macro-F1 {100 * statistics.mean(bootstrap):.1f} ± {_sd(bootstrap, 100):.1f}. "
+             f"After round {last} (mean ± sd over {len(bootstrap)} seeds):", "",
+             "| strategy | n labeled | macro-F1 % | class-count std of the acquired labels |", "|---|---|---|---|"]
+    for strategy in strategies:
+        final = [row for row in simulation.rows if row["strategy"] == strategy and row["round"] == last]
+        f1s, stds = [row["macro_f1"] for row in final], [row["class_count_std"] for row in final]
+        lines.append(f"| {strategy} | {final[0]['n_labeled']} | {100 * statistics.mean(f1s):.1f} ± {_sd(f1s, 100):.1f} "
+                     f"| {statistics.mean(stds):.1f} ± {_sd(stds):.1f} |")
+    lines += ["", "Acquired labels per class (mean over seeds):", "",
+              "| strategy | " + " | ".join(simulation.classes) + " |", "|---|" + "---|" * len(simulation.classes)]
+    for strategy in strategies:
+        counts = [class_counts(labels, simulation.classes) for (name, _), labels in simulation.acquired.items()
+                  if name == strategy]
+        means = (f"{statistics.mean(column):.1f}" for column in zip(*counts))
+        lines.append(f"| {strategy} | " + " | ".join(means) + " |")
+    lines += [*(f"- {note}" for note in simulation.notes), "", "Plots: `learning_curves.png`, `class_mix.png`."]
+    report = out / "report.md"
+    report.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return [summary, report, *_plots(simulation, strategies, out)]
+
+
+def _sd(values: Sequence[float], scale: float = 1.0) -> float:
+    return scale * statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def _plots(simulation: Simulation, strategies: Sequence[str], out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 4))
+    bootstrap = 100 * statistics.mean(simulation.bootstrap_f1.values())
+    for strategy in strategies:
+        rounds = sorted({row["round"] for row in simulation.rows})
+        means, sds = [bootstrap], [0.0]
+        for number in rounds:
+            values = [100 * row["macro_f1"] for row in simulation.rows
+                      if row["strategy"] == strategy and row["round"] == number]
+            means.append(statistics.mean(values))
+            sds.append(_sd(values))
+        xs = [0, *rounds]
+        axis.plot(xs, means, marker="o", label=strategy)
+        axis.fill_between(xs, np.subtract(means, sds), np.add(means, sds), alpha=0.15)
+    axis.set_xlabel("round")
+    axis.set_ylabel("macro-F1 on eval (%)")
+    axis.legend()
+    figure.tight_layout()
+    curves = out / "learning_curves.png"
+    figure.savefig(curves, dpi=120)
+    plt.close(figure)
+
+    figure, axis = plt.subplots(figsize=(7, 4))
+    bottoms = np.zeros(len(strategies))
+    for index, label in enumerate(simulation.classes):
+        heights = [statistics.mean(class_counts(labels, simulation.classes)[index]
+                                   for (name, _), labels in simulation.acquired.items() if name == strategy)
+                   for strategy in strategies]
+        axis.bar(strategies, heights, bottom=bottoms, label=label)
+        bottoms += heights
+    axis.set_ylabel("acquired labels (mean over seeds)")
+    axis.legend(fontsize=7, ncol=2)
+    figure.tight_layout()
+    mix = out / "class_mix.png"
+    figure.savefig(mix, dpi=120)
+    plt.close(figure)
+    return [curves, mix]
