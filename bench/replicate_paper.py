@@ -44,13 +44,16 @@ def main() -> None:
     parser.add_argument("--datasets", type=Path,
                         default=Path(__file__).resolve().parents[2] / "shared/datasets/active-learning-safety")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="Run seeds first-seed .. first-seed + seeds - 1.")
     parser.add_argument("--out", type=Path, default=Path("bench/results/paper"))
     args = parser.parse_args()
     lines = ["| training data | macro-F1 (mean ± sd) | per seed | paper, bert-base-cased |", "|---|---|---|---|"]
     for split in SPLITS:
-        scores = [run(split, seed, args.datasets, args.out) for seed in range(args.seeds)]
+        seeds = range(args.first_seed, args.first_seed + args.seeds)
+        scores = [run(split, seed, args.datasets, args.out) for seed in seeds]
+        spread = statistics.stdev(scores) if len(scores) > 1 else 0.0
         lines.append(f"| bootstrap{' + ' + split if SPLITS[split] else ' only'} | {statistics.mean(scores):.1f} ± "
-                     f"{statistics.stdev(scores):.1f} | {', '.join(f'{s:.1f}' for s in scores)} | "
+                     f"{spread:.1f} | {', '.join(f'{s:.1f}' for s in scores)} | "
                      f"{PAPER_BERT_BASE[split]} |")
         print(lines[-1], flush=True)
     table = "\n".join(lines)
