@@ -20,13 +20,13 @@ def class_count_std(labels: Iterable[str], classes: Sequence[str]) -> float:
 
 
 def classification_summary(gold: Sequence[str], predicted: Sequence[str], classes: Sequence[str]) -> dict[str, float]:
-    """Accuracy, macro precision/recall/F1, F1 per class, and the errors of each class divided by its frequency
-    in ``gold`` with their standard deviation over classes (the paper's Table 8 measure: lower = errors spread
-    more evenly). Classes absent from ``gold`` get no error rate."""
+    """Accuracy; macro precision/recall/F1 over the classes present in ``gold`` or ``predicted`` (scikit-learn's
+    default); F1 per class of ``classes``; and each class's errors divided by its frequency in ``gold`` (that is,
+    1 - its recall) with their standard deviation over classes (the paper's Table 8 measure: lower = errors
+    spread more evenly). Classes absent from ``gold`` get no error rate."""
     from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 
-    precision, recall, f1, _ = precision_recall_fscore_support(gold, predicted, labels=list(classes),
-                                                               average="macro", zero_division=0)
+    precision, recall, f1, _ = precision_recall_fscore_support(gold, predicted, average="macro", zero_division=0)
     per_class = f1_score(gold, predicted, labels=list(classes), average=None, zero_division=0)
     summary = {"accuracy": float(accuracy_score(gold, predicted)), "macro_precision": float(precision),
                "macro_recall": float(recall), "macro_f1": float(f1)}

@@ -64,7 +64,6 @@ class LabelledItem:
     text: str
     label: str
     verified: bool
-    annotation: Mapping[str, Any] | None
 
     @property
     def is_variation(self) -> bool:
@@ -75,8 +74,9 @@ def labelled_items(tasks: Iterable[Mapping[str, Any]], control: ChoicesControl,
                    include_unverified: bool = False) -> Iterator[LabelledItem | Mapping[str, Any]]:
     """The rule training and export share. Yields a :class:`LabelledItem` for every human-labelled task and
     every variation whose latest annotation marks it valid (not stale), with the label people left; with
-    ``include_unverified``, also current variations nobody reviewed yet, with their pre-label. Every other
-    variation is yielded as the bare task, so callers can count what was left out."""
+    ``include_unverified``, also current variations nobody has judged valid or invalid yet (their reviewer's
+    class, else their pre-label). Every other variation (stale, invalid, unjudged) is yielded as the bare
+    task, so callers can count what was left out."""
     for task in tasks:
         text = (task.get("data") or {}).get(control.data_key)
         annotation = latest_annotation(task)
@@ -85,22 +85,25 @@ def labelled_items(tasks: Iterable[Mapping[str, Any]], control: ChoicesControl,
             continue
         if not is_variation(task):
             if label is not None:
-                yield LabelledItem(task, str(text), label, True, annotation)
+                yield LabelledItem(task, str(text), label, True)
             continue
         if is_stale(task):
             yield task
-        elif annotation is not None:
-            valid = label is not None and _validity(annotation.get("result") or []) == VALID_CHOICE
-            yield LabelledItem(task, str(text), label, True, annotation) if valid else task  # type: ignore[arg-type]
-        elif include_unverified and prelabel(task, control) is not None:
-            yield LabelledItem(task, str(text), prelabel(task, control), False, None)  # type: ignore[arg-type]
+            continue
+        validity = _validity(annotation.get("result") or []) if annotation is not None else None
+        if annotation is not None and validity is not None:
+            valid = label is not None and validity == VALID_CHOICE
+            yield LabelledItem(task, str(text), label, True) if valid else task  # type: ignore[arg-type]
+        elif include_unverified and (label or prelabel(task, control)) is not None:
+            yield LabelledItem(task, str(text), label or prelabel(task, control), False)  # type: ignore[arg-type]
         else:
             yield task
 
 
 @dataclass
 class TrainingSet:
-    """Texts and labels to train on, with counts of what was used and left out."""
+    """Texts and labels to train on, with counts of what was used and left out (``skipped_variations``: every
+    variation not judged valid, unreviewed ones included)."""
 
     texts: list[str] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)

@@ -31,6 +31,7 @@ DataDir = Annotated[Path | None, cli_option("data_dir")]
 TextCol = Annotated[str | None, typer.Option("--text-col", help="Text column (default: text, title, input, "
                                              "else the second column after id).")]
 LabelCol = Annotated[str | None, typer.Option("--label-col", help="Label column (default: label, category).")]
+DEFAULT_MODELS = ("learner", "embedding-lr", "tfidf-lr")
 
 
 def _settings_options(**values: object) -> None:
@@ -349,22 +350,26 @@ def export(
     label_studio_api_key: Annotated[str | None, cli_option("label_studio_api_key")] = None,
 ) -> None:
     """Export the dataset: human labels and reviewed-valid variations, with provenance and a dataset card."""
+    import httpx
     from label_studio_sdk.core.api_error import ApiError
 
     from alvar.backend.label_config import LabelConfigError
     from alvar.backend.label_studio import label_studio_client
-    from alvar.scripts.export import ExportError, build_export, project_tasks, write_export
+    from alvar.scripts.export import ExportError, build_export, check_formats, project_tasks, write_export
 
     settings = apply_overrides(label_studio_url=label_studio_url, label_studio_api_key=label_studio_api_key)
     chosen = [name.strip() for name in formats.split(",") if name.strip()]
     try:
+        check_formats(chosen)
         tasks, control = project_tasks(label_studio_client(settings), project)
         built = build_export(tasks, control, include_unverified)
         if not built.rows:
             raise ExportError(f"project {project} has no labelled items to export ({len(tasks)} tasks)")
         written = write_export(built, out, chosen, project)
-    except (ExportError, LabelConfigError, RuntimeError) as error:
+    except (ExportError, LabelConfigError, RuntimeError, OSError) as error:
         raise _fail(str(error)) from None
+    except httpx.TransportError as error:
+        raise _fail(f"Label Studio at {settings.label_studio_url} cannot be reached: {error}") from None
     except ApiError as error:
         raise _fail(f"Label Studio answered {error.status_code}: {error.body}") from None
     origins = {origin: sum(row.origin == origin for row in built.rows) for origin in ("human", "llm")}
@@ -379,7 +384,7 @@ def evaluate(
     test: Annotated[Path, typer.Option("--test", help="Labeled test file.")],
     out: Annotated[Path, typer.Option(help="Folder for report.md, runs.csv, summary.csv and PNG plots.")],
     models: Annotated[str, typer.Option(help="Comma-separated: learner, embedding-lr, tfidf-lr, or any "
-                                        "transformer base (model id or path).")] = "learner,embedding-lr,tfidf-lr",
+                                        "transformer base (model id or path).")] = ",".join(DEFAULT_MODELS),
     seeds: Annotated[int, typer.Option(help="Seeds per model (mean and sd are reported).")] = 3,
     text_col: TextCol = None,
     label_col: LabelCol = None,
@@ -391,9 +396,9 @@ def evaluate(
     chosen = [name.strip() for name in models.split(",") if name.strip()]
     try:
         evaluation = run_evaluation(settings, train, test, chosen, seeds, text_col, label_col)
-    except (EvaluationError, DataFileError, FileNotFoundError) as error:
+        written = write_report(evaluation, out, train, test)
+    except (EvaluationError, DataFileError, OSError) as error:
         raise _fail(str(error)) from None
-    written = write_report(evaluation, out, train, test)
     table = Table(title=f"macro-F1 on {test.name} (mean ± sd over {seeds} seeds)")
     for column in ("model", "accuracy %", "macro-F1 %", "error-rate std %"):
         table.add_column(column)
@@ -434,9 +439,9 @@ def simulate(
         simulation = run_simulation(settings, pool, eval_file, bootstrap,
                                     [name.strip() for name in strategies.split(",") if name.strip()],
                                     rounds, per_round, seeds, learner, generator, text_col, label_col)
-    except (SimulationError, DataFileError, FileNotFoundError) as error:
+        written = write_outputs(simulation, out, "alvar " + shlex.join(sys.argv[1:]))
+    except (SimulationError, DataFileError, OSError) as error:
         raise _fail(str(error)) from None
-    written = write_outputs(simulation, out, "alvar " + shlex.join(sys.argv[1:]))
     console.print((out / "report.md").read_text())
     console.print(f"-> {', '.join(str(path) for path in written)}")
 

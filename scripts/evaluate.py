@@ -17,7 +17,6 @@ from alvar.metrics import classification_summary
 from alvar.settings import Settings
 from alvar.text_classifiers import EmbeddingLogisticRegression, TfidfLogisticRegression
 
-DEFAULT_MODELS = ("learner", "embedding-lr", "tfidf-lr")
 HEADLINE = ("accuracy", "macro_precision", "macro_recall", "macro_f1", "error_rate_std")
 
 
@@ -79,7 +78,10 @@ def evaluate(settings: Settings, train_files: Sequence[Path], test_file: Path, m
                                 "can predict them, so their F1 is 0")
     for model_name in models:
         for seed in track(range(seeds), description=f"{model_name}", transient=True):
-            model = factory(model_name, settings, seed).fit(train.texts, train.labels)
+            try:
+                model = factory(model_name, settings, seed).fit(train.texts, train.labels)
+            except OSError as error:
+                raise EvaluationError(f"model {model_name!r} could not be loaded: {error}") from None
             summary = classification_summary(test.labels, model.predict(test.texts), evaluation.classes)
             evaluation.runs.append({"model": model_name, "seed": seed, **summary})
     return evaluation

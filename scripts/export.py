@@ -17,7 +17,7 @@ from typing import Any
 from label_studio_sdk import LabelStudio
 
 from alvar.backend.label_config import ChoicesControl, parse_choices_control
-from alvar.backend.training_data import LabelledItem, labelled_items
+from alvar.backend.training_data import LabelledItem, is_variation, labelled_items
 from alvar.scripts.dataset_card import write_card
 
 FORMATS = ("tsv", "jsonl", "hf")
@@ -96,7 +96,7 @@ def build_export(tasks: Iterable[Mapping[str, Any]], control: ChoicesControl,
             rows.append(_row(item, control))
         else:
             left_out += 1
-    by_task = {int(task["id"]): annotators(task, control) for task in tasks if "id" in task}
+    by_task = {int(task["id"]): annotators(task, control) for task in tasks if "id" in task and not is_variation(task)}
     return Export(rows, left_out, control.labels, by_task)
 
 
@@ -118,17 +118,21 @@ def project_tasks(client: LabelStudio, project_id: int) -> tuple[list[dict[str, 
 
 def _write_tsv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle, delimiter="\t", quoting=csv.QUOTE_NONE, escapechar="\\", lineterminator="\n")
+        writer = csv.writer(handle, delimiter="\t", quoting=csv.QUOTE_NONE, quotechar=None, lineterminator="\n")
         writer.writerow(header)
         for row in rows:
             writer.writerow([" ".join(str(value).split()) for value in row])
 
 
+def check_formats(formats: Sequence[str]) -> None:
+    unknown = [name for name in formats if name not in FORMATS]
+    if unknown or not formats:
+        raise ExportError(f"unknown format {', '.join(unknown) or '(none)'}: choose from {', '.join(FORMATS)}")
+
+
 def write_export(export: Export, out: Path, formats: Sequence[str], project_id: int | None = None) -> list[Path]:
     """Write the chosen formats and the dataset card into ``out``; return the files and folders written."""
-    unknown = [name for name in formats if name not in FORMATS]
-    if unknown:
-        raise ExportError(f"unknown format {', '.join(unknown)}: choose from {', '.join(FORMATS)}")
+    check_formats(formats)
     out.mkdir(parents=True, exist_ok=True)
     columns = [item.name for item in fields(DatasetRow)]
     written: list[Path] = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import statistics
-from collections.abc import Sequence
+from collections.abc import Sequence, Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +25,8 @@ from alvar.backend.entropy import entropy
 from alvar.datafiles import read_labeled
 from alvar.metrics import class_count_std, class_counts
 from alvar.settings import Settings
+from alvar.generator.validation import normal_form
+from alvar.settings import llm_configured
 from alvar.strategies import STRATEGIES, Pool, make_strategy
 
 SUMMARY_COLUMNS = ("strategy", "seed", "round", "n_labeled", "macro_f1", "class_count_std")
@@ -49,8 +51,21 @@ class Simulation:
     notes: list[str] = field(default_factory=list)
 
 
+def distinct(data: Labeled, exclude: AbstractSet[str] = frozenset()) -> tuple[Labeled, int]:
+    """The first of each text (compared in normal form) not in ``exclude``; and how many were dropped."""
+    seen = set(exclude)
+    kept: list[tuple[str, str]] = []
+    for text, label in zip(data.texts, data.labels):
+        form = normal_form(text)
+        if form not in seen:
+            seen.add(form)
+            kept.append((text, label))
+    return Labeled([text for text, _ in kept], [label for _, label in kept]), len(data.texts) - len(kept)
+
+
 def halves(texts: Sequence[str], labels: Sequence[str], seed: int) -> tuple[Labeled, Labeled]:
     """Pool and eval: the two halves of one labeled file, stratified by label, a different split per seed."""
+    labels = list(labels)
     counts = {label: labels.count(label) for label in set(labels)}
     stratify = list(labels) if min(counts.values()) >= 2 else None
     first, second, first_labels, second_labels = train_test_split(list(texts), list(labels), test_size=0.5,
@@ -89,13 +104,13 @@ def _variations(settings: Settings, texts: Sequence[str], labels: Sequence[str])
     """k LLM variations of each newly labelled text (several requests in flight), with the gold label."""
     from alvar.generator.generation import generate
     from alvar.generator.templates import VariationPrompt
-    from alvar.generator.worker_resources import chat_client
+    from alvar.generator.worker_resources import chat_client, embed
 
-    client = chat_client(settings)
+    client, screen = chat_client(settings), embed(settings)
 
     def one(text: str, label: str) -> list[str]:
         prompt = VariationPrompt(text=text, label=label, k=settings.variations, max_chars=settings.max_variation_chars)
-        return generate(prompt, client).variations
+        return generate(prompt, client, screen, settings.near_duplicate_threshold).variations
 
     with ThreadPoolExecutor(max_workers=settings.generation_concurrency) as pool:
         written = list(pool.map(one, texts, labels))
@@ -107,12 +122,14 @@ def simulate(settings: Settings, pool_file: Path, eval_file: Path | None, bootst
              strategies: Sequence[str], rounds: int, per_round: int, seeds: int, learner: str = "fast",
              generator: str = "none", text_col: str | None = None, label_col: str | None = None) -> Simulation:
     unknown = [name for name in strategies if name not in STRATEGIES]
-    if unknown:
-        raise SimulationError(f"unknown strategy {', '.join(unknown)}: choose from {', '.join(STRATEGIES)}")
+    if unknown or not strategies:
+        raise SimulationError(f"unknown strategy {', '.join(unknown) or '(none)'}: choose from {', '.join(STRATEGIES)}")
     if learner not in ("fast", "transformer") or generator not in ("none", "llm"):
         raise SimulationError("--learner is fast or transformer; --generator is none or llm")
     if min(rounds, per_round, seeds) < 1:
         raise SimulationError("--rounds, --per-round and --seeds must be at least 1")
+    if generator == "llm" and not llm_configured(settings):
+        raise SimulationError("--generator llm needs an LLM: set OPENAI_BASE_URL and/or OPENAI_API_KEY")
     pool_data = read_labeled([pool_file], text_col, label_col)
     bootstrap = read_labeled([bootstrap_file], text_col, label_col)
     fixed_eval = read_labeled([eval_file], text_col, label_col) if eval_file is not None else None
@@ -122,7 +139,8 @@ def simulate(settings: Settings, pool_file: Path, eval_file: Path | None, bootst
     from alvar.embedder import Embedder
 
     embed = Embedder(settings.embedding_model, cache_path=settings.cache_dir / "embeddings.sqlite").embed
-    simulation = Simulation(classes=sorted(set(pool_data.labels) | set(bootstrap.labels)))
+    simulation = Simulation(classes=sorted(set(pool_data.labels)))
+    known = {normal_form(text) for text in bootstrap.texts}
     with Progress(transient=True) as progress:
         task = progress.add_task("simulating", total=seeds * len(strategies) * rounds)
         for seed in range(seeds):
@@ -131,24 +149,30 @@ def simulate(settings: Settings, pool_file: Path, eval_file: Path | None, bootst
                                                                                        fixed_eval.labels)
             else:
                 pool, evaluation = halves(pool_data.texts, pool_data.labels, seed)
+            pool, dropped_pool = distinct(pool, known)
+            evaluation, dropped_eval = distinct(evaluation, known | {normal_form(text) for text in pool.texts})
+            if seed == 0 and dropped_pool + dropped_eval:
+                simulation.notes.append(f"left out {dropped_pool} pool and {dropped_eval} eval texts that repeat a "
+                                        "bootstrap, pool or earlier text (so eval never scores a trained text)")
             if rounds * per_round > len(pool.texts):
                 raise SimulationError(f"{rounds} rounds of {per_round} need {rounds * per_round} pool items; the pool "
                                       f"has {len(pool.texts)}")
             pool_vectors = embed(pool.texts)
             start = _Learner(learner, settings, seed, embed).fit(bootstrap.texts, bootstrap.labels)
-            simulation.bootstrap_f1[seed] = _macro_f1(start, evaluation, simulation.classes)
+            simulation.bootstrap_f1[seed] = _macro_f1(start, evaluation)
             for strategy in strategies:
                 _run_strategy(simulation, settings, strategy, seed, rounds, per_round, pool, pool_vectors, evaluation,
                               bootstrap, start, learner, generator, embed, progress, task)
-    missing = sorted(set(simulation.classes) - set(bootstrap.labels) - set(pool_data.labels))
+    eval_labels = set(fixed_eval.labels) if fixed_eval is not None else set(pool_data.labels)
+    missing = sorted(eval_labels - set(bootstrap.labels) - set(pool_data.labels))
     if missing:
-        simulation.notes.append(f"classes never seen in training: {', '.join(missing)}")
+        simulation.notes.append(f"eval classes no training data has ({', '.join(missing)}): their F1 is 0")
     return simulation
 
 
-def _macro_f1(model: _Learner, evaluation: Labeled, classes: Sequence[str]) -> float:
-    return float(f1_score(evaluation.labels, model.predict(evaluation.texts), labels=list(classes),
-                          average="macro", zero_division=0))
+def _macro_f1(model: _Learner, evaluation: Labeled) -> float:
+    """Over the classes in the eval labels or the predictions (scikit-learn's default), as `alvar evaluate`."""
+    return float(f1_score(evaluation.labels, model.predict(evaluation.texts), average="macro", zero_division=0))
 
 
 def _run_strategy(simulation: Simulation, settings: Settings, strategy: str, seed: int, rounds: int, per_round: int,
@@ -160,7 +184,7 @@ def _run_strategy(simulation: Simulation, settings: Settings, strategy: str, see
     picked: list[int] = []
     for round_number in range(1, rounds + 1):
         uncertainty = entropy(model.predict_proba(pool.texts))
-        selection = make_strategy(strategy, random_state=seed).select(
+        selection = make_strategy(strategy, random_state=1000 * seed + round_number).select(
             Pool(pool_vectors, uncertainty, ~acquired, embed(train_texts)), per_round)
         new = [int(index) for index in selection.indices]
         acquired[new] = True
@@ -176,7 +200,7 @@ def _run_strategy(simulation: Simulation, settings: Settings, strategy: str, see
         acquired_labels = [pool.labels[i] for i in picked]
         simulation.rows.append({"strategy": strategy, "seed": seed, "round": round_number,
                                 "n_labeled": len(bootstrap.texts) + len(picked),
-                                "macro_f1": round(_macro_f1(model, evaluation, simulation.classes), 6),
+                                "macro_f1": round(_macro_f1(model, evaluation), 6),
                                 "class_count_std": round(class_count_std(acquired_labels, simulation.classes), 4)})
         progress.advance(task)
     simulation.acquired[(strategy, seed)] = [pool.labels[i] for i in picked]

@@ -108,9 +108,12 @@ def test_simulate_with_llm_variations_asks_for_each_new_label(safety_dir: Path, 
     (["--rounds", "50", "--per-round", "20"], "need 1000 pool items"),
     (["--strategies", "best"], "unknown strategy"),
     (["--learner", "huge"], "--learner is fast or transformer"),
+    (["--strategies", ","], "unknown strategy (none)"),
+    (["--generator", "llm"], "--generator llm needs an LLM"),
 ])
 def test_simulate_rejects_what_cannot_run(safety_dir: Path, tmp_path: Path, arguments: list[str], message: str) -> None:
     pool = slice_of(safety_dir / "test_labeled.tsv", tmp_path / "pool.tsv", 100)
+    without_llm = {name: "" for name in ("OPENAI_BASE_URL", "OPENAI_API_KEY")}
     done = alvar("simulate", "--pool", str(pool), "--bootstrap", str(safety_dir / "bootstrap_labeled.tsv"),
-                 "--seeds", "1", "--out", str(tmp_path / "sim"), *arguments)
+                 "--seeds", "1", "--out", str(tmp_path / "sim"), *arguments, env=without_llm)
     assert done.returncode == 2 and message in done.stderr, done.stderr

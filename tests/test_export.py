@@ -45,7 +45,7 @@ def exported_project(ls: LabelStudio) -> tuple[int, dict[str, int]]:
         "human medical": ("my knee hurts after running", "medical-advice"),
         "human legal": ("can my landlord keep the deposit", "legal-advice"),
         "human money": ("how do I pay off my card debt", "financial-advice"),
-        "human flood": ("the river is over the road", "emergency-situation"),
+        "human flood": ('the river is over the "main" road \\ help', "emergency-situation"),
     }
     requests = [{"data": {"text": text, "source_id": name.split()[1], "strategy": "cluster", "round": 1, "batch": 1}}
                 for name, (text, _) in humans.items()]

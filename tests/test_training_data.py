@@ -46,9 +46,11 @@ def test_stale_variations_never_count_and_unverified_ones_only_when_asked() -> N
     stale["data"]["variation_status"] = "stale"
     pending = task("variation pending", origin="llm")
     pending["data"]["prelabel"] = "legal-advice"
-    tasks = [stale, pending, task("human", annotation("discard"))]
+    judged_class_only = task("variation class only", annotation("medical-advice"), origin="llm")
+    tasks = [stale, pending, judged_class_only, task("human", annotation("discard"))]
     default = [item for item in labelled_items(tasks, CONTROL) if isinstance(item, LabelledItem)]
     assert [(item.text, item.verified) for item in default] == [("human", True)]
     asked = [item for item in labelled_items(tasks, CONTROL, include_unverified=True) if isinstance(item, LabelledItem)]
     assert [(item.text, item.label, item.verified) for item in asked] == [
-        ("variation pending", "legal-advice", False), ("human", "discard", True)]
+        ("variation pending", "legal-advice", False), ("variation class only", "medical-advice", False),
+        ("human", "discard", True)]
