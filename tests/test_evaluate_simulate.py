@@ -104,6 +104,16 @@ def test_simulate_with_llm_variations_asks_for_each_new_label(safety_dir: Path, 
     assert len(read_csv(tmp_path / "sim" / "summary.csv")) == 2
 
 
+def test_simulate_with_the_transformer_learner(safety_dir: Path, tmp_path: Path) -> None:
+    pool = slice_of(safety_dir / "test_labeled.tsv", tmp_path / "pool.tsv", 80)
+    done = alvar("simulate", "--pool", str(pool), "--bootstrap", str(safety_dir / "bootstrap_labeled.tsv"),
+                 "--strategies", "cluster", "--rounds", "1", "--per-round", "4", "--seeds", "1", "--learner",
+                 "transformer", "--out", str(tmp_path / "sim"), env={"ALVAR_EPOCHS": "1", "ALVAR_TORCH_THREADS": "2"})
+    assert done.returncode == 0, done.stderr
+    (row,) = read_csv(tmp_path / "sim" / "summary.csv")
+    assert row["strategy"] == "cluster" and row["round"] == "1" and 0 < float(row["macro_f1"]) <= 1
+
+
 @pytest.mark.parametrize(("arguments", "message"), [
     (["--rounds", "50", "--per-round", "20"], "need 1000 pool items"),
     (["--strategies", "best"], "unknown strategy"),

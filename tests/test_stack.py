@@ -14,10 +14,14 @@ from alvar.scripts.stack import SERVICES, StackState
 from tests.conftest import alvar_command, copy_model_dir, free_port
 
 
+# Generated passwords may start with "-" too (secrets.token_urlsafe): Label Studio must still get it as a value.
+PASSWORD = "-starts-with-a-dash"
+
+
 def alvar(*args: str) -> subprocess.CompletedProcess:
     env = {key: value for key, value in os.environ.items() if key not in ("REDIS_URL", "MODEL_DIR")}
     return subprocess.run([*alvar_command(), *args], capture_output=True, text=True, timeout=900,
-                          env={**env, "ALVAR_TORCH_THREADS": "1"})
+                          env={**env, "ALVAR_TORCH_THREADS": "1", "LABEL_STUDIO_PASSWORD": PASSWORD})
 
 
 def test_up_reuses_and_down_stops_everything(run_root: Path, seed_model_dir: Path, safety_dir: Path) -> None:
@@ -35,7 +39,7 @@ def check_up_and_down(data_dir: Path, pool: Path) -> None:
                     "--backend-port", str(free_port()), "--pool", str(pool))
     assert started.returncode == 0, started.stderr + started.stdout
     state = StackState.load(data_dir)
-    assert state is not None and state.project_id is not None
+    assert state is not None and state.project_id is not None and state.password == PASSWORD
     assert f"{state.label_studio_url}/projects/{state.project_id}" in started.stdout
     assert (data_dir / "stack.json").stat().st_mode & 0o077 == 0
     pids = {name: services.running_pid(data_dir, name) for name in SERVICES}
