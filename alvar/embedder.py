@@ -9,9 +9,12 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from alvar.settings import Settings
 from alvar.vector_cache import VectorCache, normalize_text, text_key
 
 log = logging.getLogger(__name__)
+
+VECTOR_CACHE_FILE = "vectors.sqlite"
 
 
 class Embedder:
@@ -71,3 +74,9 @@ class Embedder:
         for row, key in enumerate(keys):
             out[row] = vectors[key]
         return out
+
+
+def settings_embedder(settings: Settings, show_progress: bool = False) -> Embedder:
+    """The embedder of ALVAR_EMBEDDING_MODEL with the one on-disk cache every command shares."""
+    return Embedder(settings.embedding_model, cache_path=settings.cache_dir / VECTOR_CACHE_FILE,
+                    show_progress=show_progress, num_threads=settings.torch_threads)

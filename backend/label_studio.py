@@ -16,7 +16,8 @@ def label_studio_client(settings: Settings) -> LabelStudio:
     return LabelStudio(base_url=settings.label_studio_url, api_key=settings.label_studio_api_key, timeout=120)
 
 
-def _as_dict(item: Any) -> dict[str, Any]:
+def as_dict(item: Any) -> dict[str, Any]:
+    """An SDK object as the plain dict Label Studio's JSON would give."""
     return item if isinstance(item, dict) else item.model_dump()
 
 
@@ -26,4 +27,4 @@ def iter_tasks(client: LabelStudio, project_id: int, only_annotated: bool = Fals
     pager = client.tasks.list(project=project_id, fields="all", only_annotated=only_annotated or None,
                               page_size=page_size)
     for task in pager:
-        yield _as_dict(task)
+        yield as_dict(task)

@@ -27,14 +27,16 @@ def pending_training_key(project_id: int) -> str:
     return f"alvar:training:pending:{project_id}"
 
 
-def new_learner(settings: Settings, show_progress: bool = False) -> TransformerClassifier:
+def new_learner(settings: Settings, show_progress: bool = False, base_model: str | None = None,
+                seed: int | None = None) -> TransformerClassifier:
+    """The learner with the settings' hyper-parameters; ``base_model`` and ``seed`` override theirs."""
     return TransformerClassifier(
-        base_model=settings.base_model,
+        base_model=base_model or settings.base_model,
         learning_rate=settings.learning_rate,
         batch_size=settings.batch_size,
         max_length=settings.max_length,
         epochs=settings.epochs,
-        random_state=settings.seed,
+        random_state=settings.seed if seed is None else seed,
         inference_batch_size=settings.inference_batch_size,
         num_threads=settings.torch_threads,
         show_progress=show_progress,

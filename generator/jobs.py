@@ -26,6 +26,7 @@ from rq import get_current_job
 from rq.job import Job
 
 from alvar.backend.label_config import ChoicesControl, parse_choices_control
+from alvar.backend.label_studio import as_dict
 from alvar.backend.training_data import is_variation, latest_annotation
 from alvar.generator.generation import Generation, generate
 from alvar.generator.source_state import is_latest, source_lock
@@ -67,10 +68,6 @@ def record_failure(job: Job, connection: Redis, error_type: type[BaseException],
     job.meta["failures"] = int(job.meta.get("failures", 0)) + 1
     job.meta["last_error"] = f"{error_type.__name__}: {error}"[:500]
     job.save_meta()
-
-
-def _as_dict(item: Any) -> dict[str, Any]:
-    return item if isinstance(item, dict) else item.model_dump()
 
 
 def _prompt(settings: Settings, control: ChoicesControl, task_id: int, text: str, label: str) -> VariationPrompt:
@@ -126,7 +123,7 @@ def generate_variations(project_id: int, task_id: int, annotation_id: int, label
         pending = None
         if text and text.strip():
             pending = llm.submit(_generate, settings, _prompt(settings, control, task_id, text, label), connection)
-        task = _as_dict(client.tasks.get(id=task_id))
+        task = as_dict(client.tasks.get(id=task_id))
         reason = _why_not(task, control, annotation_id, label)
         if reason is not None:
             return {**outcome, "status": reason}

@@ -47,9 +47,9 @@ def embed(settings: Settings) -> Embed | None:
         return None
 
     def build() -> Any:
-        from alvar.embedder import Embedder
+        from alvar.embedder import settings_embedder
 
-        embedder = Embedder(settings.embedding_model, cache_path=settings.cache_dir / "embeddings.sqlite")
+        embedder = settings_embedder(settings)
         embedder.encoder  # noqa: B018 - load the model here, under the lock
         return embedder
 

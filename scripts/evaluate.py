@@ -13,6 +13,7 @@ from typing import Any
 from rich.progress import track
 
 from alvar.datafiles import read_labeled
+from alvar.embedder import VECTOR_CACHE_FILE
 from alvar.metrics import classification_summary
 from alvar.settings import Settings
 from alvar.text_classifiers import EmbeddingLogisticRegression, TfidfLogisticRegression
@@ -28,16 +29,13 @@ def make_model(name: str, settings: Settings, seed: int) -> Any:
     """``learner`` (the loop's transformer base), ``embedding-lr``, ``tfidf-lr``, or any transformer base (a
     model id or path) fine-tuned with the learner's settings."""
     if name == "embedding-lr":
-        return EmbeddingLogisticRegression(settings.embedding_model, settings.cache_dir / "embeddings.sqlite",
+        return EmbeddingLogisticRegression(settings.embedding_model, settings.cache_dir / VECTOR_CACHE_FILE,
                                            random_state=seed)
     if name == "tfidf-lr":
         return TfidfLogisticRegression(random_state=seed)
-    from alvar.backend.learner import TransformerClassifier
+    from alvar.backend.training import new_learner
 
-    return TransformerClassifier(
-        base_model=settings.base_model if name == "learner" else name, learning_rate=settings.learning_rate,
-        batch_size=settings.batch_size, max_length=settings.max_length, epochs=settings.epochs, random_state=seed,
-        inference_batch_size=settings.inference_batch_size, num_threads=settings.torch_threads)
+    return new_learner(settings, base_model=None if name == "learner" else name, seed=seed)
 
 
 @dataclass

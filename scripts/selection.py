@@ -13,17 +13,12 @@ import numpy as np
 
 from alvar.backend.entropy import entropy
 from alvar.backend.model_store import ModelStore
-from alvar.embedder import Embedder
+from alvar.embedder import settings_embedder
 from alvar.settings import Settings
 from alvar.strategies import Pool, Selection, make_strategy
 from alvar.vector_cache import VectorCache, normalize_text, text_key
 
 log = logging.getLogger(__name__)
-
-
-def embedder(settings: Settings, show_progress: bool = True) -> Embedder:
-    return Embedder(settings.embedding_model, cache_path=settings.cache_dir / "vectors.sqlite",
-                    show_progress=show_progress, num_threads=settings.torch_threads)
 
 
 def pool_entropy(settings: Settings, texts: Sequence[str]) -> tuple[str, np.ndarray]:
@@ -86,7 +81,7 @@ def select_batch(settings: Settings, texts: Sequence[str], eligible: np.ndarray,
     version, candidate_entropy = pool_entropy(settings, [texts[index] for index in candidates])
     uncertainty = np.zeros(len(texts))
     uncertainty[candidates] = candidate_entropy
-    encode = embedder(settings)
+    encode = settings_embedder(settings, show_progress=True)
     embeddings = encode.embed(texts)
     labeled = encode.embed(labeled_texts) if labeled_texts and strategy == "coreset" else None
     chosen = make_strategy(strategy, random_state=seed, n_clusters=n_clusters, per_cluster=per_cluster)

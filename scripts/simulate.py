@@ -136,9 +136,9 @@ def simulate(settings: Settings, pool_file: Path, eval_file: Path | None, bootst
     if len(set(bootstrap.labels)) < 2:
         raise SimulationError(f"the bootstrap set has one class only ({', '.join(set(bootstrap.labels))}): a "
                               "learner needs at least two")
-    from alvar.embedder import Embedder
+    from alvar.embedder import settings_embedder
 
-    embed = Embedder(settings.embedding_model, cache_path=settings.cache_dir / "embeddings.sqlite").embed
+    embed = settings_embedder(settings).embed
     simulation = Simulation(classes=sorted(set(pool_data.labels)))
     known = {normal_form(text) for text in bootstrap.texts}
     with Progress(transient=True) as progress:
