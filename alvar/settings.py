@@ -21,6 +21,8 @@ LABEL_STUDIO_VERSION = "1.23.2"
 TRAINING_QUEUE = "alvar-training"
 GENERATION_QUEUE = "alvar-generation"
 WEBHOOK_SECRET_HEADER = "X-Alvar-Secret"
+# Written by `alvar up` into the data dir; read by load_settings below the environment.
+STACK_ENV_FILE = "alvar.env"
 
 
 def _default_base_model() -> str:
@@ -33,7 +35,8 @@ def _default_base_model() -> str:
 class Settings(BaseSettings):
     """alvar's settings, read from the environment; see the README's settings table."""
 
-    model_config = SettingsConfigDict(populate_by_name=True, extra="ignore", frozen=True)
+    # An empty variable counts as unset (docker compose passes `${VAR:-}` through as "").
+    model_config = SettingsConfigDict(populate_by_name=True, extra="ignore", frozen=True, env_ignore_empty=True)
 
     label_studio_url: str = Field(
         "http://localhost:8080",
@@ -74,6 +77,30 @@ class Settings(BaseSettings):
         Path("alvar-data"),
         validation_alias=AliasChoices("ALVAR_DATA_DIR"),
         description="Where `alvar up` keeps Label Studio's data, the embedded Redis, PIDs and logs.",
+    )
+    label_studio_port: int = Field(
+        8080, ge=1, le=65535, validation_alias=AliasChoices("ALVAR_LABEL_STUDIO_PORT"),
+        description="Port of the Label Studio that `alvar up` starts (on 127.0.0.1).",
+    )
+    backend_port: int = Field(
+        9090, ge=1, le=65535, validation_alias=AliasChoices("ALVAR_BACKEND_PORT"),
+        description="Port of the ML backend that `alvar up` starts (on 127.0.0.1).",
+    )
+    backend_url: str = Field(
+        "http://localhost:9090",
+        validation_alias=AliasChoices("ALVAR_BACKEND_URL"),
+        description="URL at which Label Studio reaches the ML backend (`alvar init`; `alvar up` sets it).",
+    )
+    datasets_dir: Path | None = Field(
+        None,
+        validation_alias=AliasChoices("ALVAR_DATASETS"),
+        description="Folder holding active-learning-safety/ for --demo; unset: downloaded once into the cache.",
+    )
+    demo_dataset_url: str = Field(
+        "https://raw.githubusercontent.com/sabithsn/active-learning-safety/"
+        "f30c0e982b15adf5d7116d26eec676ba680580b6/dataset",
+        validation_alias=AliasChoices("ALVAR_DEMO_DATASET_URL"),
+        description="Where --demo downloads the safety dataset from (files are checked by SHA-256).",
     )
     label_studio_username: str = Field(
         "admin@alvar.local",
@@ -238,5 +265,14 @@ def apply_overrides(**overrides: Any) -> Settings:
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Settings from the environment, with the given non-None overrides (command-line flags) on top."""
-    return Settings(**{key: value for key, value in overrides.items() if value is not None})
+    """Settings from the environment, with the given non-None overrides (command-line flags) on top.
+
+    Below the environment comes the data dir's ``alvar.env``, which `alvar up` writes: after `up`, every
+    command given the same ``--data-dir`` reaches the stack's Label Studio, Redis and models.
+    """
+    values = {key: value for key, value in overrides.items() if value is not None}
+    settings = Settings(**values)
+    stack_env = settings.data_dir / STACK_ENV_FILE
+    if stack_env.is_file():
+        return Settings(_env_file=stack_env, **values)  # type: ignore[call-arg]
+    return settings

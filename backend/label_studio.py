@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,3 +29,33 @@ def iter_tasks(client: LabelStudio, project_id: int, only_annotated: bool = Fals
                               page_size=page_size)
     for task in pager:
         yield as_dict(task)
+
+
+def dm_filter(field: str, operator: str, value: Any, kind: str = "String") -> dict[str, Any]:
+    """One Data Manager filter on a task field (``data.<key>``, ``total_annotations``, ...)."""
+    return {"filter": f"filter:tasks:{field}", "operator": operator, "type": kind, "value": value}
+
+
+def dm_query(*filters: dict[str, Any]) -> str:
+    """The ``query`` parameter of a task list that keeps tasks passing all ``filters``."""
+    return json.dumps({"filters": {"conjunction": "and", "items": list(filters)}})
+
+
+def count_tasks(client: LabelStudio, project_id: int, *filters: dict[str, Any]) -> int:
+    """How many tasks of the project pass all the filters (one request for one task).
+
+    Counted by Label Studio per task, so it is right at once; the project's own statistics
+    (``num_tasks_with_annotations``) lag behind imported annotations.
+    """
+    pager = client.tasks.list(project=project_id, query=dm_query(*filters), fields="task_only", page_size=1)
+    return int(pager.response.total)
+
+
+ANNOTATED = dm_filter("total_annotations", "greater", 0, "Number")
+
+
+_BOOKKEEPING_COLUMNS = ("inner_id", "completed_at", "cancelled_annotations", "annotators", "annotations_results",
+                        "annotations_ids", "predictions_model_versions", "predictions_results", "file_upload",
+                        "storage_filename", "created_at", "updated_at", "updated_by", "avg_lead_time", "draft_exists")
+# A tab's ``hiddenColumns``: the Data Manager's bookkeeping columns hidden, so the text and alvar's fields show.
+COMPACT_COLUMNS = {view: [f"tasks:{column}" for column in _BOOKKEEPING_COLUMNS] for view in ("explore", "labeling")}

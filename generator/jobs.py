@@ -29,7 +29,7 @@ from alvar.backend.label_config import ChoicesControl, parse_choices_control
 from alvar.backend.label_studio import as_dict
 from alvar.backend.training_data import is_variation, latest_annotation
 from alvar.generator.generation import Generation, generate
-from alvar.generator.source_state import is_latest, source_lock
+from alvar.generator.source_state import import_lock, is_latest, source_lock
 from alvar.generator.templates import TemplateError, VariationPrompt
 from alvar.generator.usage import record_usage
 from alvar.generator.variation_tasks import GENERATION_FIELD, build_tasks, retire_others, variation_tasks
@@ -142,7 +142,7 @@ def generate_variations(project_id: int, task_id: int, annotation_id: int, label
             outcome["status"] = "superseded: a newer label of the task arrived while the LLM wrote"
         else:
             outcome.update(_import_once(client, project_id, task, annotation_id, key, control, prompt, generation,
-                                        project.model_version))
+                                        project.model_version, connection))
     ensure_verify_tab_once(client, project_id)
     if job is not None:
         job.meta.update({name: value for name, value in outcome.items() if name != "task_ids"})
@@ -150,9 +150,23 @@ def generate_variations(project_id: int, task_id: int, annotation_id: int, label
     return outcome
 
 
+def restore_predictions(client: Any, project_id: int, task_ids: list[int],
+                         request: list[dict[str, Any]]) -> None:
+    """Import the pre-labels that an import lost (another client imported at the same moment)."""
+    missing = []
+    for task_id, item in zip(task_ids, request):
+        present = {prediction.model_version for prediction in client.tasks.get(id=task_id).predictions or []}
+        missing += [{**prediction, "task": task_id} for prediction in item["predictions"]
+                    if prediction["model_version"] not in present]
+    if missing:
+        log.warning("project %s: Label Studio dropped %d pre-labels of tasks %s on import; importing them again",
+                    project_id, len(missing), task_ids)
+        client.projects.import_predictions(id=project_id, request=missing)
+
+
 def _import_once(client: Any, project_id: int, task: dict[str, Any], annotation_id: int, key: str,
                  control: ChoicesControl, prompt: VariationPrompt, generation: Generation,
-                 project_version: str | None) -> dict[str, Any]:
+                 project_version: str | None, connection: Redis | None) -> dict[str, Any]:
     """Import the variations unless tasks with this key exist; retire the source's other variations."""
     earlier = variation_tasks(client, project_id, source_task=task["id"])
     existing = [item.id for item in earlier if item.data.get(GENERATION_FIELD) == key]
@@ -161,9 +175,13 @@ def _import_once(client: Any, project_id: int, task: dict[str, Any], annotation_
         request = build_tasks(generation, prompt, task, annotation_id, key, control, project_version)
         task_ids: list[int] = []
         if request:
-            response = client.projects.import_tasks(id=project_id, request=request, return_task_ids=True,
-                                                    request_options=NO_CLIENT_RETRIES)
+            with import_lock(connection, project_id) if connection is not None else nullcontext():
+                response = client.projects.import_tasks(id=project_id, request=request, return_task_ids=True,
+                                                        request_options=NO_CLIENT_RETRIES)
             task_ids = list(response.task_ids or [])
+            expected = sum(len(item["predictions"]) for item in request)
+            if (response.prediction_count or 0) < expected:
+                restore_predictions(client, project_id, task_ids, request)
         outcome = {"status": "imported", "task_ids": task_ids, "imported": len(task_ids)}
     outcome["stale"] = retire_others(client, earlier, key)
     return outcome

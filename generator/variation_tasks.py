@@ -10,17 +10,22 @@ training publishes it again under the new version, see ``alvar.backend.predictor
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from label_studio_sdk import LabelStudio
-
 from alvar.backend.label_config import ChoicesControl
-from alvar.backend.training_data import (CURRENT_STATUS, LLM_ORIGIN, ORIGIN_FIELD, PRELABEL_FIELD, STALE_STATUS,
-                                         STATUS_FIELD)
+from alvar.backend.label_studio import COMPACT_COLUMNS, dm_filter, dm_query
+from alvar.backend.training_data import (
+    CURRENT_STATUS,
+    LLM_ORIGIN,
+    ORIGIN_FIELD,
+    PRELABEL_FIELD,
+    STALE_STATUS,
+    STATUS_FIELD,
+)
 from alvar.generator.generation import Generation
 from alvar.generator.templates import VariationPrompt
+from label_studio_sdk import LabelStudio
 
 VERIFY_TAB = "Verify variations"
 GENERATION_FIELD = "generation"
@@ -32,18 +37,10 @@ def llm_model_version(model: str) -> str:
     return f"llm:{model}"
 
 
-def _filter(field: str, operator: str, value: Any, kind: str = "String") -> dict[str, Any]:
-    return {"filter": f"filter:tasks:{field}", "operator": operator, "type": kind, "value": value}
-
-
-def _query(*items: dict[str, Any]) -> str:
-    return json.dumps({"filters": {"conjunction": "and", "items": list(items)}})
-
-
 def variation_tasks(client: LabelStudio, project_id: int, source_task: int) -> list[Any]:
     """Every variation of one source task (of any generation)."""
-    query = _query(_filter(f"data.{ORIGIN_FIELD}", "equal", LLM_ORIGIN),
-                   _filter(f"data.{SOURCE_TASK_FIELD}", "equal", source_task, "Number"))
+    query = dm_query(dm_filter(f"data.{ORIGIN_FIELD}", "equal", LLM_ORIGIN),
+                   dm_filter(f"data.{SOURCE_TASK_FIELD}", "equal", source_task, "Number"))
     return list(client.tasks.list(project=project_id, query=query, page_size=500))
 
 
@@ -98,12 +95,13 @@ def ensure_verify_tab(client: LabelStudio, project_id: int) -> None:
     if any((view.data or {}).get("title") == VERIFY_TAB for view in client.views.list(project=project_id)):
         return
     filters: Sequence[dict[str, Any]] = (
-        _filter(f"data.{ORIGIN_FIELD}", "equal", LLM_ORIGIN),
-        _filter(f"data.{STATUS_FIELD}", "equal", CURRENT_STATUS),
-        _filter("total_annotations", "equal", 0, "Number"),
+        dm_filter(f"data.{ORIGIN_FIELD}", "equal", LLM_ORIGIN),
+        dm_filter(f"data.{STATUS_FIELD}", "equal", CURRENT_STATUS),
+        dm_filter("total_annotations", "equal", 0, "Number"),
     )
     client.views.create(project=project_id, data={
         "title": VERIFY_TAB,
         "filters": {"conjunction": "and", "items": list(filters)},
         "ordering": ["tasks:id"],
+        "hiddenColumns": COMPACT_COLUMNS,
     })

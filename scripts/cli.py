@@ -19,6 +19,8 @@ from alvar.settings import apply_overrides, cli_option, llm_configured, load_set
 
 if TYPE_CHECKING:
     from alvar.scripts.selection import SelectionRun
+    from alvar.scripts.status import Progress, StackStatus
+    from alvar.settings import Settings
 
 app = typer.Typer(help="alvar: active learning-guided LLM variations for Label Studio.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -299,35 +301,174 @@ def predict(
         errors.print(" ".join(f"{name} {value:.4f}" for name, value in scores.items()))
 
 
+PoolFile = Annotated[Path | None, typer.Option("--pool", help="TSV/CSV/JSONL file of texts to import as "
+                                               "unlabeled tasks (labels in it are not imported).")]
+BootstrapFile = Annotated[Path | None, typer.Option("--bootstrap", help="Labeled TSV/CSV/JSONL file imported as "
+                                                    "annotated tasks: the first model trains on it.")]
+Demo = Annotated[bool, typer.Option("--demo", help="The safety demo: pool = the 2,700 test-split titles (labels "
+                                    "withheld), bootstrap = the 150 bootstrap labels (ALVAR_DATASETS or downloaded).")]
+Budget = Annotated[int, typer.Option(help="Size of the first batch (cluster strategy).")]
+
+
+def _import_files(settings: "Settings", demo: bool, pool: Path | None, bootstrap: Path | None) -> tuple[Path | None,
+                                                                                                         Path | None]:
+    """The pool and bootstrap files: given ones, or the demo's."""
+    from alvar.demo_data import DemoDataError, demo_files
+
+    if not demo:
+        return pool, bootstrap
+    if pool is not None or bootstrap is not None:
+        raise _fail("--demo brings its own pool and bootstrap: leave out --pool and --bootstrap")
+    try:
+        files = demo_files(settings)
+    except DemoDataError as error:
+        raise _fail(str(error)) from None
+    return files.pool, files.bootstrap
+
+
+def _say(line: str) -> None:
+    """Progress of a long command, as plain text (file names may hold rich markup characters)."""
+    console.print(escape(line))
+
+
+def _print_llm_note(settings: "Settings") -> None:
+    if llm_configured(settings):
+        console.print(f"LLM: {settings.llm_model} at {settings.openai_base_url or 'api.openai.com'}")
+    else:
+        console.print("[yellow]No LLM configured[/]: generation jobs wait in their queue. Set OPENAI_BASE_URL "
+                      "(any OpenAI-compatible endpoint) and/or OPENAI_API_KEY, then `alvar down` and `alvar up`.")
+
+
 @app.command()
 def up(
     data_dir: DataDir = None,
-    port: Annotated[int, typer.Option(help="Label Studio's port.")] = 8080,
-    backend_port: Annotated[int, typer.Option(help="The ML backend's port.")] = 9090,
-    pool: Annotated[Path | None, typer.Option(help="TSV/CSV/JSONL file of texts to import as tasks.")] = None,
+    demo: Demo = False,
+    pool: PoolFile = None,
+    bootstrap: BootstrapFile = None,
+    budget: Budget = 20,
+    port: Annotated[int | None, cli_option("label_studio_port", "--port")] = None,
+    backend_port: Annotated[int | None, cli_option("backend_port")] = None,
     model_dir: ModelDir = None,
     redis_url: RedisUrl = None,
 ) -> None:
-    """Start Label Studio, Redis, the ML backend and a worker; create the project; print how to log in."""
+    """Start Label Studio, Redis, the ML backend and a worker; set up the project and its first batch."""
+    from alvar.scripts.initialize import InitError
     from alvar.scripts.stack import up as start_stack
 
-    settings = apply_overrides(data_dir=data_dir, redis_url=redis_url,
-                               model_dir=model_dir or (data_dir or load_settings().data_dir) / "models")
+    settings = apply_overrides(data_dir=data_dir, redis_url=redis_url, label_studio_port=port,
+                               backend_port=backend_port)
+    if model_dir is None and "MODEL_DIR" not in os.environ:
+        model_dir = settings.data_dir / "models"
+    settings = apply_overrides(model_dir=model_dir)
+    pool, bootstrap = _import_files(settings, demo, pool, bootstrap)
     try:
-        state = start_stack(settings, port, backend_port, pool)
-    except (ServiceError, DataFileError) as error:
+        state, outcome = start_stack(settings, pool, bootstrap, budget, report=_say)
+    except (ServiceError, DataFileError, InitError) as error:
         raise _fail(str(error)) from None
     table = Table(title="alvar is up", show_header=False)
     table.add_row("Label Studio", f"{state.label_studio_url}/projects/{state.project_id}")
     table.add_row("login", f"{state.username} / {state.password}")
     table.add_row("ML backend", state.backend_url)
+    table.add_row("model", outcome.model_version or "none yet")
     table.add_row("logs", str(settings.data_dir.resolve() / "logs"))
-    table.add_row("LLM", f"{settings.llm_model} at {settings.openai_base_url or 'api.openai.com'}"
-                  if llm_configured(settings) else
-                  "none configured: generation jobs wait (set OPENAI_BASE_URL / OPENAI_API_KEY, then alvar down/up)")
     console.print(table)
-    console.print("Next: label the tasks in Label Studio; every few annotations retrain the model. "
-                  f"Stop everything with: alvar down --data-dir {settings.data_dir}")
+    _print_llm_note(settings)
+    where = f"--data-dir {settings.data_dir}"
+    if outcome.batch is not None or outcome.model_version is not None:
+        console.print(f"Next: log in, open the project's [bold]Batch[/] tab and label its tasks; review the "
+                      f"variations in the [bold]Verify variations[/] tab. Then: `alvar select --project "
+                      f"{state.project_id} {where}` for the next batch, `alvar status {where}` to see progress.")
+    console.print(f"Stop everything with: alvar down {where}")
+
+
+@app.command()
+def init(
+    demo: Demo = False,
+    pool: PoolFile = None,
+    bootstrap: BootstrapFile = None,
+    budget: Budget = 20,
+    backend_url: Annotated[str | None, cli_option("backend_url")] = None,
+    title: Annotated[str, typer.Option(help="Project title (an existing project of this title is reused).")]
+    = "alvar safety dataset",
+    label_studio_url: Annotated[str | None, cli_option("label_studio_url")] = None,
+    label_studio_api_key: Annotated[str | None, cli_option("label_studio_api_key")] = None,
+    redis_url: RedisUrl = None,
+    model_dir: ModelDir = None,
+) -> None:
+    """Set up the project in a running Label Studio (e.g. docker compose): import, connect, first model, first batch."""
+    from redis import Redis
+
+    from alvar.backend.label_studio import label_studio_client
+    from alvar.scripts.initialize import InitError, InitPlan, initialize
+
+    settings = apply_overrides(backend_url=backend_url, label_studio_url=label_studio_url,
+                               label_studio_api_key=label_studio_api_key, redis_url=redis_url, model_dir=model_dir)
+    pool, bootstrap = _import_files(settings, demo, pool, bootstrap)
+    if not settings.redis_url:
+        raise _fail("alvar init needs the stack's Redis: set REDIS_URL")
+    auth = (settings.basic_auth_user, settings.basic_auth_pass or "") if settings.basic_auth_user else None
+    plan = InitPlan(backend_url=settings.backend_url, pool=pool, bootstrap=bootstrap, budget=budget, title=title,
+                    backend_auth=auth, webhook_secret=settings.webhook_secret)
+    try:
+        outcome = initialize(settings, label_studio_client(settings), Redis.from_url(settings.redis_url), plan,
+                             report=_say)
+    except (DataFileError, InitError, RuntimeError) as error:
+        raise _fail(str(error)) from None
+    if not outcome.steps:
+        console.print("nothing to do: the project is set up")
+    console.print(f"project {outcome.project_id}: {settings.label_studio_url}/projects/{outcome.project_id}, "
+                  f"model {outcome.model_version or 'none yet'}")
+    _print_llm_note(settings)
+
+
+@app.command()
+def status(
+    data_dir: DataDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
+) -> None:
+    """Services up or down, model version, queues, failed jobs, LLM usage, batch and verification progress.
+
+    Exits with 1 when a service is down.
+    """
+    import json
+
+    from alvar.scripts.status import stack_status
+
+    result = stack_status(apply_overrides(data_dir=data_dir))
+    if as_json:
+        print(json.dumps(result.as_dict(), indent=2))
+    else:
+        _print_status(result)
+    if not result.all_up:
+        raise typer.Exit(code=1)
+
+
+def _progress(progress: "Progress | None") -> str:
+    return "-" if progress is None else f"{progress.done} / {progress.total}"
+
+
+def _print_status(result: "StackStatus") -> None:
+    services = Table(title=f"alvar stack in {result.data_dir}")
+    for column in ("service", "state", "pid", "where"):
+        services.add_column(column)
+    for name, service in result.services.items():
+        services.add_row(name, "[green]up[/]" if service.up else "[red]down[/]", str(service.pid or "-"),
+                         escape(service.where))
+    console.print(services)
+    overview = Table(show_header=False)
+    overview.add_row("project", result.project_url or "-")
+    overview.add_row("model version", f"{result.model_version or '-'} (backend serves {result.serving_version or '-'})")
+    overview.add_row(f"batch {result.batch or '-'} labeled", _progress(result.batch_progress))
+    overview.add_row("variations reviewed", _progress(result.verification))
+    for queue, counts in result.queues.items():
+        overview.add_row(f"queue {queue}", ", ".join(f"{state} {count}" for state, count in counts.items()))
+    usage = result.llm
+    tokens = usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)
+    overview.add_row("LLM", f"{usage['model']}: {tokens} tokens, ~${usage.get('cost_usd', 0.0):.4f}"
+                     if usage["configured"] else "none configured")
+    console.print(overview)
+    for job in result.failed_jobs:
+        console.print(f"[red]failed[/] {job['queue']} {job['id']}: {escape(job['reason'])}")
 
 
 @app.command()
@@ -346,6 +487,7 @@ def export(
     formats: Annotated[str, typer.Option("--format", help="Comma-separated: tsv, jsonl, hf.")] = "tsv,jsonl,hf",
     include_unverified: Annotated[bool, typer.Option(help="Also variations nobody reviewed yet (their "
                                                      "pre-label; verified=false).")] = False,
+    data_dir: DataDir = None,
     label_studio_url: Annotated[str | None, cli_option("label_studio_url")] = None,
     label_studio_api_key: Annotated[str | None, cli_option("label_studio_api_key")] = None,
 ) -> None:
@@ -357,7 +499,8 @@ def export(
     from alvar.backend.label_studio import label_studio_client
     from alvar.scripts.export import ExportError, build_export, check_formats, project_tasks, write_export
 
-    settings = apply_overrides(label_studio_url=label_studio_url, label_studio_api_key=label_studio_api_key)
+    settings = apply_overrides(label_studio_url=label_studio_url, label_studio_api_key=label_studio_api_key,
+                               data_dir=data_dir)
     chosen = [name.strip() for name in formats.split(",") if name.strip()]
     try:
         check_formats(chosen)
@@ -473,6 +616,7 @@ def select(
     labeled: Annotated[Path | None, typer.Option(help="File mode: labeled texts (never selected; coreset's start).")] = None,
     out: Annotated[Path | None, typer.Option(help="File mode: JSONL output (id, text, cluster, entropy, strategy, rank).")] = None,
     model_dir: ModelDir = None,
+    data_dir: DataDir = None,
     label_studio_url: Annotated[str | None, cli_option("label_studio_url")] = None,
     label_studio_api_key: Annotated[str | None, cli_option("label_studio_api_key")] = None,
     text_col: TextCol = None,
@@ -483,7 +627,7 @@ def select(
     from alvar.strategies import SelectionError
 
     settings = apply_overrides(model_dir=model_dir, label_studio_url=label_studio_url,
-                               label_studio_api_key=label_studio_api_key)
+                               label_studio_api_key=label_studio_api_key, data_dir=data_dir)
     if (project is None) == (pool is None):
         raise _fail("give either --project (Label Studio mode) or --pool with --out (file mode)")
     try:

@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from alvar.backend.label_config import parse_choices_control
+from alvar.backend.label_studio import COMPACT_COLUMNS, iter_tasks
+from alvar.backend.training_data import is_variation
+from alvar.scripts.selection import SelectionRun, select_batch
 from label_studio_sdk import LabelStudio
 
-from alvar.backend.label_config import parse_choices_control
-from alvar.backend.label_studio import iter_tasks
-from alvar.backend.training_data import is_variation
 from alvar.datafiles import read_dataset
-from alvar.scripts.selection import SelectionRun, select_batch
 from alvar.settings import Settings
 from alvar.vector_cache import text_key
 
@@ -64,7 +64,7 @@ def _is_labeled(task: dict[str, Any]) -> bool:
     return bool(task.get("total_annotations") or task.get("annotations"))
 
 
-def _batch_tabs(client: LabelStudio, project_id: int) -> set[int]:
+def batch_tabs(client: LabelStudio, project_id: int) -> set[int]:
     """Batches whose tab exists (the batch was written completely)."""
     batches = set()
     for view in client.views.list(project=project_id):
@@ -82,7 +82,7 @@ def select_project(settings: Settings, client: LabelStudio, project_id: int, str
         raise ValueError(f"project {project_id} has no tasks: import a pool first")
     batch_of = [task["data"].get("batch") for task in tasks]
     latest = max((int(b) for b in batch_of if isinstance(b, (int, float))), default=0)
-    complete = _batch_tabs(client, project_id)
+    complete = batch_tabs(client, project_id)
     if latest and latest in complete:
         members = [task for task, b in zip(tasks, batch_of) if b == latest]
         open_tasks = [task for task in members if not _is_labeled(task)]
@@ -111,6 +111,7 @@ def select_project(settings: Settings, client: LabelStudio, project_id: int, str
         "filters": {"conjunction": "and", "items": [
             {"filter": "filter:tasks:data.batch", "operator": "equal", "type": "Number", "value": batch}]},
         "ordering": ["-tasks:data.entropy"],
+        "hiddenColumns": COMPACT_COLUMNS,
     })
     return BatchOutcome(batch, [task["id"] for task in picked], True,
                         f"batch {batch}: {len(picked)} tasks by {strategy}", run)

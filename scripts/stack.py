@@ -1,7 +1,9 @@
 """`alvar up` and `alvar down`: Label Studio, Redis, the ML backend and a worker on one machine.
 
 Everything lives in the data dir: Label Studio's SQLite database, the embedded Redis, the models, PIDs,
-logs, generated credentials and ``stack.json`` (the project and ports), so a second `up` reuses what runs.
+logs, generated credentials and ``stack.json`` (ports and logins), so a second `up` reuses what runs.
+``alvar.env`` there holds the settings the services were started with: every later command given the same
+``--data-dir`` reads it (see :func:`alvar.settings.load_settings`).
 """
 
 from __future__ import annotations
@@ -9,24 +11,31 @@ from __future__ import annotations
 import json
 import secrets
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from label_studio_sdk import LabelStudio
-
-from alvar.backend.label_config import parse_choices_control
-from alvar.backend.model_store import ModelStore
-from alvar.backend.publishing import publish_predictions
-from alvar.datafiles import read_dataset
-from alvar.label_config import load
 from alvar.scripts import services
-from alvar.scripts.project import connect_backend, create_project, import_pool
-from alvar.settings import Settings
+from alvar.scripts.initialize import InitOutcome, InitPlan, initialize
+from label_studio_sdk import LabelStudio
+from redis import Redis
+
+from alvar.settings import STACK_ENV_FILE, Settings
 
 STATE_FILE = "stack.json"
-PROJECT_TITLE = "alvar safety dataset"
 # Stopped in this order: consumers first, then what they consume.
 SERVICES = ("worker", "backend", "label-studio", "redis")
+BACKEND_WORKERS = 1
+
+
+def backend_argv(host: str, port: int) -> list[str]:
+    """The ML backend's command, here and in docker-compose.yml: gunicorn with its threads."""
+    return ["alvar", "backend", "--host", host, "--port", str(port), "--workers", str(BACKEND_WORKERS)]
+
+
+def worker_argv() -> list[str]:
+    """The worker's command, here and in docker-compose.yml: training and generation queues."""
+    return ["alvar", "worker"]
 
 
 @dataclass
@@ -49,15 +58,27 @@ class StackState:
         return cls(**json.loads(path.read_text())) if path.is_file() else None
 
     def save(self, data_dir: Path) -> None:
-        path = data_dir / STATE_FILE
-        path.touch(mode=0o600, exist_ok=True)
-        path.write_text(json.dumps(asdict(self), indent=2))
+        _write_private(data_dir / STATE_FILE, json.dumps(asdict(self), indent=2))
+
+    @property
+    def label_studio_port(self) -> int:
+        return int(self.label_studio_url.rsplit(":", 1)[1])
+
+    @property
+    def backend_port(self) -> int:
+        return int(self.backend_url.rsplit(":", 1)[1])
 
 
-def _new_state(settings: Settings, port: int, backend_port: int) -> StackState:
+def _write_private(path: Path, text: str) -> None:
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    path.write_text(text)
+
+
+def _new_state(settings: Settings) -> StackState:
     return StackState(
-        label_studio_url=f"http://127.0.0.1:{port}",
-        backend_url=f"http://127.0.0.1:{backend_port}",
+        label_studio_url=f"http://127.0.0.1:{settings.label_studio_port}",
+        backend_url=f"http://127.0.0.1:{settings.backend_port}",
         username=settings.label_studio_username,
         password=settings.label_studio_password or secrets.token_urlsafe(12),
         token=secrets.token_hex(20),
@@ -67,11 +88,13 @@ def _new_state(settings: Settings, port: int, backend_port: int) -> StackState:
     )
 
 
-def _alvar() -> str:
-    return str(Path(sys.executable).with_name("alvar"))
+def _local(argv: list[str]) -> list[str]:
+    """``alvar ...`` with the ``alvar`` of this environment, found next to the running one."""
+    return [str(Path(sys.executable).with_name("alvar")), *argv[1:]]
 
 
-def _service_env(settings: Settings, state: StackState, redis_url: str) -> dict[str, str]:
+def service_env(settings: Settings, state: StackState, redis_url: str) -> dict[str, str]:
+    """The settings every service of the stack runs with; also written to ``alvar.env`` for later commands."""
     return {
         "REDIS_URL": redis_url,
         "MODEL_DIR": str(settings.model_dir.resolve()),
@@ -80,47 +103,44 @@ def _service_env(settings: Settings, state: StackState, redis_url: str) -> dict[
         "BASIC_AUTH_USER": state.backend_user,
         "BASIC_AUTH_PASS": state.backend_password,
         "ALVAR_WEBHOOK_SECRET": state.webhook_secret,
+        "ALVAR_BACKEND_URL": state.backend_url,
     }
 
 
-def up(settings: Settings, port: int, backend_port: int, pool: Path | None = None) -> StackState:
-    """Start (or reuse) every service and the project; return what a person needs to log in."""
+def start_services(settings: Settings, state: StackState) -> dict[str, str]:
+    """Start (or reuse) Redis, Label Studio, the backend and the worker; return the services' settings."""
+    data_dir = settings.data_dir.resolve()
+    redis_url = services.ensure_redis(data_dir, settings.redis_url)
+    services.start_label_studio(data_dir, state.label_studio_port, state.username, state.password, state.token,
+                                settings.label_studio_venv)
+    env = service_env(settings, state, redis_url)
+    # The embedded Redis is found from the data dir; only a REDIS_URL of the person's own is written down.
+    kept = {name: value for name, value in env.items() if name != "REDIS_URL" or settings.redis_url}
+    _write_private(data_dir / STACK_ENV_FILE, "".join(f"{name}={value}\n" for name, value in kept.items()))
+    if services.running_pid(data_dir, "backend") is None:
+        auth = (state.backend_user, state.backend_password)
+        services.start_and_wait(data_dir, "backend", _local(backend_argv("127.0.0.1", state.backend_port)),
+                                lambda: services.healthy(state.backend_url, auth), "the ML backend", 120, env)
+    if services.running_pid(data_dir, "worker") is None:
+        services.start_process(data_dir, "worker", _local(worker_argv()), env)
+    return env
+
+
+def up(settings: Settings, pool: Path | None = None, bootstrap: Path | None = None, budget: int = 20,
+       report: Callable[[str], None] = print) -> tuple[StackState, InitOutcome]:
+    """Start (or reuse) every service, then make the project ready (:func:`initialize`); return the login."""
     data_dir = settings.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    state = StackState.load(data_dir) or _new_state(settings, port, backend_port)
+    state = StackState.load(data_dir) or _new_state(settings)
     state.save(data_dir)
-    redis_url = services.ensure_redis(data_dir, settings.redis_url)
-    server = services.start_label_studio(data_dir, int(state.label_studio_url.rsplit(":", 1)[1]), state.username,
-                                         state.password, state.token, settings.label_studio_venv)
-    env = _service_env(settings, state, redis_url)
-    backend_port = int(state.backend_url.rsplit(":", 1)[1])
-    if services.running_pid(data_dir, "backend") is None:
-        services.start_and_wait(data_dir, "backend", [_alvar(), "backend", "--host", "127.0.0.1", "--port",
-                                                      str(backend_port), "--workers", "1"],
-                                lambda: services.healthy(state.backend_url, (state.backend_user, state.backend_password)),
-                                "the ML backend", 120, env)
-    if services.running_pid(data_dir, "worker") is None:
-        services.start_process(data_dir, "worker", [_alvar(), "worker", "--name", f"alvar-{backend_port}"], env)
-    if state.project_id is None:
-        client = LabelStudio(base_url=server.url, api_key=state.token)
-        state.project_id = create_project(client, PROJECT_TITLE, load("annotate"))
-        state.save(data_dir)
-        if pool is not None:
-            import_pool(client, state.project_id, read_dataset(pool).examples)
-        connect_backend(client, state.project_id, state.backend_url,
-                        basic_auth=(state.backend_user, state.backend_password), webhook_secret=state.webhook_secret)
-        _publish_current_model(client, state.project_id, settings)
-    return state
-
-
-def _publish_current_model(client: LabelStudio, project_id: int, settings: Settings) -> None:
-    """When MODEL_DIR already holds a version, its predictions go into the new project at once."""
-    store = ModelStore(settings.model_dir)
-    if store.current_version() is None:
-        return
-    version, learner = store.load(num_threads=settings.torch_threads)
-    control = parse_choices_control(client.projects.get(id=project_id).label_config)
-    publish_predictions(client, project_id, learner, version, control, show_progress=True)
+    env = start_services(settings, state)
+    plan = InitPlan(backend_url=state.backend_url, pool=pool, bootstrap=bootstrap, budget=budget,
+                    backend_auth=(state.backend_user, state.backend_password), webhook_secret=state.webhook_secret)
+    client = LabelStudio(base_url=state.label_studio_url, api_key=state.token, timeout=300)
+    outcome = initialize(settings, client, Redis.from_url(env["REDIS_URL"]), plan, report)
+    state.project_id = outcome.project_id
+    state.save(data_dir)
+    return state, outcome
 
 
 def down(settings: Settings) -> list[str]:

@@ -26,7 +26,7 @@ from alvar.backend.model_store import ModelStore
 from alvar.backend.publishing import publish_predictions
 from alvar.backend.training_data import training_set
 from alvar.datafiles import read_dataset
-from alvar.generator.jobs import generation_key
+from alvar.generator.jobs import generation_key, restore_predictions
 from alvar.generator.source_state import forget_latest
 from alvar.generator.variation_tasks import VERIFY_TAB
 from alvar.label_config import load
@@ -349,3 +349,23 @@ def test_a_worker_killed_mid_job_leaves_exactly_k_tasks(ls: LabelStudio, stack: 
     assert job.retries_left == 2
     made = variations(ls, project_id, task_id)
     assert len(made) == K and {task["data"]["generation"] for task in made} == {key}
+
+
+def test_pre_labels_that_label_studio_dropped_are_imported_again(ls: LabelStudio) -> None:
+    """Label Studio 1.23.2 on SQLite loses an import's predictions when two imports overlap (seen in the
+    end-to-end test); the job then imports the missing ones, and only those."""
+    project_id = create_project(ls, "restore pre-labels", load("annotate"))
+    control = parse_choices_control(ls.projects.get(id=project_id).label_config)
+    request = [{"data": {control.data_key: f"variation {number}"},
+                "predictions": [{"result": control.choice_result("medical-advice"), "score": 1.0,
+                                 "model_version": version} for version in ("llm:loopback", "v1")]}
+               for number in range(2)]
+    bare = ls.projects.import_tasks(id=project_id, request=[{"data": item["data"]} for item in request],
+                                    return_task_ids=True)
+    ls.projects.import_predictions(id=project_id, request=[{**request[1]["predictions"][0], "task": bare.task_ids[1]}])
+    for _ in range(2):
+        restore_predictions(ls, project_id, list(bare.task_ids), request)
+    for task_id in bare.task_ids:
+        predictions = ls.tasks.get(id=task_id).predictions
+        assert sorted(prediction.model_version for prediction in predictions) == ["llm:loopback", "v1"]
+        assert all(prediction.result[0]["value"]["choices"] == ["medical-advice"] for prediction in predictions)

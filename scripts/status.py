@@ -1,0 +1,121 @@
+"""`alvar status`: what runs in a data dir's stack and how far the current round has come.
+
+Services are up when they answer (Label Studio's and the backend's ``/health``, Redis's PING, a live worker
+process registered in RQ), not merely when a PID file exists. Task counts come from Label Studio's Data
+Manager filters (one small request each), so status stays quick on a large pool.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from alvar.backend.label_studio import ANNOTATED, count_tasks, dm_filter
+from alvar.backend.model_store import ModelStore
+from alvar.backend.training_data import (
+    CURRENT_STATUS,
+    LLM_ORIGIN,
+    ORIGIN_FIELD,
+    STATUS_FIELD,
+)
+from alvar.scripts import services
+from alvar.scripts.jobs import jobs_report
+from alvar.scripts.select import batch_tabs
+from alvar.scripts.stack import StackState
+from label_studio_sdk import LabelStudio
+from redis import Redis
+from rq import Worker
+
+from alvar.settings import TRAINING_QUEUE, Settings, llm_configured
+
+
+@dataclass
+class ServiceStatus:
+    up: bool
+    pid: int | None
+    where: str
+
+
+@dataclass
+class Progress:
+    """Done out of total, e.g. labeled tasks of the current batch or reviewed variations."""
+
+    done: int
+    total: int
+
+
+@dataclass
+class StackStatus:
+    data_dir: str
+    services: dict[str, ServiceStatus]
+    project_id: int | None = None
+    project_url: str | None = None
+    model_version: str | None = None
+    serving_version: str | None = None
+    queues: dict[str, dict[str, int]] = field(default_factory=dict)
+    failed_jobs: list[dict[str, str]] = field(default_factory=list)
+    llm: dict[str, Any] = field(default_factory=dict)
+    batch: int | None = None
+    batch_progress: Progress | None = None
+    verification: Progress | None = None
+
+    @property
+    def all_up(self) -> bool:
+        return all(service.up for service in self.services.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "all_up": self.all_up}
+
+
+def _services(settings: Settings, state: StackState | None, connection: Redis | None) -> dict[str, ServiceStatus]:
+    data_dir = settings.data_dir.resolve()
+    pids = {name: services.running_pid(data_dir, name) for name in ("label-studio", "backend", "worker", "redis")}
+    redis_url = settings.redis_url or services.embedded_redis_url(data_dir)
+    workers = Worker.all(connection=connection) if connection is not None else []
+    training_workers = [worker for worker in workers if TRAINING_QUEUE in worker.queue_names()]
+    return {
+        "label-studio": ServiceStatus(state is not None and services.healthy(state.label_studio_url),
+                                      pids["label-studio"], state.label_studio_url if state else "-"),
+        "backend": ServiceStatus(state is not None and services.healthy(
+            state.backend_url, (state.backend_user, state.backend_password)), pids["backend"],
+            state.backend_url if state else "-"),
+        "redis": ServiceStatus(connection is not None, pids["redis"], redis_url),
+        "worker": ServiceStatus(pids["worker"] is not None and bool(training_workers), pids["worker"],
+                                f"{len(workers)} RQ workers registered"),
+    }
+
+
+def _redis(settings: Settings) -> Redis | None:
+    url = settings.redis_url or services.embedded_redis_url(settings.data_dir.resolve())
+    return Redis.from_url(url, socket_connect_timeout=2) if services.redis_reachable(url) else None
+
+
+def stack_status(settings: Settings) -> StackStatus:
+    """Everything `alvar status` shows, gathered from the services themselves."""
+    state = StackState.load(settings.data_dir.resolve())
+    connection = _redis(settings)
+    status = StackStatus(str(settings.data_dir.resolve()), _services(settings, state, connection))
+    status.serving_version = ModelStore(settings.model_dir).current_version()
+    status.llm = {"configured": llm_configured(settings), "model": settings.llm_model}
+    if connection is not None:
+        report = jobs_report(connection, limit=5)
+        status.queues = report["counts"]
+        status.failed_jobs = [{"queue": row["queue"], "id": row["id"], "reason": row["reason"]}
+                              for row in report["jobs"] if row["state"] == "failed"]
+        status.llm.update(report["llm_usage"])
+    if state is None or state.project_id is None or not status.services["label-studio"].up:
+        return status
+    client = LabelStudio(base_url=state.label_studio_url, api_key=state.token, timeout=30)
+    project_id = status.project_id = state.project_id
+    status.project_url = f"{state.label_studio_url}/projects/{project_id}"
+    status.model_version = client.projects.get(id=project_id).model_version or None
+    status.batch = max(batch_tabs(client, project_id), default=None)
+    if status.batch is not None:
+        in_batch = dm_filter("data.batch", "equal", status.batch, "Number")
+        status.batch_progress = Progress(count_tasks(client, project_id, in_batch, ANNOTATED),
+                                         count_tasks(client, project_id, in_batch))
+    current = [dm_filter(f"data.{ORIGIN_FIELD}", "equal", LLM_ORIGIN),
+               dm_filter(f"data.{STATUS_FIELD}", "equal", CURRENT_STATUS)]
+    status.verification = Progress(count_tasks(client, project_id, *current, ANNOTATED),
+                                   count_tasks(client, project_id, *current))
+    return status
