@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import socket
@@ -28,6 +29,12 @@ LS_USER = "admin@alvar.test"
 LS_PASSWORD = "alvar-test-password"
 LS_TOKEN = "alvar-test-token-0123456789abcdef"
 EXTERNAL_REDIS_DEFAULT = "redis://127.0.0.1:6379/15"
+
+# A stack that the README's `alvar up` left in the checkout (./alvar-data/alvar.env) must not lend its
+# settings to the tests: every test process and its children get an empty data dir of their own.
+_TEST_DATA_DIR = tempfile.mkdtemp(prefix="alvar-tests-data-", dir="/tmp")
+atexit.register(shutil.rmtree, _TEST_DATA_DIR, True)
+os.environ["ALVAR_DATA_DIR"] = _TEST_DATA_DIR
 
 
 def free_port() -> int:
