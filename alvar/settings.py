@@ -223,6 +223,43 @@ class Settings(BaseSettings):
         300, ge=1, validation_alias=AliasChoices("ALVAR_GENERATION_TIMEOUT"),
         description="Seconds a generation job may run; a worker that dies mid-job is noticed 60 s after this.",
     )
+    reconcile_interval: int = Field(
+        300, ge=0, validation_alias=AliasChoices("ALVAR_RECONCILE_INTERVAL"),
+        description="Seconds between the worker's sweeps for annotations whose variations or retraining were "
+        "missed (a lost webhook waits at most this long); 0: no periodic sweep (`alvar reconcile` still works).",
+    )
+    models_kept: int = Field(
+        3, ge=1, validation_alias=AliasChoices("ALVAR_MODELS_KEPT"),
+        description="Model versions kept per project; older ones are deleted with their Label Studio predictions.",
+    )
+    max_request_bytes: int = Field(
+        32 * 1024 * 1024, ge=1024, validation_alias=AliasChoices("ALVAR_MAX_REQUEST_BYTES"),
+        description="Largest request body the ML backend reads (413 above it).",
+    )
+    max_tasks_per_request: int = Field(
+        20000, ge=1, validation_alias=AliasChoices("ALVAR_MAX_TASKS_PER_REQUEST"),
+        description="Most tasks one /predict request may carry (400 above it).",
+    )
+    max_text_chars: int = Field(
+        20000, ge=1, validation_alias=AliasChoices("ALVAR_MAX_TEXT_CHARS"),
+        description="Longest task text /predict scores (400 above it; the learner reads ALVAR_MAX_LENGTH tokens).",
+    )
+    backend_threads: int = Field(
+        8, ge=2, le=256, validation_alias=AliasChoices("ALVAR_BACKEND_THREADS"),
+        description="Request threads of the ML backend's server.",
+    )
+    max_concurrent_predictions: int = Field(
+        2, ge=1, le=64, validation_alias=AliasChoices("ALVAR_MAX_CONCURRENT_PREDICTIONS"),
+        description="/predict requests scored at once; more wait, and past the backend's spare threads get 429.",
+    )
+    metrics_public: bool = Field(
+        False, validation_alias=AliasChoices("ALVAR_METRICS_PUBLIC"),
+        description="Serve /metrics without the backend's basic auth (for a Prometheus without credentials).",
+    )
+    label_studio_bind: str = Field(
+        "127.0.0.1", validation_alias=AliasChoices("ALVAR_LABEL_STUDIO_BIND"),
+        description="Interface the Label Studio of `alvar up` listens on (0.0.0.0: every interface).",
+    )
 
 
 def llm_configured(settings: Settings) -> bool:
