@@ -57,7 +57,7 @@ USER alvar
 WORKDIR /home/alvar
 VOLUME /data
 EXPOSE 9090
-# The backend answers /health only with its basic auth when BASIC_AUTH_USER is set (only /metrics is open), so
+# The backend answers /health only with its basic auth when BASIC_AUTH_USER is set (like every endpoint), so
 # the check sends BASIC_AUTH_USER/BASIC_AUTH_PASS from the container's environment when they are set.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=5 CMD python -c "import base64, os, urllib.request; request = urllib.request.Request('http://127.0.0.1:9090/health'); user = os.environ.get('BASIC_AUTH_USER'); user and request.add_header('Authorization', 'Basic ' + base64.b64encode(f\"{user}:{os.environ.get('BASIC_AUTH_PASS', '')}\".encode()).decode()); urllib.request.urlopen(request, timeout=4)"
 CMD ["alvar", "backend", "--host", "0.0.0.0", "--port", "9090", "--workers", "1"]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from xml.etree import ElementTree
+
+log = logging.getLogger(__name__)
 
 
 class LabelConfigError(ValueError):
@@ -35,13 +38,29 @@ class ChoicesControl:
             }
         ]
 
-    def chosen_label(self, result: list[dict[str, object]]) -> str | None:
-        """The label an annotation's result picks in this control, or None when it picks none."""
+    def chosen_label(self, result: object) -> str | None:
+        """The label an annotation's result picks in this control, or None when it picks none.
+
+        A label that is not one of the control's choices (a typo sent through the API, a class renamed in the
+        config since) counts as no label: it is logged and never trained on, pre-labelled or sent to the LLM.
+        A result of the wrong shape (not a list of objects) picks nothing either.
+        """
+        if not isinstance(result, list):
+            return None
         for region in result:
-            if region.get("from_name") == self.from_name and region.get("type") == "choices":
-                choices = (region.get("value") or {}).get("choices") or []  # type: ignore[union-attr]
-                if choices:
-                    return str(choices[0])
+            if not isinstance(region, dict) or region.get("from_name") != self.from_name \
+                    or region.get("type") != "choices":
+                continue
+            value = region.get("value")
+            choices = value.get("choices") if isinstance(value, dict) else None
+            if not isinstance(choices, list) or not choices:
+                continue
+            label = choices[0]
+            if isinstance(label, str) and label in self.labels:
+                return label
+            log.warning("ignored label %r: not a choice of <Choices name=%r> (%s)", label, self.from_name,
+                        ", ".join(self.labels))
+            return None
         return None
 
 

@@ -7,8 +7,9 @@ from typing import Any
 
 from redis import Redis
 
-from alvar.backend.dispatcher import Dispatcher, TrainingReaction
+from alvar.backend.dispatcher import Dispatcher, TrainingReaction, project_number, remember_project
 from alvar.backend.label_config import parse_choices_control
+from alvar.backend.model_store import serving
 from alvar.backend.predictor import Predictor
 from alvar.backend.queues import generation_queue, training_queue
 from alvar.generator.reaction import GenerationReaction
@@ -18,29 +19,52 @@ log = logging.getLogger(__name__)
 
 
 class AlvarModel:
-    """Predicts each task's Choice with the current learner; training happens in RQ jobs, never inline."""
+    """Predicts each task's Choice with its project's current learner; training happens in RQ jobs, never inline."""
 
     def __init__(self, settings: Settings, connection: Redis) -> None:
         self.settings = settings
         self.predictor = Predictor(settings)
         self.queue = training_queue(connection)
         self.generation_queue = generation_queue(connection)
+        self.connection = connection
         self.dispatcher = Dispatcher([
             TrainingReaction(connection, self.queue, settings.retrain_every),
             GenerationReaction(connection, self.generation_queue, settings.generation_timeout),
-        ])
+        ], connection)
 
     @property
     def model_version(self) -> str | None:
+        """The shared model's current version (``MODEL_DIR/CURRENT``): what projects without their own are served."""
         return self.predictor.store.current_version()
 
-    def setup(self, label_config: str) -> dict[str, Any]:
-        """Check that the project's config has a Choices control to predict; answer the current version."""
-        parse_choices_control(label_config)
-        return {"model_version": self.model_version}
+    def serving_version(self, project: Any = None) -> str | None:
+        """The version that answers the project's predictions (its own, else the shared one), or None."""
+        found = serving(self.settings.model_dir, project_number(project))
+        return found.version if found is not None else None
 
-    def predict(self, tasks: list[Any], label_config: str) -> list[dict[str, Any]]:
-        return self.predictor.predict_tasks(tasks, parse_choices_control(label_config))
+    def versions(self, project: Any = None) -> dict[str, Any]:
+        """What GET /versions answers: the project's saved versions and the one serving it.
+
+        Without a project (or before the project's first training) these are the shared model's versions.
+        """
+        found = serving(self.settings.model_dir, project_number(project))
+        store = found.store if found is not None else self.predictor.store
+        return {"versions": store.versions(), "current": found.version if found is not None else None}
+
+    def setup(self, label_config: str, project: Any = None) -> dict[str, Any]:
+        """Check that the project's config has a Choices control to predict; answer the version serving it."""
+        parse_choices_control(label_config)
+        if (project_id := project_number(project)) is not None:
+            remember_project(self.connection, project_id)  # the reconciliation sweep covers it from now on
+        return {"model_version": self.serving_version(project)}
+
+    def predict(self, tasks: list[Any], label_config: str, project: Any = None) -> list[dict[str, Any]]:
+        """Score the tasks with the project's model (:func:`serving`); ``[]`` when no model serves the project.
+
+        ``project`` is Label Studio's field (``"7.1700000000"`` or ``7``); a missing or unreadable one is served
+        the shared model.
+        """
+        return self.predictor.predict_tasks(tasks, parse_choices_control(label_config), project_number(project))
 
     def fit(self, payload: Any) -> dict[str, Any]:
         """React to a webhook event: queue training and generation jobs and return at once."""

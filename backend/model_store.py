@@ -1,7 +1,18 @@
-"""Saved learner versions under ``MODEL_DIR/<version>/`` and an atomic pointer to the current one.
+"""Saved learner versions, one store per Label Studio project, each with an atomic pointer to its current version.
+
+Layout of ``MODEL_DIR``::
+
+    MODEL_DIR/CURRENT                 the shared model's current version (`alvar train` on files, a seed)
+    MODEL_DIR/<version>/              the shared model's versions
+    MODEL_DIR/<project>/CURRENT       project <project>'s current version (its training jobs write it)
+    MODEL_DIR/<project>/<version>/    project <project>'s versions, the last ``ALVAR_MODELS_KEPT`` of them
+
+A project is served its own current version; a project without one is served the shared current version; with
+neither it gets no predictions (:func:`serving`). Training one project writes only ``MODEL_DIR/<project>/``.
 
 A version is written into a hidden temporary directory and renamed into place, and the ``CURRENT`` file is
 replaced with ``os.replace``: a reader sees either the old version or the new one, never a half-written one.
+A pruned version is renamed to a hidden name before it is deleted, so it is never listed half-deleted.
 """
 
 from __future__ import annotations
@@ -9,10 +20,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
+import time
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +35,10 @@ from alvar.backend.learner import TransformerClassifier
 
 CURRENT_FILE = "CURRENT"
 METADATA_FILE = "metadata.json"
+# A version's name: its creation time (UTC, to the microsecond) and the start of its training data's hash.
+VERSION_NAME = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9]{6}-[0-9a-f]{8}")
+# A hidden staging or deletion directory older than this was left by a process that died (a save takes seconds).
+ABANDONED_AFTER_SECONDS = 3600.0
 
 
 def data_hash(texts: Sequence[str], labels: Sequence[str]) -> str:
@@ -29,6 +47,11 @@ def data_hash(texts: Sequence[str], labels: Sequence[str]) -> str:
     for text, label in sorted(zip(texts, labels)):
         digest.update(f"{label}\t{text}\n".encode())
     return digest.hexdigest()
+
+
+def is_version_name(name: str) -> bool:
+    """Whether ``name`` has the shape of the versions this store writes (what Label Studio's predictions carry)."""
+    return VERSION_NAME.fullmatch(name) is not None
 
 
 class ModelStore:
@@ -40,7 +63,7 @@ class ModelStore:
     def current_version(self) -> str | None:
         try:
             version = (self.root / CURRENT_FILE).read_text().strip()
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return None
         return version or None
 
@@ -100,3 +123,73 @@ class ModelStore:
         if version is None:
             raise FileNotFoundError(f"no current model version under {self.root}: train one first")
         return version, TransformerClassifier.load(self.path(version), **overrides)
+
+    def prune(self, keep: int) -> list[str]:
+        """Delete all but the newest ``keep`` versions, never the current one; return the deleted names.
+
+        Also removes hidden staging directories that a killed training job left behind.
+        """
+        if keep < 1:
+            raise ValueError(f"keep at least one version, not {keep}")
+        current = self.current_version()
+        doomed = [version for version in self.versions()[:-keep] if version != current]
+        for version in doomed:
+            _remove(self.path(version), self.root)
+        if self.root.is_dir():
+            cutoff = time.time() - ABANDONED_AFTER_SECONDS
+            for leftover in self.root.glob(".*"):
+                if leftover.is_dir() and leftover.stat().st_mtime < cutoff:
+                    shutil.rmtree(leftover, ignore_errors=True)
+        return doomed
+
+
+def _remove(directory: Path, root: Path) -> None:
+    """Delete a version directory: first renamed to a hidden name (atomic), then removed."""
+    hidden = Path(tempfile.mkdtemp(prefix=f".deleting-{directory.name}-", dir=root))
+    os.replace(directory, hidden / directory.name)
+    shutil.rmtree(hidden, ignore_errors=True)
+
+
+def shared_store(model_dir: str | Path) -> ModelStore:
+    """The shared model at the top of ``MODEL_DIR``: what projects without a model of their own are served."""
+    return ModelStore(model_dir)
+
+
+def project_store(model_dir: str | Path, project_id: int) -> ModelStore:
+    """Project ``project_id``'s own versions, under ``MODEL_DIR/<project_id>/``."""
+    if isinstance(project_id, bool) or not isinstance(project_id, int) or project_id <= 0:
+        raise ValueError(f"a project id is a positive integer, not {project_id!r}")
+    return ModelStore(Path(model_dir) / str(project_id))
+
+
+def project_ids(model_dir: str | Path) -> list[int]:
+    """The projects that have a store of their own under ``MODEL_DIR``."""
+    root = Path(model_dir)
+    if not root.is_dir():
+        return []
+    return sorted(int(p.name) for p in root.iterdir() if p.is_dir() and p.name.isdigit() and p.name[0] != "0")
+
+
+@dataclass(frozen=True)
+class Serving:
+    """The version that serves a project and the store it comes from."""
+
+    store: ModelStore
+    version: str
+    own: bool
+    """True when it is the project's own model, False for the shared fallback."""
+
+
+def serving(model_dir: str | Path, project_id: int | None) -> Serving | None:
+    """What serves ``project_id``: its own current version, else the shared one; None when neither exists.
+
+    Without a project (a request that names none) only the shared model serves.
+    """
+    if project_id is not None:
+        own = project_store(model_dir, project_id)
+        if (version := own.current_version()) is not None:
+            return Serving(own, version, True)
+    shared = shared_store(model_dir)
+    if (version := shared.current_version()) is not None:
+        return Serving(shared, version, False)
+    return None

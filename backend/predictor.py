@@ -1,10 +1,12 @@
-"""Scoring Label Studio tasks with the current learner version."""
+"""Scoring Label Studio tasks with the learner version that serves their project."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,9 +14,12 @@ import numpy as np
 from alvar.backend.entropy import certainty_score, entropy
 from alvar.backend.label_config import ChoicesControl
 from alvar.backend.learner import TransformerClassifier
-from alvar.backend.model_store import ModelStore
+from alvar.backend.model_store import serving, shared_store
 from alvar.backend.training_data import prelabel
 from alvar.settings import Settings
+
+# Loaded versions a backend process holds at once (each is about 90 MB of weights plus the tokenizer).
+LOADED_MODELS = 4
 
 
 @dataclass(frozen=True)
@@ -40,31 +45,88 @@ def task_texts(tasks: Sequence[Any], control: ChoicesControl) -> list[TaskText]:
     return found
 
 
-class Predictor:
-    """Holds the current learner version, reloading it when the store's pointer moves."""
+class LoadedModels:
+    """The few learner versions held in memory, the least recently used dropped first.
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.store = ModelStore(settings.model_dir)
+    A backend serving many projects must not hold every project's model: at most ``capacity`` stay loaded, and
+    a store's new version replaces its older one (the pointer moved: the old one serves nobody). Looking up a
+    loaded version never waits; loads happen one at a time, so a burst of requests right after a version
+    switch loads that version once.
+    """
+
+    def __init__(self, capacity: int, load: Callable[[Path], TransformerClassifier]) -> None:
+        if capacity < 1:
+            raise ValueError(f"hold at least one model, not {capacity}")
+        self.capacity = capacity
+        self._load = load
+        self._held: OrderedDict[Path, TransformerClassifier] = OrderedDict()
         self._lock = threading.Lock()
-        self._loaded: tuple[str, TransformerClassifier] | None = None
+        self._loading = threading.Lock()
 
-    def current(self) -> tuple[str, TransformerClassifier] | None:
-        version = self.store.current_version()
-        if version is None:
-            return None
+    def _lookup(self, path: Path) -> TransformerClassifier | None:
         with self._lock:
-            if self._loaded is None or self._loaded[0] != version:
-                self._loaded = self.store.load(
-                    version,
-                    inference_batch_size=self.settings.inference_batch_size,
-                    num_threads=self.settings.torch_threads,
-                )
-            return self._loaded
+            learner = self._held.get(path)
+            if learner is not None:
+                self._held.move_to_end(path)
+            return learner
 
-    def predict_tasks(self, tasks: Sequence[Any], control: ChoicesControl) -> list[dict[str, Any]]:
-        """Predictions of the current version; none when no version was trained yet."""
-        loaded = self.current()
+    def get(self, path: Path) -> TransformerClassifier:
+        """The learner saved at ``path``, loaded unless it is held already."""
+        if (learner := self._lookup(path)) is not None:
+            return learner
+        with self._loading:
+            if (learner := self._lookup(path)) is not None:
+                return learner
+            learner = self._load(path)
+            with self._lock:
+                for replaced in [held for held in self._held if held.parent == path.parent]:
+                    del self._held[replaced]
+                self._held[path] = learner
+                while len(self._held) > self.capacity:
+                    self._held.popitem(last=False)
+            return learner
+
+    def held(self) -> list[Path]:
+        """The loaded versions' directories, least recently used first."""
+        with self._lock:
+            return list(self._held)
+
+
+class Predictor:
+    """Serves each project its current version (:func:`serving`), following each store's pointer as it moves."""
+
+    def __init__(self, settings: Settings, capacity: int = LOADED_MODELS) -> None:
+        self.settings = settings
+        self.store = shared_store(settings.model_dir)
+        self.models = LoadedModels(capacity, self._load)
+
+    def _load(self, path: Path) -> TransformerClassifier:
+        return TransformerClassifier.load(path, inference_batch_size=self.settings.inference_batch_size,
+                                          num_threads=self.settings.torch_threads)
+
+    def current(self, project_id: int | None = None) -> tuple[str, TransformerClassifier] | None:
+        """The version serving the project and its learner; None when no model serves it.
+
+        A version can be pruned between reading its pointer and loading it (a training switched and pruned
+        meanwhile): the pointer is then read again.
+        """
+        attempts = 3
+        while True:
+            found = serving(self.settings.model_dir, project_id)
+            if found is None:
+                return None
+            path = found.store.path(found.version)
+            try:
+                return found.version, self.models.get(path)
+            except OSError:
+                attempts -= 1
+                if attempts == 0 or path.exists():
+                    raise
+
+    def predict_tasks(self, tasks: Sequence[Any], control: ChoicesControl,
+                      project_id: int | None = None) -> list[dict[str, Any]]:
+        """Predictions of the version serving the project; none when no model serves it."""
+        loaded = self.current(project_id)
         if loaded is None:
             return []
         version, learner = loaded

@@ -1,27 +1,106 @@
-"""Putting a model version's predictions into Label Studio and making it the project's version.
+"""Putting a model version's predictions into Label Studio in place of the older versions' ones.
 
 Label Studio accepts a project ``model_version`` only when predictions of that version exist, and its
 Data Manager score column averages only predictions of the project's version: so predictions go first.
+Then the predictions of the project's older alvar versions (and of Label Studio's placeholder version, the
+ML backend's title) are deleted, so a project holds one alvar prediction per task however often it retrains.
+Other predictions (the generator's ``llm:…`` pre-label provenance, another tool's) are left alone.
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 from label_studio_sdk import LabelStudio
+from label_studio_sdk.core.api_error import ApiError
 from tqdm.auto import tqdm
 
 from alvar.backend.label_config import ChoicesControl
 from alvar.backend.label_studio import iter_tasks
 from alvar.backend.learner import TransformerClassifier
+from alvar.backend.model_store import is_version_name
 from alvar.backend.predictor import predict_tasks
 
 
+# Prediction deletions in flight at once: about 1.5x the throughput of one at a time against Label Studio on
+# two cores, while annotators' requests still go through between them.
+DELETE_CONCURRENCY = 4
+
+
+@dataclass(frozen=True)
+class Published:
+    """What publishing a version did: predictions imported, and older versions' predictions deleted."""
+
+    imported: int
+    deleted: dict[str, int] = field(default_factory=dict)
+
+
+def prediction_versions(client: LabelStudio, project_id: int) -> dict[str, int]:
+    """The model versions of the project's predictions, with how many predictions each has (one query).
+
+    Label Studio's ``/api/projects/<id>/model-versions/`` is left out of the SDK's generated API, so it goes
+    through the SDK's own HTTP client (its base URL and credentials).
+    """
+    response = client._client_wrapper.httpx_client.request(f"api/projects/{project_id}/model-versions/",
+                                                           method="GET")
+    response.raise_for_status()
+    return {str(version): int(count) for version, count in response.json().items()}
+
+
+def _placeholder_versions(client: LabelStudio, project_id: int) -> set[str]:
+    """The titles of the project's ML backends: Label Studio's project version until a model is published, which
+    the generator copies onto the pre-labels it imports then."""
+    return {str(backend.title) for backend in client.ml.list(project=project_id) if backend.title}
+
+
+def _is_stale(version: str, current: str, placeholders: set[str]) -> bool:
+    """An alvar version older than ``current`` (names begin with their creation time), or the placeholder."""
+    return version != current and ((is_version_name(version) and version < current) or version in placeholders)
+
+
+def delete_older_predictions(client: LabelStudio, project_id: int, current: str) -> dict[str, int]:
+    """Delete the project's predictions of alvar versions older than ``current`` and of the placeholder version
+    (an ML backend's title); return the counts deleted per version.
+
+    A newer version that a concurrent training is publishing is never deleted. The predictions are deleted one
+    by one (a few requests at a time), each in its own short request: Label Studio's delete-a-version endpoint
+    deletes them all in one transaction, which on SQLite locks the database for the whole delete (38 s for
+    3,000 predictions), and annotations saved meanwhile fail. Call this only once ``current`` is the project's
+    ``model_version``.
+    """
+    placeholders = _placeholder_versions(client, project_id)
+    stale = {version for version, count in prediction_versions(client, project_id).items()
+             if count and _is_stale(version, current, placeholders)}
+    if not stale:
+        return {}
+    doomed = [(str(prediction["model_version"]), int(prediction["id"]))
+              for task in iter_tasks(client, project_id, page_size=1000)
+              for prediction in task.get("predictions") or [] if prediction.get("model_version") in stale]
+    with ThreadPoolExecutor(DELETE_CONCURRENCY, thread_name_prefix="delete-predictions") as pool:
+        gone = list(pool.map(lambda found: _delete_prediction(client, found[1]), doomed))
+    return dict(Counter(version for (version, _), done in zip(doomed, gone) if done))
+
+
+def _delete_prediction(client: LabelStudio, prediction_id: int) -> bool:
+    """Delete one prediction; False when it was gone already (deleted meanwhile, or its task was)."""
+    try:
+        client.predictions.delete(id=prediction_id)
+    except ApiError as error:
+        if error.status_code == 404:
+            return False
+        raise
+    return True
+
+
 def publish_predictions(client: LabelStudio, project_id: int, learner: TransformerClassifier, version: str,
-                        control: ChoicesControl, chunk_size: int = 1000, show_progress: bool = False) -> int:
-    """Score every task of the project with ``version``, import the predictions, set the project's version."""
+                        control: ChoicesControl, chunk_size: int = 1000, show_progress: bool = False) -> Published:
+    """Score every task of the project with ``version``, import the predictions, set the project's version,
+    and delete the predictions of the project's older alvar versions."""
     tasks = [{"id": task["id"], "data": task["data"]} for task in iter_tasks(client, project_id, page_size=1000)]
-    published = 0
+    imported = 0
     for start in tqdm(range(0, len(tasks), chunk_size), desc="predictions", disable=not show_progress):
         chunk = tasks[start : start + chunk_size]
         request: list[dict[str, Any]] = [
@@ -32,6 +111,6 @@ def publish_predictions(client: LabelStudio, project_id: int, learner: Transform
         ]
         if request:
             client.projects.import_predictions(id=project_id, request=request)
-        published += len(request)
+        imported += len(request)
     client.projects.update(id=project_id, model_version=version)
-    return published
+    return Published(imported, delete_older_predictions(client, project_id, version))

@@ -1,7 +1,8 @@
 """The training job: retrain the learner on what people labelled in a Label Studio project.
 
-Runs in an RQ worker. A new version is saved and switched to only after training succeeded; a failure
-leaves the current version serving, and RQ keeps the job with its traceback in the failed registry.
+Runs in an RQ worker. A new version is saved in the project's own store and switched to only after training
+succeeded; a failure leaves the current version serving, and RQ keeps the job with its traceback in the failed
+registry.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from rq import get_current_job
 from alvar.backend.label_config import parse_choices_control
 from alvar.backend.label_studio import iter_tasks, label_studio_client
 from alvar.backend.learner import TransformerClassifier
-from alvar.backend.model_store import ModelStore
+from alvar.backend.model_store import project_store
 from alvar.backend.publishing import publish_predictions
 from alvar.backend.training_data import training_set
 from alvar.settings import Settings, load_settings
@@ -54,10 +55,12 @@ def _release_pending_slot(project_id: int) -> None:
 
 
 def train_project(project_id: int) -> dict[str, Any]:
-    """Train on the project's human labels and valid variations; switch the backend and the project to it.
+    """Train on the project's human labels and valid variations; switch the project's model to it.
 
-    The new version's predictions for every task are imported before the project's version is set, so
-    Label Studio's score column and "Uncertainty sampling" follow the new model at once.
+    Only the project's own store (``MODEL_DIR/<project>/``) is written: other projects keep their models. The
+    new version's predictions for every task are imported before the project's version is set, so Label
+    Studio's score column and "Uncertainty sampling" follow the new model at once; then the older versions'
+    predictions are deleted from Label Studio and all but the last ``models_kept`` versions from the store.
     """
     _release_pending_slot(project_id)
     settings = load_settings()
@@ -67,11 +70,15 @@ def train_project(project_id: int) -> dict[str, Any]:
     chosen = training_set(iter_tasks(client, project_id, only_annotated=True), control)
     log.info("project %s: training on %s", project_id, chosen.summary())
     learner = new_learner(settings).fit(chosen.texts, chosen.labels)
-    store = ModelStore(settings.model_dir)
+    store = project_store(settings.model_dir, project_id)
     version = store.save(learner, chosen.texts, chosen.labels, extra={"project": project_id, **chosen.summary()})
     store.switch(version)
     published = publish_predictions(client, project_id, learner, version, control)
-    summary = {"project": project_id, "version": version, **chosen.summary(), "predictions": published,
+    pruned = store.prune(settings.models_kept)
+    log.info("project %s: version %s, %s predictions imported, %s older ones deleted, versions pruned: %s",
+             project_id, version, published.imported, sum(published.deleted.values()), pruned)
+    summary = {"project": project_id, "version": version, **chosen.summary(), "predictions": published.imported,
+               "predictions_deleted": published.deleted, "versions_pruned": pruned,
                "training_loss": learner.training_loss_}
     job = get_current_job()
     if job is not None:

@@ -5,9 +5,15 @@ Task fields that the generator writes and reviewers fill (named here, once):
 - ``data.prelabel``: the label a variation is pre-labelled with (the person's label of its source, or the
   contrast target); ``data.variation_status``: ``"current"``, or ``"stale"`` once the source was relabelled.
 - a ``<Choices name="validity">`` control in the annotation: reviewers mark a variation ``valid`` or ``invalid``.
+- ``data.strategy``: how a task entered the project; ``"bootstrap"`` marks the seed labels `alvar init` imports.
 A human-origin task trains with the label of its latest non-cancelled annotation. A variation trains only when
 its latest annotation marks it ``valid``, with the label that annotation confirms or corrects, and only while it
-is not stale.
+is not stale. Labels that are not choices of the project's config count as no label (see
+:meth:`ChoicesControl.chosen_label`).
+
+Several annotators: a task's *current labels* are the distinct labels of each annotator's latest non-cancelled
+annotation. Variations exist per (task, current label): people who agree share one set, people who disagree each
+get a set for their label, and a set goes stale only when no annotator's latest annotation carries its label.
 """
 
 from __future__ import annotations
@@ -26,33 +32,76 @@ PRELABEL_FIELD = "prelabel"
 STATUS_FIELD = "variation_status"
 CURRENT_STATUS = "current"
 STALE_STATUS = "stale"
+STRATEGY_FIELD = "strategy"
+BOOTSTRAP_STRATEGY = "bootstrap"
+
+
+def _data(task: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A task's ``data``, or an empty mapping when a client sent something else."""
+    data = task.get("data")
+    return data if isinstance(data, Mapping) else {}
 
 
 def is_variation(task: Mapping[str, Any]) -> bool:
-    return (task.get("data") or {}).get(ORIGIN_FIELD) == LLM_ORIGIN
+    return _data(task).get(ORIGIN_FIELD) == LLM_ORIGIN
 
 
 def is_stale(task: Mapping[str, Any]) -> bool:
-    return (task.get("data") or {}).get(STATUS_FIELD) == STALE_STATUS
+    return _data(task).get(STATUS_FIELD) == STALE_STATUS
 
 
 def prelabel(task: Mapping[str, Any], control: ChoicesControl) -> str | None:
     """A variation's pre-label when it is one of the control's labels, else None."""
-    value = (task.get("data") or {}).get(PRELABEL_FIELD) if is_variation(task) else None
+    value = _data(task).get(PRELABEL_FIELD) if is_variation(task) else None
     return value if value in control.labels else None
+
+
+def is_bootstrap(task: Mapping[str, Any]) -> bool:
+    """A seed label imported by `alvar init`: trained on, never turned into variations."""
+    return _data(task).get(STRATEGY_FIELD) == BOOTSTRAP_STRATEGY
+
+
+def _recency(annotation: Mapping[str, Any]) -> tuple[str, int]:
+    identifier = annotation.get("id")
+    return str(annotation.get("updated_at") or ""), identifier if isinstance(identifier, int) else 0
+
+
+def _kept_annotations(task: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    annotations = task.get("annotations")
+    return [a for a in annotations if isinstance(a, Mapping) and not a.get("was_cancelled")] \
+        if isinstance(annotations, list) else []
 
 
 def latest_annotation(task: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """The most recently updated annotation that was not skipped, or None."""
-    kept = [a for a in task.get("annotations") or [] if not a.get("was_cancelled")]
-    return max(kept, key=lambda a: (str(a.get("updated_at") or ""), a.get("id") or 0), default=None)
+    return max(_kept_annotations(task), key=_recency, default=None)
 
 
-def _validity(result: Iterable[Mapping[str, Any]]) -> str | None:
-    for region in result:
-        if region.get("from_name") == VALIDITY_FROM_NAME:
-            choices = (region.get("value") or {}).get("choices") or []
-            return str(choices[0]) if choices else None
+def _annotator(annotation: Mapping[str, Any]) -> Any:
+    """Who made an annotation: Label Studio gives ``completed_by`` as a user id, or as an object with one."""
+    author = annotation.get("completed_by")
+    return author.get("id") if isinstance(author, Mapping) else author
+
+
+def current_labels(task: Mapping[str, Any], control: ChoicesControl) -> list[str]:
+    """The distinct labels of each annotator's latest non-skipped annotation, most recent first."""
+    latest: dict[Any, Mapping[str, Any]] = {}
+    for annotation in sorted(_kept_annotations(task), key=_recency):
+        latest[_annotator(annotation)] = annotation
+    labels: list[str] = []
+    for annotation in sorted(latest.values(), key=_recency, reverse=True):
+        label = control.chosen_label(annotation.get("result"))
+        if label is not None and label not in labels:
+            labels.append(label)
+    return labels
+
+
+def _validity(result: Any) -> str | None:
+    for region in result if isinstance(result, list) else []:
+        if isinstance(region, Mapping) and region.get("from_name") == VALIDITY_FROM_NAME:
+            value = region.get("value")
+            choices = value.get("choices") if isinstance(value, Mapping) else None
+            return str(choices[0]) if isinstance(choices, list) and choices else None
     return None
 
 
@@ -78,9 +127,9 @@ def labelled_items(tasks: Iterable[Mapping[str, Any]], control: ChoicesControl,
     class, else their pre-label). Every other variation (stale, invalid, unjudged) is yielded as the bare
     task, so callers can count what was left out."""
     for task in tasks:
-        text = (task.get("data") or {}).get(control.data_key)
+        text = _data(task).get(control.data_key)
         annotation = latest_annotation(task)
-        label = control.chosen_label(annotation.get("result") or []) if annotation is not None else None
+        label = control.chosen_label(annotation.get("result")) if annotation is not None else None
         if text is None:
             continue
         if not is_variation(task):
@@ -90,7 +139,7 @@ def labelled_items(tasks: Iterable[Mapping[str, Any]], control: ChoicesControl,
         if is_stale(task):
             yield task
             continue
-        validity = _validity(annotation.get("result") or []) if annotation is not None else None
+        validity = _validity(annotation.get("result")) if annotation is not None else None
         if annotation is not None and validity is not None:
             valid = label is not None and validity == VALID_CHOICE
             yield LabelledItem(task, str(text), label, True) if valid else task  # type: ignore[arg-type]

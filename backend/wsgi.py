@@ -1,8 +1,10 @@
-"""WSGI entry for gunicorn: ``gunicorn 'alvar.backend.wsgi:app'``; settings come from the environment."""
+"""WSGI entry for any WSGI server: ``waitress-serve alvar.backend.wsgi:app``; settings come from the environment.
 
-import logging
+`alvar backend` runs :func:`alvar.backend.server.serve` instead, which also applies the settings' bounds to the
+server (threads, body size, idle connections).
+"""
 
-from alvar.backend.app import create_app
+from alvar.backend.app import configure_logging, create_app
 
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+configure_logging()
 app = create_app()

@@ -63,9 +63,9 @@ def annotated_jobs(client: LabelStudio, project_id: int, examples: list[Example]
     for task_id, example in zip(import_pool(client, project_id, examples), examples):
         label = example.label or control.labels[0]
         annotation = client.annotations.create(id=task_id, result=control.choice_result(label), was_cancelled=False)
-        job_id = generation_key(project_id, task_id, int(annotation.id), label)
-        queue.enqueue(generate_variations, project_id, task_id, int(annotation.id), label, example.text, job_id=job_id,
-                      job_timeout=300, result_ttl=3600)
+        job_id = generation_key(project_id, task_id, label)
+        queue.enqueue(generate_variations, project_id, task_id, label, example.text, job_id=job_id,
+                      job_timeout=300, result_ttl=3600, meta={"annotation": int(annotation.id)})
         job_ids.append(job_id)
     return job_ids
 

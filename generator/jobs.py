@@ -1,16 +1,17 @@
-"""The RQ job that turns one human annotation into k pre-labelled variation tasks.
+"""The RQ job that turns one human label of a source task into k pre-labelled variation tasks.
 
-At-least-once delivery, exactly-once effect. The job id is the generation key (project, task, annotation,
-label). The LLM request starts at once (the webhook carries the text) while Label Studio is read. The import
-happens under the source task's lock (:mod:`alvar.generator.source_state`), only while the job's label is still
-the task's latest, and only when no task carries the key yet; it is one request that the client never
-repeats by itself. A re-run (a retry, a worker killed mid-job) therefore finds its tasks and stops, and the
-LLM's answers are cached, so it costs no tokens either.
+At-least-once delivery, exactly-once effect. The job id is the generation key (project, task, label): one set
+of variations per label a task carries, whoever gave it. The LLM request starts at once (the webhook carries the
+text) while Label Studio is read. The import happens under the source task's lock
+(:mod:`alvar.generator.source_state`), only while an annotator's latest annotation still carries the label, and
+only when the task has no variations for that label yet; it is one request that the client never repeats by
+itself. A re-run (a retry, a worker killed mid-job, the sweep) therefore finds its tasks and stops.
 
-Relabelling rule: a changed label is a new key and a new job; under the lock it imports the new label's
-variations and marks the source's other variations ``variation_status="stale"`` (and its own ``current``
-again, for a label that comes back), which training and the "Verify variations" tab leave out. A job whose
-annotation no longer carries its label, or was deleted, imports nothing: the newer label has its own job.
+Statuses follow the task's current labels (each annotator's latest annotation): every job ends by marking the
+source's variations ``current`` when their label is among them and ``stale`` otherwise, which training and the
+"Verify variations" tab leave out. So a second annotator who agrees changes nothing, one who disagrees adds a set
+for the other label (each variation is verified on its own), and a set goes stale only when nobody's latest
+annotation carries its label any more; when the label comes back, the same set is current again, no LLM call.
 """
 
 from __future__ import annotations
@@ -27,12 +28,12 @@ from rq.job import Job
 
 from alvar.backend.label_config import ChoicesControl, parse_choices_control
 from alvar.backend.label_studio import as_dict
-from alvar.backend.training_data import is_variation, latest_annotation
+from alvar.backend.training_data import current_labels, is_bootstrap, is_variation, latest_annotation
 from alvar.generator.generation import Generation, generate
-from alvar.generator.source_state import import_lock, is_latest, source_lock
+from alvar.generator.source_state import import_lock, source_lock
 from alvar.generator.templates import TemplateError, VariationPrompt
 from alvar.generator.usage import record_usage
-from alvar.generator.variation_tasks import GENERATION_FIELD, build_tasks, retire_others, variation_tasks
+from alvar.generator.variation_tasks import build_tasks, sync_statuses, variation_source_label, variation_tasks
 from alvar.generator.worker_resources import chat_client, embed, ensure_verify_tab_once, label_studio
 from alvar.settings import Settings, load_settings
 
@@ -42,10 +43,10 @@ log = logging.getLogger(__name__)
 NO_CLIENT_RETRIES = {"max_retries": 0}
 
 
-def generation_key(project_id: int, task_id: int, annotation_id: int, label: str) -> str:
-    """The job id and the ``data.generation`` of its variations: one per (task, annotation, label)."""
-    digest = hashlib.sha256(f"{project_id}\0{task_id}\0{annotation_id}\0{label}".encode()).hexdigest()[:10]
-    return f"generate-{project_id}-{task_id}-{annotation_id}-{digest}"
+def generation_key(project_id: int, task_id: int, label: str) -> str:
+    """The job id and the ``data.generation`` of its variations: one per (project, task, label)."""
+    digest = hashlib.sha256(f"{project_id}\0{task_id}\0{label}".encode()).hexdigest()[:10]
+    return f"generate-{project_id}-{task_id}-{digest}"
 
 
 def contrast_target(settings: Settings, control: ChoicesControl, label: str, task_id: int) -> str | None:
@@ -97,61 +98,72 @@ def _result(pending: Future[Generation]) -> Generation:
     return pending.result()
 
 
-def _why_not(task: dict[str, Any], control: ChoicesControl, annotation_id: int, label: str) -> str | None:
+def _why_not(task: dict[str, Any], control: ChoicesControl, label: str) -> str | None:
     if is_variation(task):
         return "skipped: a variation never generates variations"
-    annotation = latest_annotation(task)
-    if annotation is None or annotation.get("id") != annotation_id or \
-            control.chosen_label(annotation.get("result") or []) != label:
-        return "superseded: the annotation no longer carries this label"
+    if is_bootstrap(task):
+        return "skipped: a bootstrap label never generates variations"
+    if label not in current_labels(task, control):
+        return "superseded: no annotator's latest annotation carries this label"
     return None
 
 
-def generate_variations(project_id: int, task_id: int, annotation_id: int, label: str,
-                        text: str | None = None) -> dict[str, Any]:
-    """Write k variations of the task's text for ``label`` and import them as pre-labelled tasks."""
+def _has_set(variations: list[Any], label: str) -> bool:
+    return any(variation_source_label(variation) == label for variation in variations)
+
+
+def generate_variations(project_id: int, task_id: int, label: str, text: str | None = None) -> dict[str, Any]:
+    """Write k variations of the task's text for ``label``, import them as pre-labelled tasks, and bring the
+    statuses of the source's variations in line with its current labels."""
     settings = load_settings()
-    key = generation_key(project_id, task_id, annotation_id, label)
     job = get_current_job()
     connection = job.connection if job is not None else None
     client = label_studio(settings)
     project = client.projects.get(id=project_id)
     control = parse_choices_control(project.label_config)
-    outcome: dict[str, Any] = {"project": project_id, "task": task_id, "annotation": annotation_id, "label": label}
-    llm = ThreadPoolExecutor(max_workers=1, thread_name_prefix=key)
+    outcome: dict[str, Any] = {"project": project_id, "task": task_id, "label": label}
+    generation: Generation | None = None
+    prompt: VariationPrompt | None = None
+    llm = ThreadPoolExecutor(max_workers=1, thread_name_prefix=generation_key(project_id, task_id, label))
     try:
         pending = None
         if text and text.strip():
             pending = llm.submit(_generate, settings, _prompt(settings, control, task_id, text, label), connection)
         task = as_dict(client.tasks.get(id=task_id))
-        reason = _why_not(task, control, annotation_id, label)
-        if reason is not None:
-            return {**outcome, "status": reason}
-        source_text = str((task.get("data") or {}).get(control.data_key) or "")
-        try:
-            prompt = _prompt(settings, control, task_id, source_text, label)
-        except TemplateError as error:
-            return {**outcome, "status": f"skipped: {error}"}
-        generation = _result(pending) if pending is not None and source_text == text else \
-            _generate(settings, prompt, connection)
+        reason = _why_not(task, control, label)
+        if reason is None and _has_set(variation_tasks(client, project_id, source_task=task_id), label):
+            reason = "already imported"
+        if reason is None:
+            source_text = str((task.get("data") or {}).get(control.data_key) or "")
+            try:
+                prompt = _prompt(settings, control, task_id, source_text, label)
+            except TemplateError as error:
+                reason = f"skipped: {error}"
+            else:
+                generation = _result(pending) if pending is not None and source_text == text else \
+                    _generate(settings, prompt, connection)
+                outcome.update(generation.summary())
+                _record(job, outcome)  # kept even when the import below fails and the job is retried
     finally:
         llm.shutdown(wait=False, cancel_futures=True)
-    outcome.update(generation.summary())
     with source_lock(connection, project_id, task_id) if connection is not None else nullcontext():
-        if connection is not None and not is_latest(connection, project_id, task_id, annotation_id, label):
-            outcome["status"] = "superseded: a newer label of the task arrived while the LLM wrote"
-        else:
-            outcome.update(_import_once(client, project_id, task, annotation_id, key, control, prompt, generation,
-                                        project.model_version, connection))
+        outcome.update(_settle(client, project_id, task_id, label, control, prompt, generation,
+                               project.model_version, connection))
+    if reason is not None and outcome["status"] != "imported":
+        outcome["status"] = reason
     ensure_verify_tab_once(client, project_id)
-    if job is not None:
-        job.meta.update({name: value for name, value in outcome.items() if name != "task_ids"})
-        job.save_meta()
+    _record(job, outcome)
     return outcome
 
 
+def _record(job: Job | None, outcome: dict[str, Any]) -> None:
+    if job is not None:
+        job.meta.update({name: value for name, value in outcome.items() if name != "task_ids"})
+        job.save_meta()
+
+
 def restore_predictions(client: Any, project_id: int, task_ids: list[int],
-                         request: list[dict[str, Any]]) -> None:
+                        request: list[dict[str, Any]]) -> None:
     """Import the pre-labels that an import lost (another client imported at the same moment)."""
     missing = []
     for task_id, item in zip(task_ids, request):
@@ -164,14 +176,18 @@ def restore_predictions(client: Any, project_id: int, task_ids: list[int],
         client.projects.import_predictions(id=project_id, request=missing)
 
 
-def _import_once(client: Any, project_id: int, task: dict[str, Any], annotation_id: int, key: str,
-                 control: ChoicesControl, prompt: VariationPrompt, generation: Generation,
-                 project_version: str | None, connection: Redis | None) -> dict[str, Any]:
-    """Import the variations unless tasks with this key exist; retire the source's other variations."""
-    earlier = variation_tasks(client, project_id, source_task=task["id"])
-    existing = [item.id for item in earlier if item.data.get(GENERATION_FIELD) == key]
-    outcome: dict[str, Any] = {"status": "already imported", "task_ids": existing}
-    if not existing:
+def _settle(client: Any, project_id: int, task_id: int, label: str, control: ChoicesControl,
+            prompt: VariationPrompt | None, generation: Generation | None, project_version: str | None,
+            connection: Redis | None) -> dict[str, Any]:
+    """Under the source's lock, with what Label Studio shows now: import the generation when its label is still
+    current and has no set yet, then sync every variation's status with the current labels."""
+    task = as_dict(client.tasks.get(id=task_id))
+    labels = [] if is_variation(task) else current_labels(task, control)
+    earlier = variation_tasks(client, project_id, source_task=task_id)
+    outcome: dict[str, Any] = {"status": "already imported" if _has_set(earlier, label) else "superseded"}
+    if generation is not None and prompt is not None and label in labels and not _has_set(earlier, label):
+        annotation_id = _annotation_with(task, control, label)
+        key = generation_key(project_id, task_id, label)
         request = build_tasks(generation, prompt, task, annotation_id, key, control, project_version)
         task_ids: list[int] = []
         if request:
@@ -183,5 +199,13 @@ def _import_once(client: Any, project_id: int, task: dict[str, Any], annotation_
             if (response.prediction_count or 0) < expected:
                 restore_predictions(client, project_id, task_ids, request)
         outcome = {"status": "imported", "task_ids": task_ids, "imported": len(task_ids)}
-    outcome["stale"] = retire_others(client, earlier, key)
+    outcome["stale"] = sync_statuses(client, earlier, labels)
+    outcome["current_labels"] = labels
     return outcome
+
+
+def _annotation_with(task: dict[str, Any], control: ChoicesControl, label: str) -> int | None:
+    """The most recent annotation that gives ``label`` (the variations' ``source_annotation``)."""
+    giving = [a for a in task.get("annotations") or [] if control.chosen_label(a.get("result")) == label]
+    latest = latest_annotation({"annotations": giving})
+    return latest.get("id") if latest is not None else None

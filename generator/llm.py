@@ -1,8 +1,11 @@
 """The LLM client: the ``openai`` SDK against any OpenAI-compatible chat-completions endpoint.
 
 Retries with exponential backoff on 429, 5xx, timeouts and connection errors are the SDK's own
-(``max_retries``; it honours ``Retry-After``). Answers are cached on disk by (model, temperature, messages), so
-re-running a job — after a crash, say — costs nothing. Structured output (``response_format`` with a JSON
+(``max_retries``; it honours ``Retry-After``). Every request carries ``max_tokens``, sized by the caller
+(``VariationPrompt.max_tokens``). The cache on disk, keyed by (model, temperature, messages), holds only what
+the caller accepted (``remember``): a refusal, an unreadable answer or one from which nothing passed screening is
+never stored, so a re-run asks the endpoint again instead of replaying it for 90 days; a screened answer is
+replayed, so re-running a job — after a crash, say — costs nothing. Structured output (``response_format`` with a JSON
 schema) is asked for until the endpoint rejects it once; after that the prompt's own JSON instruction and the
 robust parser carry on.
 """
@@ -25,6 +28,9 @@ from alvar.settings import Settings
 log = logging.getLogger(__name__)
 
 CACHE_TTL_SECONDS = 90 * 24 * 3600
+# Part of every cache key: entries written before only accepted answers were stored (raw answers, refusals
+# among them) are never read.
+CACHE_FORMAT = "accepted-v1"
 VARIATIONS_SCHEMA: dict[str, Any] = {
     "type": "json_schema",
     "json_schema": {
@@ -101,15 +107,16 @@ class ChatClient:
                    settings.llm_output_price, settings.cache_dir / "llm-responses")
 
     def _cache_key(self, messages: list[dict[str, str]]) -> str:
-        payload = json.dumps({"model": self.model, "temperature": self.temperature, "messages": messages},
-                             sort_keys=True, ensure_ascii=False)
+        payload = json.dumps({"format": CACHE_FORMAT, "model": self.model, "temperature": self.temperature,
+                              "messages": messages}, sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(payload.encode()).hexdigest()
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         return (prompt_tokens * self.input_price + completion_tokens * self.output_price) / 1_000_000
 
-    def _request(self, messages: list[dict[str, str]]) -> Any:
-        arguments: dict[str, Any] = {"model": self.model, "messages": messages, "temperature": self.temperature}
+    def _request(self, messages: list[dict[str, str]], max_tokens: int) -> Any:
+        arguments: dict[str, Any] = {"model": self.model, "messages": messages, "temperature": self.temperature,
+                                     "max_tokens": max_tokens}
         if self._structured_output:
             try:
                 return self._client.chat.completions.create(**arguments, response_format=VARIATIONS_SCHEMA)
@@ -121,19 +128,27 @@ class ChatClient:
                     self._structured_output = False
         return self._client.chat.completions.create(**arguments)
 
-    def complete(self, messages: list[dict[str, str]]) -> Completion:
-        """The assistant's answer to ``messages``, from the cache when this exact request was answered before."""
+    def complete(self, messages: list[dict[str, str]], max_tokens: int) -> Completion:
+        """The assistant's answer to ``messages`` (at most ``max_tokens`` tokens), from the cache when an answer
+        to this exact request was accepted before (``remember``)."""
         key = self._cache_key(messages)
         if self._cache is not None:
             cached = self._cache.get(key)
             if isinstance(cached, str):
                 return Completion(cached, Usage(requests=1, cached=1))
-        response = self._request(messages)
-        content = (response.choices[0].message.content or "") if response.choices else ""
+        response = self._request(messages, max_tokens)
+        choice = response.choices[0] if response.choices else None
+        content = (choice.message.content or "") if choice is not None else ""
+        if choice is not None and choice.finish_reason == "length":
+            log.warning("the answer reached max_tokens=%d and was cut off; its complete variations are kept",
+                        max_tokens)
         prompt_tokens = response.usage.prompt_tokens if response.usage else 0
         completion_tokens = response.usage.completion_tokens if response.usage else 0
         usage = Usage(requests=1, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                       cost_usd=self.cost(prompt_tokens, completion_tokens))
-        if self._cache is not None and content.strip():
-            self._cache.set(key, content, expire=CACHE_TTL_SECONDS)
         return Completion(content, usage)
+
+    def remember(self, messages: list[dict[str, str]], content: str) -> None:
+        """Store ``content`` as the answer to ``messages``: what the caller accepted, never a raw answer."""
+        if self._cache is not None:
+            self._cache.set(self._cache_key(messages), content, expire=CACHE_TTL_SECONDS)

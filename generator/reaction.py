@@ -1,33 +1,65 @@
-"""The dispatcher's generation reaction: each human annotation's label becomes one queued generation job.
+"""The dispatcher's generation reaction: each human label of a source task becomes one queued generation job.
 
 Runs inside the webhook request (Label Studio waits 1 s at most), so it only reads the payload and enqueues.
-Skipped: variations (their annotations are reviews), cancelled (skipped) annotations, annotations without a
-label. A repeated delivery (the same annotation and label as the task's latest) enqueues nothing; a label that
-differs from the task's latest is queued, even one that was there before (A, B, then A again).
+Skipped: variations (their annotations are reviews), bootstrap labels, skipped annotations, annotations without
+a label of the project's config. The job id is the generation key (project, task, label), whoever labelled it:
+a job already waiting or running for that key is not queued again, so a second annotator who agrees, a repeated
+delivery or a quick A -> B -> A relabel never pays the LLM twice. The reconciliation sweep
+(:mod:`alvar.generator.reconcile`) queues through :func:`queue_generation` too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from redis import Redis
 from rq import Callback, Queue, Retry
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
 
-from alvar.backend.dispatcher import ANNOTATION_ACTIONS, WebhookEvent
-from alvar.backend.label_config import LabelConfigError, parse_choices_control
-from alvar.backend.training_data import is_variation
+from alvar.backend.dispatcher import ANNOTATION_ACTIONS, HumanLabel, WebhookEvent, human_label
+from alvar.backend.label_config import LabelConfigError
 from alvar.generator.jobs import generate_variations, generation_key, record_failure
-from alvar.generator.source_state import record_latest
 
 # A failed job (LLM or Label Studio unreachable after the SDKs' own retries) runs again later, three times.
 JOB_RETRY_INTERVALS = (30, 120, 600)
+# A job in one of these states will still run (or is running): the same key is not queued again.
+PENDING_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED})
 
 
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return value if isinstance(value, list) else [value]
+def job_status(connection: Redis, job_id: str) -> JobStatus | None:
+    try:
+        return Job.fetch(job_id, connection=connection).get_status()
+    except NoSuchJobError:
+        return None
+
+
+def queue_generation(connection: Redis, queue: Queue, project_id: int, found: HumanLabel, job_timeout: int,
+                     reason: str = "webhook") -> dict[str, Any]:
+    """Queue the generation job of (project, task, label) unless one is waiting or running already."""
+    job_id = generation_key(project_id, found.task_id, found.label)
+    with connection.lock(f"{job_id}:queueing", timeout=10, blocking_timeout=5):
+        status = job_status(connection, job_id)
+        if status in PENDING_STATUSES:
+            return {"status": "already queued", "job_id": job_id}
+        # The text lets the job ask the LLM while it reads Label Studio; after a finished run (a label that came
+        # back) the set most likely exists, so the job looks first and asks only when it must.
+        text = found.text if status != JobStatus.FINISHED else None
+        # A key's job keeps its history across runs: what the run that wrote the set asked and spent.
+        earlier = Job.fetch(job_id, connection=connection).meta if status is not None else {}
+        queue.enqueue(
+            generate_variations, project_id, found.task_id, found.label, text,
+            job_id=job_id,
+            job_timeout=job_timeout,
+            retry=Retry(max=len(JOB_RETRY_INTERVALS), interval=list(JOB_RETRY_INTERVALS)),
+            on_failure=Callback(record_failure),
+            result_ttl=30 * 24 * 3600,
+            failure_ttl=30 * 24 * 3600,
+            description=f"{found.label!r} variations of task {found.task_id} (project {project_id})",
+            meta={**earlier, "project": project_id, "task": found.task_id, "annotation": found.annotation_id,
+                  "label": found.label, "queued_by": reason},
+        )
+    return {"status": "queued", "job_id": job_id}
 
 
 class GenerationReaction:
@@ -39,46 +71,15 @@ class GenerationReaction:
     def __call__(self, event: WebhookEvent) -> dict[str, Any] | None:
         if event.action not in ANNOTATION_ACTIONS:
             return None
-        project = event.payload.get("project")
-        label_config = project.get("label_config") if isinstance(project, Mapping) else None
         try:
-            control = parse_choices_control(label_config)
+            control = event.control()
         except LabelConfigError as error:
             return {"generation": "skipped", "reason": f"no usable label config in the payload: {error}"}
-        tasks = {task.get("id"): task for task in _as_list(event.payload.get("task")) if isinstance(task, Mapping)}
         jobs = []
-        for annotation in _as_list(event.payload.get("annotation", event.payload.get("annotations"))):
-            jobs.append(self._react(event.project_id, annotation, tasks, control))
+        for annotation, task in event.annotations():
+            found = human_label(annotation, task, control)
+            if isinstance(found, HumanLabel):
+                jobs.append(queue_generation(self.connection, self.queue, event.project_id, found, self.job_timeout))
+            else:
+                jobs.append({"status": "skipped", "reason": found})
         return {"generation": jobs}
-
-    def _react(self, project_id: int, annotation: Any, tasks: Mapping[Any, Any], control: Any) -> dict[str, Any]:
-        if not isinstance(annotation, Mapping) or not isinstance(annotation.get("id"), int):
-            return {"status": "skipped", "reason": "the annotation has no id"}
-        task_ref = annotation.get("task")
-        task_id = task_ref.get("id") if isinstance(task_ref, Mapping) else task_ref
-        task = tasks.get(task_id, task_ref if isinstance(task_ref, Mapping) else {})
-        if not isinstance(task_id, int):
-            return {"status": "skipped", "reason": "the annotation names no task"}
-        if is_variation(task):
-            return {"status": "skipped", "reason": "a variation's review generates nothing", "task": task_id}
-        if annotation.get("was_cancelled"):
-            return {"status": "skipped", "reason": "the annotation was skipped", "task": task_id}
-        label = control.chosen_label(annotation.get("result") or [])
-        if label is None:
-            return {"status": "skipped", "reason": f"no {control.from_name} chosen", "task": task_id}
-        job_id = generation_key(project_id, task_id, annotation["id"], label)
-        if not record_latest(self.connection, project_id, task_id, annotation["id"], label):
-            return {"status": "already queued", "job_id": job_id}
-        text = (task.get("data") or {}).get(control.data_key) if isinstance(task, Mapping) else None
-        self.queue.enqueue(
-            generate_variations, project_id, task_id, annotation["id"], label, text if isinstance(text, str) else None,
-            job_id=job_id,
-            job_timeout=self.job_timeout,
-            retry=Retry(max=len(JOB_RETRY_INTERVALS), interval=list(JOB_RETRY_INTERVALS)),
-            on_failure=Callback(record_failure),
-            result_ttl=30 * 24 * 3600,
-            failure_ttl=30 * 24 * 3600,
-            description=f"{label!r} variations of task {task_id} (project {project_id})",
-            meta={"project": project_id, "task": task_id, "annotation": annotation["id"], "label": label},
-        )
-        return {"status": "queued", "job_id": job_id}

@@ -1,13 +1,19 @@
 """The template T(x, k, R): Jinja files beside this module turned into chat messages.
 
 ``system.j2`` frames the task and says that the source text is data; ``<relation>.j2`` asks for k variations
-under the relation R; ``follow_up.j2`` asks for the rest when too few survived validation. The template id
+under the relation R; ``follow_up.j2`` asks for the rest when too few survived validation, after an assistant turn
+that holds only the variations accepted so far (a refusal or junk is never put back before the model, and the
+conversation, hence its cache key, is the same on a re-run). The template id
 (``<relation>@<hash of the files>``) goes into every variation's provenance, so a changed prompt is visible.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import math
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -15,7 +21,17 @@ from importlib import resources
 from jinja2 import Environment, StrictUndefined
 
 RELATIONS = ("same_label", "contrast")
-SOURCE_DELIMITERS = ("<source>", "</source>")
+# Anything a model could read as opening or closing the <source> block: any case, spaces inside the brackets,
+# fullwidth brackets, HTML-escaped brackets ("</SOURCE>", "< / source >", "＜source＞", "&lt;/source&gt;").
+_SOURCE_TAG = re.compile(r"(<|＜|&lt;)(\s*/?\s*source\b[^<>＜＞&\n]{0,40})(>|＞|&gt;)?", re.IGNORECASE)
+
+# max_tokens = ANSWER_OVERHEAD_TOKENS + n * (ceil(max_chars / CHARS_PER_TOKEN) + ITEM_OVERHEAD_TOKENS).
+# English runs about 4 characters a token; 2 leaves room for texts dense in digits, emoji or non-Latin scripts,
+# so a variation of the full allowed length is never cut off. Each item adds its quotes, comma and escapes;
+# the answer adds '{"variations": [', ']}' and whitespace.
+CHARS_PER_TOKEN = 2
+ITEM_OVERHEAD_TOKENS = 8
+ANSWER_OVERHEAD_TOKENS = 16
 
 Message = dict[str, str]
 
@@ -25,10 +41,9 @@ class TemplateError(ValueError):
 
 
 def _neutralize_delimiters(text: str) -> str:
-    """A source text cannot close or reopen its own ``<source>`` block."""
-    for tag in SOURCE_DELIMITERS:
-        text = text.replace(tag, tag.replace("<", "‹").replace(">", "›"))
-    return text
+    """A source text cannot close or reopen its own ``<source>`` block: the brackets of anything that reads as
+    the tag become ‹ ›."""
+    return _SOURCE_TAG.sub(lambda tag: f"‹{tag.group(2)}{'›' if tag.group(3) else ''}", text)
 
 
 @lru_cache(maxsize=None)
@@ -84,7 +99,15 @@ class VariationPrompt:
         return [{"role": "system", "content": self._render("system")},
                 {"role": "user", "content": self._render(self.relation)}]
 
-    def follow_up(self, previous_answer: str, kept: int, missing: int) -> list[Message]:
-        """The conversation so far plus a request for ``missing`` more variations."""
-        return [*self.messages(), {"role": "assistant", "content": previous_answer},
-                {"role": "user", "content": self._render("follow_up", kept=kept, missing=missing)}]
+    def max_tokens(self, count: int | None = None) -> int:
+        """The completion budget for an answer of ``count`` variations (k by default) of up to ``max_chars``."""
+        variations = self.k if count is None else count
+        per_variation = math.ceil(self.max_chars / CHARS_PER_TOKEN) + ITEM_OVERHEAD_TOKENS
+        return ANSWER_OVERHEAD_TOKENS + variations * per_variation
+
+    def follow_up(self, kept: Sequence[str], missing: int) -> list[Message]:
+        """The request, the variations accepted so far as the assistant's turn, and a request for ``missing``
+        more."""
+        accepted = json.dumps({"variations": list(kept)}, ensure_ascii=False)
+        return [*self.messages(), {"role": "assistant", "content": accepted},
+                {"role": "user", "content": self._render("follow_up", kept=len(kept), missing=missing)}]

@@ -5,8 +5,14 @@ A generation job spends nearly all its time waiting on the LLM, so one process r
 its job in RQ's registries (``alvar jobs``, ``rq info``), using RQ's own job lifecycle, retries and failure
 handling. What threads cannot do is left to the main thread: it owns the signals (SIGTERM/SIGINT: each worker
 finishes its job, then stops), it cleans RQ's registries (abandoned jobs are retried there; RQ's cleanup
-uses SIGALRM, which only the main thread may), and it runs the scheduler that puts retried jobs back in the
-queue after their back-off interval. Jobs time out by timer (``TimerDeathPenalty``) instead of SIGALRM.
+uses SIGALRM, which only the main thread may), it refreshes the heartbeat of each worker that is running a
+job (a ``SimpleWorker`` beats only between jobs, and `alvar status` judges workers by their heartbeat), and it
+starts a worker thread again, under the same name, when one ended on an error. Jobs time out by timer
+(``TimerDeathPenalty``) instead of SIGALRM. The scheduler that puts retried jobs back in the queue runs in
+`alvar worker`'s supervisor (:mod:`alvar.scripts.worker`).
+
+A Redis restart stops none of this: an idle thread's dequeue retries by itself (RQ), a thread whose loop ended
+on Redis starts again once Redis answers, and the main thread's turn waits with :class:`~alvar.reconnect.Backoff`.
 """
 
 from __future__ import annotations
@@ -21,19 +27,23 @@ from typing import Any
 from redis import Redis
 from rq import Queue, SimpleWorker
 from rq.exceptions import StopRequested
-from rq.scheduler import RQScheduler
 from rq.timeouts import TimerDeathPenalty
-from rq.utils import now
+from rq.utils import now, utcformat
+
+from alvar.reconnect import REDIS_ERRORS, Backoff, ReconnectingWorker, describe
 
 log = logging.getLogger(__name__)
 
-# An idle worker thread looks for a stop request this often (seconds): its dequeue timeout.
+# An idle worker thread looks for a stop request this often (seconds): its dequeue timeout. The main thread
+# refreshes the heartbeat of busy workers as often.
 POLL_SECONDS = 5
 # How often the main thread cleans the registries (an abandoned job is retried then).
 MAINTENANCE_SECONDS = 15
+# A worker thread that ran at least this long before it ended starts again after the shortest wait.
+STABLE_SECONDS = 60.0
 
 
-class ThreadWorker(SimpleWorker):
+class ThreadWorker(ReconnectingWorker, SimpleWorker):
     """An RQ ``SimpleWorker`` that can live in a thread and be stopped from the main thread."""
 
     death_penalty_class = TimerDeathPenalty
@@ -74,54 +84,99 @@ class ThreadWorker(SimpleWorker):
         else:
             self.last_cleaned_at = now()
 
+    def beat_if_busy(self) -> None:
+        """From the main thread: a fresh ``last_heartbeat`` while a job runs. The key's expiry, which RQ set for
+        the job's timeout when the job started, is left as it is."""
+        if self._holding_job:
+            self.connection.hset(self.key, "last_heartbeat", utcformat(now()))
+
+
+class Slot:
+    """One worker thread, and when to start it again after it ended."""
+
+    def __init__(self, worker: ThreadWorker, burst: bool, wait: float = 0.0) -> None:
+        self.worker = worker
+        self.burst = burst
+        self.failed = False
+        self.wait = wait
+        self.restart_at: float | None = None
+        self.started_at = time.monotonic()
+        self.thread = threading.Thread(target=self._work, name=worker.name, daemon=True)
+        self.thread.start()
+
+    def _work(self) -> None:
+        try:
+            self.worker.work(burst=self.burst, logging_level="INFO")
+        except REDIS_ERRORS as error:
+            self.failed = True
+            self.worker.abandon()
+            log.warning("worker %s stopped on a Redis error (%s); it starts again when Redis answers",
+                        self.worker.name, describe(error))
+
+    def ended_for_good(self) -> bool:
+        """Done: (burst) the queues were empty."""
+        return not self.thread.is_alive() and self.burst and not self.failed
+
+    def due_for_restart(self) -> bool:
+        """Whether the thread ended on an error and its wait is over; the first call after it ended sets the
+        wait (doubling while the thread keeps ending within ``STABLE_SECONDS``)."""
+        if self.thread.is_alive() or self.ended_for_good():
+            return False
+        current = time.monotonic()
+        if self.restart_at is None:
+            ran = current - self.started_at
+            self.wait = 1.0 if ran >= STABLE_SECONDS or not self.wait else min(self.wait * 2, 30.0)
+            self.restart_at = current + self.wait
+            if not self.failed:
+                log.warning("worker %s ended unexpectedly (see above); starting it again in %.0f s",
+                            self.worker.name, self.wait)
+        return current >= self.restart_at
+
+
+def _start(queues: list[Queue], connection: Redis, name: str, burst: bool, wait: float = 0.0) -> Slot:
+    return Slot(ThreadWorker(queues, connection=connection, name=name), burst, wait)
+
 
 def run_threaded_workers(connection: Redis, queue_names: Sequence[str], concurrency: int, name: str,
                          burst: bool = False) -> None:
     """Serve the queues with ``concurrency`` worker threads until SIGTERM/SIGINT (or, in burst mode, until the
     queues are empty)."""
     queues = [Queue(queue_name, connection=connection) for queue_name in queue_names]
-    workers = [ThreadWorker(queues, connection=connection, name=f"{name}-{index}") for index in range(concurrency)]
     stop = threading.Event()
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
-    scheduler = RQScheduler(queues, connection=connection, interval=1)
-    threads = [_start(worker, burst) for worker in workers]
+    names = [f"{name}-{index}" for index in range(concurrency)]
+    slots: list[Slot | None] = [None] * concurrency
+    backoff = Backoff(f"generation workers {name}")
     log.info("%d generation workers (%s-0..%d) on %s", concurrency, name, concurrency - 1, ", ".join(queue_names))
-    cleaned_at = 0.0
-    restarts = 0
+    cleaned_at = beaten_at = float("-inf")
     try:
-        while any(thread.is_alive() for thread in threads) and not stop.is_set():
-            if time.monotonic() - cleaned_at >= MAINTENANCE_SECONDS:
-                workers[0].clean_registries()
-                cleaned_at = time.monotonic()
-            _schedule(scheduler)
-            for index, thread in enumerate(threads):
-                if not burst and not thread.is_alive() and not stop.is_set():
-                    restarts += 1
-                    log.warning("worker %s ended unexpectedly (see above); starting another", workers[index].name)
-                    workers[index] = ThreadWorker(queues, connection=connection, name=f"{name}-{index}-r{restarts}")
-                    threads[index] = _start(workers[index], burst)
-            stop.wait(scheduler.interval)
+        while not stop.is_set() and not all(slot is not None and slot.ended_for_good() for slot in slots):
+            wait = 1.0
+            try:
+                connection.ping()
+                for index, slot in enumerate(slots):
+                    if slot is None:
+                        slots[index] = _start(queues, connection, names[index], burst)
+                    elif slot.due_for_restart():
+                        slots[index] = _start(queues, connection, names[index], burst, slot.wait)
+                started = [slot for slot in slots if slot is not None]
+                if time.monotonic() - cleaned_at >= MAINTENANCE_SECONDS:
+                    started[0].worker.clean_registries()
+                    cleaned_at = time.monotonic()
+                if time.monotonic() - beaten_at >= POLL_SECONDS:
+                    for slot in started:
+                        if slot.thread.is_alive():
+                            slot.worker.beat_if_busy()
+                    beaten_at = time.monotonic()
+                backoff.succeeded()
+            except REDIS_ERRORS as error:
+                wait = backoff.failed(error)
+            stop.wait(wait)
     finally:
-        for worker in workers:
-            worker.stop()
-        for thread in threads:
-            thread.join()
-        scheduler.release_locks()
-
-
-def _start(worker: ThreadWorker, burst: bool) -> threading.Thread:
-    thread = threading.Thread(target=worker.work, kwargs={"burst": burst, "logging_level": "INFO"},
-                              name=worker.name, daemon=True)
-    thread.start()
-    return thread
-
-
-def _schedule(scheduler: RQScheduler) -> None:
-    """One scheduler turn: hold the queues' scheduler locks and enqueue jobs whose retry time has come."""
-    if scheduler.should_reacquire_locks:
-        scheduler.acquire_locks()
-    if scheduler.acquired_locks:
-        scheduler.heartbeat()
-        scheduler.enqueue_scheduled_jobs()
+        running = [slot for slot in slots if slot is not None]
+        for slot in running:
+            slot.worker.stop()
+        for slot in running:
+            slot.thread.join()

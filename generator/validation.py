@@ -1,4 +1,9 @@
-"""What an LLM wrote must pass before people see it: no blanks, echoes, duplicates, run-ons or instructions.
+"""What an LLM wrote must pass before people see it: no blanks, echoes, duplicates, run-ons, refusals or
+instructions.
+
+A refusal is the assistant speaking as an assistant (``alvar.generator.refusals``): a variation that is one is
+dropped, and an answer whose prose (the text around its variations, or all of it when it is neither JSON nor a
+list) is one is dropped whole, since what it offers instead ("here are some safer texts") is not a variation.
 
 Texts compare by a normal form (Unicode NFKC, case folded, punctuation dropped, whitespace collapsed), so
 "Help me!" and "help me" are one text. With an embedder, texts whose cosine similarity to the source or to an
@@ -15,15 +20,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from alvar.generator.parsing import Answer
+from alvar.generator.refusals import is_assistant_speaking
+
 # Text that addresses the labeller or the model instead of reading as a post: a steered LLM's tell.
 _INSTRUCTION = re.compile(
     r"\b(ignore|disregard|forget)\b.{0,40}\b(instructions?|prompt|rules|above)\b"
     r"|\b(label|classify|categori[sz]e)\s+(this|it|the (text|post|message))\b"
-    r"|\bas an ai\b|\bhere (are|is) (the|your|\d+)\b.{0,20}\bvariations?\b",
+    r"|\bhere (are|is) (the|your|\d+)\b.{0,20}\bvariations?\b",
     re.IGNORECASE,
 )
 
 Embed = Callable[[Sequence[str]], np.ndarray]
+REFUSAL = "refusal"
+UNREADABLE = "answer without variations"
 
 
 def normal_form(text: str) -> str:
@@ -56,6 +66,8 @@ def screen_variations(candidates: Sequence[str], source: str, max_chars: int, al
             screened.dropped["duplicate"] += 1
         elif len(text) > max_chars:
             screened.dropped[f"longer than {max_chars} characters"] += 1
+        elif is_assistant_speaking(text):
+            screened.dropped[REFUSAL] += 1
         elif _INSTRUCTION.search(text):
             screened.dropped["instruction, not a text"] += 1
         else:
@@ -64,6 +76,17 @@ def screen_variations(candidates: Sequence[str], source: str, max_chars: int, al
     if embed is not None and near_duplicate_threshold is not None and screened.kept:
         _drop_near_duplicates(screened, source, list(already_kept), embed, near_duplicate_threshold)
     return screened
+
+
+def screen_answer(answer: Answer, source: str, max_chars: int, already_kept: Sequence[str] = (),
+                  embed: Embed | None = None, near_duplicate_threshold: float | None = None) -> Screened:
+    """Screen an answer's variations; an answer that refuses in its prose has all of them dropped as refusals
+    (at least one), and an answer with no variations at all counts once as such."""
+    if answer.prose and is_assistant_speaking(answer.prose):
+        return Screened(dropped=Counter({REFUSAL: max(1, len(answer.variations))}))
+    if not answer.variations:
+        return Screened(dropped=Counter({UNREADABLE: 1}))
+    return screen_variations(answer.variations, source, max_chars, already_kept, embed, near_duplicate_threshold)
 
 
 def _drop_near_duplicates(screened: Screened, source: str, already_kept: list[str], embed: Embed,

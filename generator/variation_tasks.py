@@ -2,7 +2,8 @@
 
 A variation is a task in the source's project: ``data`` holds its text, ``origin="llm"``, the source task,
 annotation, text and label, the relation, template, LLM model, the generation key and the source's batch and
-round; it comes with a prediction that pre-selects ``data.prelabel``. Label Studio 1.23.2's labeling UI shows
+round; one set exists per (source task, source label), current while an annotator's latest annotation carries
+that label; it comes with a prediction that pre-selects ``data.prelabel``. Label Studio 1.23.2's labeling UI shows
 only predictions of the project's model version, so the pre-label is imported twice: as ``llm:<model>``
 (provenance) and, when the project has a model version, under that version (what reviewers see; every later
 training publishes it again under the new version, see ``alvar.backend.predictor``).
@@ -30,6 +31,7 @@ from label_studio_sdk import LabelStudio
 VERIFY_TAB = "Verify variations"
 GENERATION_FIELD = "generation"
 SOURCE_TASK_FIELD = "source_task"
+SOURCE_LABEL_FIELD = "source_label"
 CARRIED_FROM_SOURCE = ("batch", "round", "strategy")
 
 
@@ -62,7 +64,7 @@ def build_tasks(generation: Generation, prompt: VariationPrompt, source: Mapping
             SOURCE_TASK_FIELD: source["id"],
             "source_annotation": annotation_id,
             "source_text": prompt.text,
-            "source_label": prompt.label,
+            SOURCE_LABEL_FIELD: prompt.label,
             "relation": prompt.relation,
             "template": generation.template_id,
             "llm_model": generation.model,
@@ -76,13 +78,19 @@ def build_tasks(generation: Generation, prompt: VariationPrompt, source: Mapping
     return tasks
 
 
-def retire_others(client: LabelStudio, variations: Sequence[Any], current_key: str) -> int:
-    """The source's variations from other labels become ``stale``; this generation's are ``current`` (again,
-    when its label came back). Returns how many were retired."""
+def variation_source_label(task: Any) -> str | None:
+    """The human label a variation was written for (its pre-label may differ: contrast variations)."""
+    data = task.data if hasattr(task, "data") else task.get("data")
+    return (data or {}).get(SOURCE_LABEL_FIELD)
+
+
+def sync_statuses(client: LabelStudio, variations: Sequence[Any], current_labels: Sequence[str]) -> int:
+    """A source's variations are ``current`` while their source label is one of the task's current labels,
+    ``stale`` otherwise (and ``current`` again when the label comes back). Returns how many became stale."""
     retired = 0
     for task in variations:
         data = dict(task.data)
-        wanted = CURRENT_STATUS if data.get(GENERATION_FIELD) == current_key else STALE_STATUS
+        wanted = CURRENT_STATUS if data.get(SOURCE_LABEL_FIELD) in current_labels else STALE_STATUS
         if data.get(STATUS_FIELD) == wanted:
             continue
         client.tasks.update(id=task.id, data={**data, STATUS_FIELD: wanted})

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -57,12 +57,6 @@ def _resolve_redis(data_dir: Path, redis_url: str | None) -> str:
     return url
 
 
-def gunicorn_argv(host: str, port: int, workers: int) -> list[str]:
-    """The production server: gunicorn with threads (scoring releases the GIL inside torch)."""
-    return [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--threads", "4", "--timeout", "300",
-            "--no-control-socket", "--bind", f"{host}:{port}", "alvar.backend.wsgi:app"]
-
-
 @app.command()
 def backend(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
@@ -75,7 +69,9 @@ def backend(
     basic_auth_user: Annotated[str | None, cli_option("basic_auth_user")] = None,
     basic_auth_pass: Annotated[str | None, cli_option("basic_auth_pass")] = None,
     webhook_secret: Annotated[str | None, cli_option("webhook_secret")] = None,
-    workers: Annotated[int, typer.Option(help="gunicorn worker processes; 0 = Flask's development server.")] = 0,
+    workers: Annotated[int, typer.Option(
+        min=0, max=1, help="1: the production server (waitress: one process, ALVAR_BACKEND_THREADS threads, the "
+        "request bounds); 0: Flask's development server, for debugging only.")] = 1,
 ) -> None:
     """Serve the Label Studio ML backend (/health, /setup, /predict, /webhook, /versions, /metrics)."""
     settings = apply_overrides(model_dir=model_dir, data_dir=data_dir, label_studio_url=label_studio_url,
@@ -85,12 +81,16 @@ def backend(
         _resolve_redis(settings.data_dir, redis_url or settings.redis_url)
     except ServiceError as error:
         raise _fail(str(error)) from None
-    if workers > 0:
-        os.execv(sys.executable, gunicorn_argv(host, port, workers))
-    from alvar.backend.app import create_app
+    from alvar.backend.app import configure_logging, create_app
 
-    logging.basicConfig(level=logging.INFO)
-    create_app().run(host=host, port=port, threaded=True)
+    configure_logging()
+    if workers == 0:
+
+        create_app(settings).run(host=host, port=port, threaded=True)
+        return
+    from alvar.backend.server import serve
+
+    serve(settings, host, port)
 
 
 @app.command()
@@ -209,19 +209,32 @@ def jobs(
     data_dir: DataDir = None,
     limit: Annotated[int, typer.Option(help="Newest jobs shown per queue and state.")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    requeue_failed: Annotated[bool, typer.Option(
+        "--requeue-failed", help="Put every failed job back in its queue (it runs again from the start) and "
+        "print what was requeued.")] = False,
 ) -> None:
     """Queued, running, retrying, failed (with the reason) and finished jobs, workers, and LLM tokens and cost."""
     import json
 
     from redis import Redis
 
-    from alvar.scripts.jobs import jobs_report
+    from alvar.scripts.jobs import jobs_report, requeue_failed as requeue
     from alvar.scripts.services import embedded_redis_url, redis_reachable
 
     settings = apply_overrides(data_dir=data_dir, redis_url=redis_url)
     url = settings.redis_url or embedded_redis_url(settings.data_dir.resolve())
     if not redis_reachable(url):
         raise _fail(f"no Redis answers at {url}: is the stack up (alvar up), or is REDIS_URL right?")
+    if requeue_failed:
+        requeued = requeue(Redis.from_url(url))
+        if as_json:
+            print(json.dumps({"requeued": [asdict(row) for row in requeued]}, indent=2))
+            return
+        for row in requeued:
+            console.print(f"requeued {row.queue} {row.id}: {escape(row.description)} (had failed: "
+                          f"{escape(row.reason)})")
+        console.print(f"{len(requeued)} failed jobs requeued")
+        return
     report = jobs_report(Redis.from_url(url), limit=limit)
     if as_json:
         print(json.dumps(report, indent=2))
@@ -241,9 +254,21 @@ def jobs(
             table.add_row(row["queue"], row["state"], row["id"], escape(row["description"]), escape(row["reason"]),
                           str(row["tokens"]), f"{row['cost_usd']:.5f}")
         console.print(table)
+    _print_workers(report["workers"])
     usage = report["llm_usage"]
-    console.print(f"workers: {len(report['workers'])} · LLM: {usage['requests']} requests ({usage['cached']} cached), "
+    console.print(f"LLM: {usage['requests']} requests ({usage['cached']} cached), "
                   f"{usage['prompt_tokens'] + usage['completion_tokens']} tokens, ~${usage['cost_usd']:.4f}")
+
+
+def _print_workers(workers: list[dict[str, Any]]) -> None:
+    table = Table(title="RQ workers")
+    for column in ("worker", "queues", "state", "job", "last heartbeat", "live"):
+        table.add_column(column)
+    for worker in workers:
+        age = worker["heartbeat_age_s"]
+        table.add_row(escape(worker["name"]), ", ".join(worker["queues"]), worker["state"], worker["job"] or "-",
+                      "-" if age is None else f"{age:.0f} s ago", "[green]yes[/]" if worker["live"] else "[red]no[/]")
+    console.print(table)
 
 
 @app.command()
@@ -350,13 +375,14 @@ def up(
     backend_port: Annotated[int | None, cli_option("backend_port")] = None,
     model_dir: ModelDir = None,
     redis_url: RedisUrl = None,
+    label_studio_bind: Annotated[str | None, cli_option("label_studio_bind")] = None,
 ) -> None:
     """Start Label Studio, Redis, the ML backend and a worker; set up the project and its first batch."""
     from alvar.scripts.initialize import InitError
     from alvar.scripts.stack import up as start_stack
 
     settings = apply_overrides(data_dir=data_dir, redis_url=redis_url, label_studio_port=port,
-                               backend_port=backend_port)
+                               backend_port=backend_port, label_studio_bind=label_studio_bind)
     if model_dir is None and "MODEL_DIR" not in os.environ:
         model_dir = settings.data_dir / "models"
     settings = apply_overrides(model_dir=model_dir)
@@ -467,6 +493,7 @@ def _print_status(result: "StackStatus") -> None:
     overview.add_row("LLM", f"{usage['model']}: {tokens} tokens, ~${usage.get('cost_usd', 0.0):.4f}"
                      if usage["configured"] else "none configured")
     console.print(overview)
+    _print_workers([asdict(worker) for worker in result.workers])
     for job in result.failed_jobs:
         console.print(f"[red]failed[/] {job['queue']} {job['id']}: {escape(job['reason'])}")
 
@@ -648,3 +675,41 @@ def select(
     if outcome.run is not None:
         _print_clusters(outcome.run)
     console.print(outcome.message)
+
+
+@app.command()
+def reconcile(
+    project: Annotated[list[int] | None, typer.Option("--project", help="Project id (repeatable); default: every "
+                                                      "project the backend has heard from.")] = None,
+    redis_url: RedisUrl = None,
+    data_dir: DataDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Queue what lost webhooks missed: variations of human labels that have none, and due retraining."""
+    import json
+
+    from redis import Redis
+
+    from alvar.generator.reconcile import reconcile_projects
+    from alvar.scripts.services import embedded_redis_url, redis_reachable
+
+    settings = apply_overrides(data_dir=data_dir, redis_url=redis_url)
+    url = settings.redis_url or embedded_redis_url(settings.data_dir.resolve())
+    if not redis_reachable(url):
+        raise _fail(f"no Redis answers at {url}: is the stack up (alvar up), or is REDIS_URL right?")
+    found = reconcile_projects(settings, Redis.from_url(url), project or None)
+    if as_json:
+        print(json.dumps([item.as_dict() for item in found], indent=2))
+        return
+    table = Table(title="reconciliation")
+    for column in ("project", "labelled sources", "generation queued", "already pending", "statuses fixed",
+                   "human labels / trained on", "training", "error"):
+        table.add_column(column)
+    for item in found:
+        training = (item.training or {}).get("training", "-")
+        table.add_row(str(item.project), str(item.sources), str(len(item.queued)), str(item.pending),
+                      str(item.restated), f"{item.human_labels} / {item.trained_on if item.trained_on is not None else '-'}",
+                      training, escape(item.error or ""))
+    console.print(table)
+    if any(item.error for item in found):
+        raise typer.Exit(code=1)

@@ -8,7 +8,8 @@ picks up where the last one stopped and never duplicates anything:
    imports a request whole or not at all), before the backend is connected, so no webhook turns the bootstrap
    labels into LLM variations;
 3. the ML backend connected with basic auth, its webhook given the shared secret, the "Verify variations" tab;
-4. the first model: the current version of MODEL_DIR when there is one, else a training job on the worker;
+4. the first model: the project's own current version, else MODEL_DIR's shared one, else a training job on
+   the worker;
 5. the first cluster batch, when no batch exists yet.
 
 `alvar up` runs these after starting its services; in docker compose the ``init`` service runs `alvar init`.
@@ -22,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from alvar.backend.dispatcher import TrainingReaction
+from alvar.backend.dispatcher import TrainingReaction, remember_project
 from alvar.backend.label_config import ChoicesControl, parse_choices_control
 from alvar.backend.label_studio import ANNOTATED, count_tasks
-from alvar.backend.model_store import ModelStore
+from alvar.backend.model_store import serving
 from alvar.backend.publishing import publish_predictions
 from alvar.backend.queues import training_queue
 from alvar.generator.variation_tasks import ensure_verify_tab
@@ -134,22 +135,22 @@ def _wait_for_training(connection: Redis, job_id: str, timeout: float, report: R
 
 def _first_model(client: LabelStudio, project_id: int, settings: Settings, connection: Redis, plan: InitPlan,
                  report: Report) -> str | None:
-    """Make MODEL_DIR's current version the project's, training it first when there is none.
+    """Make the version that serves the project (its own, else MODEL_DIR's shared one) the project's version,
+    training the project's own first when there is neither.
 
     None when there is nothing to train on yet. (Connecting the backend already sets the project's
     ``model_version`` to the backend's placeholder name, so only MODEL_DIR tells whether a model exists.)
     """
     project = client.projects.get(id=project_id)
-    store = ModelStore(settings.model_dir)
-    version = store.current_version()
-    if version is not None and project.model_version == version:
-        return version
-    if version is not None:
-        report(f"publishing the predictions of model {version} (from {settings.model_dir})")
-        _, learner = store.load(version, num_threads=settings.torch_threads)
-        publish_predictions(client, project_id, learner, version, parse_choices_control(project.label_config),
+    found = serving(settings.model_dir, project_id)
+    if found is not None and project.model_version == found.version:
+        return found.version
+    if found is not None:
+        report(f"publishing the predictions of model {found.version} (from {found.store.root})")
+        _, learner = found.store.load(found.version, num_threads=settings.torch_threads)
+        publish_predictions(client, project_id, learner, found.version, parse_choices_control(project.label_config),
                             show_progress=True)
-        return version
+        return found.version
     if count_tasks(client, project_id, ANNOTATED) == 0:
         return None
     reaction = TrainingReaction(connection, training_queue(connection), settings.retrain_every)
@@ -179,6 +180,7 @@ def initialize(settings: Settings, client: LabelStudio, connection: Redis, plan:
                         webhook_secret=plan.webhook_secret)
         done(f"connected the ML backend at {plan.backend_url}")
     ensure_verify_tab(client, project_id)
+    remember_project(connection, project_id)  # the reconciliation sweep covers it (Label Studio's /setup does too)
     version = _first_model(client, project_id, settings, connection, plan, report)
     outcome = InitOutcome(project_id, steps, version)
     if version is None:

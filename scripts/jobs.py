@@ -7,18 +7,26 @@ does.
 
 from __future__ import annotations
 
+import socket
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from redis import Redis
 from rq import Queue, Worker
+from rq.exceptions import InvalidJobOperation
 from rq.job import Job
 from rq.registry import FailedJobRegistry, FinishedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
+from rq.utils import now
 
 from alvar.generator.usage import total_usage
+from alvar.processes import process_alive
 from alvar.settings import GENERATION_QUEUE, TRAINING_QUEUE
 
 STATES = ("queued", "running", "retrying", "failed", "finished")
+# A worker whose last heartbeat is older than this counts as gone. alvar's workers beat at least every 45 s:
+# a generation thread every 5 s (its process's main thread beats for it during a job), the training worker
+# every 45 s when idle and every 30 s during a job.
+HEARTBEAT_STALE_SECONDS = 90
 
 
 @dataclass
@@ -81,9 +89,69 @@ def job_rows(connection: Redis, queue_names: tuple[str, ...] = (TRAINING_QUEUE, 
     return rows, counts
 
 
+@dataclass
+class WorkerRow:
+    """One RQ worker as its registration in Redis shows it."""
+
+    name: str
+    queues: list[str]
+    state: str
+    job: str | None
+    last_heartbeat: str | None
+    heartbeat_age_s: float | None
+    hostname: str | None
+    pid: int | None
+    live: bool
+
+
+def _live(worker: Worker, age: float | None) -> bool:
+    """A fresh heartbeat, and (for a worker of this machine or container) its process still there: a worker
+    that was SIGKILLed stays registered until its key expires, which can take minutes."""
+    if age is None or age > HEARTBEAT_STALE_SECONDS:
+        return False
+    same_machine = worker.hostname == socket.gethostname()
+    return not same_machine or worker.pid is None or process_alive(worker.pid)
+
+
+def worker_rows(connection: Redis) -> list[WorkerRow]:
+    rows = []
+    for worker in Worker.all(connection=connection):
+        beat = worker.last_heartbeat
+        age = (now() - beat).total_seconds() if beat is not None else None
+        rows.append(WorkerRow(name=worker.name, queues=worker.queue_names(), state=str(worker.get_state()),
+                              job=worker.get_current_job_id(), last_heartbeat=beat.isoformat() if beat else None,
+                              heartbeat_age_s=None if age is None else round(age, 1), hostname=worker.hostname,
+                              pid=worker.pid, live=_live(worker, age)))
+    return sorted(rows, key=lambda row: row.name)
+
+
+def unserved_queues(rows: list[WorkerRow], queue_names: list[str], hostname: str | None = None) -> list[str]:
+    """The queues that no live worker serves (only workers of ``hostname`` count when it is given)."""
+    serving = {queue for row in rows if row.live and hostname in (None, row.hostname) for queue in row.queues}
+    return [queue for queue in queue_names if queue not in serving]
+
+
 def workers_summary(connection: Redis) -> list[dict[str, Any]]:
-    return [{"name": worker.name, "state": str(worker.get_state()), "queues": worker.queue_names(),
-             "job": worker.get_current_job_id()} for worker in Worker.all(connection=connection)]
+    return [asdict(row) for row in worker_rows(connection)]
+
+
+def requeue_failed(connection: Redis, queue_names: tuple[str, ...] = (TRAINING_QUEUE, GENERATION_QUEUE)
+                   ) -> list[JobRow]:
+    """Put every job of the queues' failed-job registries back in its queue (RQ's requeue: the job runs again
+    from the start); the rows say what each had failed with."""
+    requeued = []
+    for name in queue_names:
+        registry = FailedJobRegistry(queue=Queue(name, connection=connection))
+        for job in Job.fetch_many(registry.get_job_ids(), connection=connection):
+            if job is None:
+                continue
+            row = _row(name, "failed", job)
+            try:
+                registry.requeue(job)
+            except InvalidJobOperation:
+                continue  # requeued meanwhile by someone else
+            requeued.append(row)
+    return requeued
 
 
 def jobs_report(connection: Redis, limit: int = 20) -> dict[str, Any]:

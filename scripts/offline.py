@@ -11,7 +11,7 @@ from typing import Any
 from sklearn.metrics import accuracy_score, f1_score
 
 from alvar.backend.entropy import entropy
-from alvar.backend.model_store import ModelStore
+from alvar.backend.model_store import shared_store
 from alvar.backend.training import new_learner
 from alvar.datafiles import Dataset, read_dataset, read_labeled
 from alvar.settings import Settings
@@ -35,14 +35,17 @@ class TrainOutcome:
 
 def train_files(settings: Settings, data: Sequence[Path], eval_file: Path | None = None,
                 text_col: str | None = None, label_col: str | None = None) -> TrainOutcome:
-    """Train on the labeled files, save a version under MODEL_DIR and make it current."""
+    """Train on the labeled files, save a version of the shared model (``MODEL_DIR/<version>/``), make it current.
+
+    The shared model serves every project that has no model of its own yet; no project's own model changes.
+    """
     train = read_labeled(data, text_col, label_col)
     learner = new_learner(settings, show_progress=True).fit(train.texts, train.labels)
     metrics: dict[str, float] = {}
     if eval_file is not None:
         held_out = read_dataset(eval_file, text_col, label_col, require_labels=True)
         metrics = classification_scores(held_out.labels, learner.predict(held_out.texts))
-    store = ModelStore(settings.model_dir)
+    store = shared_store(settings.model_dir)
     version = store.save(learner, train.texts, train.labels, metrics=metrics,
                          extra={"data_files": [str(path) for path in data]})
     store.switch(version)
@@ -52,12 +55,13 @@ def train_files(settings: Settings, data: Sequence[Path], eval_file: Path | None
 
 def predict_file(settings: Settings, input_file: Path, out: Path | None, version: str | None = None,
                  text_col: str | None = None, label_col: str | None = None) -> tuple[str, Dataset, dict[str, float]]:
-    """Score a file with a saved version; write JSONL rows (id, text, label, probabilities, entropy[, gold]).
+    """Score a file with a saved version of the shared model; write JSONL rows (id, text, label, probabilities,
+    entropy[, gold]).
 
     Returns the version used, the input, and accuracy/macro-F1 when the input has labels.
     """
     dataset = read_dataset(input_file, text_col, label_col)
-    version, learner = ModelStore(settings.model_dir).load(
+    version, learner = shared_store(settings.model_dir).load(
         version, inference_batch_size=settings.inference_batch_size, num_threads=settings.torch_threads)
     probabilities = learner.predict_proba(dataset.texts)
     predicted = [learner.classes_[index] for index in probabilities.argmax(axis=1)]

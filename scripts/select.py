@@ -97,7 +97,7 @@ def select_project(settings: Settings, client: LabelStudio, project_id: int, str
         for task, b, text in zip(tasks, batch_of, texts)
     ])
     run = select_batch(settings, texts, eligible, strategy, budget, seed, n_clusters, per_cluster,
-                       [text for task, text in zip(tasks, texts) if _is_labeled(task)])
+                       [text for task, text in zip(tasks, texts) if _is_labeled(task)], project_id=project_id)
     picked = [tasks[index] for index in run.selection.indices]
     if dry_run:
         return BatchOutcome(batch, [task["id"] for task in picked], False, "dry run: nothing changed", run)

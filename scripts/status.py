@@ -1,8 +1,10 @@
 """`alvar status`: what runs in a data dir's stack and how far the current round has come.
 
-Services are up when they answer (Label Studio's and the backend's ``/health``, Redis's PING, a live worker
-process registered in RQ), not merely when a PID file exists. Task counts come from Label Studio's Data
-Manager filters (one small request each), so status stays quick on a large pool.
+Services are up when they answer (Label Studio's and the backend's ``/health``, Redis's PING), not merely
+when a PID file exists; the workers are up when each queue that should be served (generation only with an
+LLM) has a live RQ worker: a heartbeat under 90 s old and, on this machine, its process still there. Task
+counts come from Label Studio's Data Manager filters (one small request each), so status stays quick on a
+large pool.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from alvar.backend.label_studio import ANNOTATED, count_tasks, dm_filter
-from alvar.backend.model_store import ModelStore
+from alvar.backend.model_store import serving
 from alvar.backend.training_data import (
     CURRENT_STATUS,
     LLM_ORIGIN,
@@ -19,14 +21,13 @@ from alvar.backend.training_data import (
     STATUS_FIELD,
 )
 from alvar.scripts import services
-from alvar.scripts.jobs import jobs_report
+from alvar.scripts.jobs import WorkerRow, jobs_report, unserved_queues, worker_rows
 from alvar.scripts.select import batch_tabs
 from alvar.scripts.stack import StackState
 from label_studio_sdk import LabelStudio
 from redis import Redis
-from rq import Worker
 
-from alvar.settings import TRAINING_QUEUE, Settings, llm_configured
+from alvar.settings import GENERATION_QUEUE, TRAINING_QUEUE, Settings, llm_configured
 
 
 @dataclass
@@ -54,6 +55,7 @@ class StackStatus:
     serving_version: str | None = None
     queues: dict[str, dict[str, int]] = field(default_factory=dict)
     failed_jobs: list[dict[str, str]] = field(default_factory=list)
+    workers: list[WorkerRow] = field(default_factory=list)
     llm: dict[str, Any] = field(default_factory=dict)
     batch: int | None = None
     batch_progress: Progress | None = None
@@ -67,12 +69,24 @@ class StackStatus:
         return {**asdict(self), "all_up": self.all_up}
 
 
-def _services(settings: Settings, state: StackState | None, connection: Redis | None) -> dict[str, ServiceStatus]:
+def _workers_where(workers: list[WorkerRow], unserved: list[str]) -> str:
+    if unserved:
+        return f"no live worker serves {', '.join(unserved)}"
+    live = [worker for worker in workers if worker.live]
+    per_queue = {queue: sum(queue in worker.queues for worker in live)
+                 for queue in (TRAINING_QUEUE, GENERATION_QUEUE)}
+    return f"{len(live)} live RQ workers ({', '.join(f'{queue} {count}' for queue, count in per_queue.items())})"
+
+
+def _services(settings: Settings, state: StackState | None, connection: Redis | None,
+              workers: list[WorkerRow]) -> dict[str, ServiceStatus]:
+    """Each service up or down; the workers are up when a live worker serves each queue that should be served
+    (generation only with an LLM configured)."""
     data_dir = settings.data_dir.resolve()
     pids = {name: services.running_pid(data_dir, name) for name in ("label-studio", "backend", "worker", "redis")}
     redis_url = settings.redis_url or services.embedded_redis_url(data_dir)
-    workers = Worker.all(connection=connection) if connection is not None else []
-    training_workers = [worker for worker in workers if TRAINING_QUEUE in worker.queue_names()]
+    required = [TRAINING_QUEUE, GENERATION_QUEUE] if llm_configured(settings) else [TRAINING_QUEUE]
+    unserved = unserved_queues(workers, required) if connection is not None else required
     return {
         "label-studio": ServiceStatus(state is not None and services.healthy(state.label_studio_url),
                                       pids["label-studio"], state.label_studio_url if state else "-"),
@@ -80,8 +94,8 @@ def _services(settings: Settings, state: StackState | None, connection: Redis | 
             state.backend_url, (state.backend_user, state.backend_password)), pids["backend"],
             state.backend_url if state else "-"),
         "redis": ServiceStatus(connection is not None, pids["redis"], redis_url),
-        "worker": ServiceStatus(pids["worker"] is not None and bool(training_workers), pids["worker"],
-                                f"{len(workers)} RQ workers registered"),
+        "worker": ServiceStatus(pids["worker"] is not None and not unserved, pids["worker"],
+                                _workers_where(workers, unserved)),
     }
 
 
@@ -94,8 +108,11 @@ def stack_status(settings: Settings) -> StackStatus:
     """Everything `alvar status` shows, gathered from the services themselves."""
     state = StackState.load(settings.data_dir.resolve())
     connection = _redis(settings)
-    status = StackStatus(str(settings.data_dir.resolve()), _services(settings, state, connection))
-    status.serving_version = ModelStore(settings.model_dir).current_version()
+    workers = worker_rows(connection) if connection is not None else []
+    status = StackStatus(str(settings.data_dir.resolve()), _services(settings, state, connection, workers),
+                         workers=workers)
+    serves = serving(settings.model_dir, state.project_id if state is not None else None)
+    status.serving_version = serves.version if serves is not None else None
     status.llm = {"configured": llm_configured(settings), "model": settings.llm_model}
     if connection is not None:
         report = jobs_report(connection, limit=5)

@@ -1,8 +1,14 @@
-"""`alvar worker`: RQ workers for the training queue and the generation queue.
+"""`alvar worker`: a supervisor of the RQ workers for the training queue and the generation queue.
 
-Training runs in RQ's forking ``Worker`` in this process (torch is imported once, before jobs fork). Generation
-runs in a child process (spawned, so it never forks a threaded process) that keeps several jobs in flight with
-worker threads (:mod:`alvar.generator.threaded_workers`). With no LLM configured, generation jobs wait in their
+The command's own process is a supervisor. It starts one child process per kind of work (spawned, so no child
+inherits a threaded parent): training runs in RQ's forking ``Worker`` (torch is imported once, before jobs
+fork); generation keeps several jobs in flight with worker threads (:mod:`alvar.generator.threaded_workers`).
+A child that exits when it was not asked to (killed, out of memory, a crash) is started again, after a wait
+that doubles while it keeps dying young. SIGTERM/SIGINT is passed on to the children, which finish their
+running jobs and stop; the supervisor waits for them. The supervisor also runs the scheduler turn (jobs whose
+retry time has come go back in their queue) and, every ``ALVAR_RECONCILE_INTERVAL`` seconds, queues the
+reconciliation sweep. Every loop here and in the children waits out a Redis restart
+(:class:`~alvar.reconnect.Backoff`) instead of dying. With no LLM configured, generation jobs wait in their
 queue and this says so.
 """
 
@@ -11,17 +17,34 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 import socket
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
+from typing import Any
 
-from rq import Worker
+from redis import Redis
+from rq import Queue, Worker
+from rq.scheduler import RQScheduler
 
 from alvar.backend.queues import redis_connection
+from alvar.reconnect import REDIS_ERRORS, Backoff, ReconnectingWorker, describe
 from alvar.settings import GENERATION_QUEUE, TRAINING_QUEUE, Settings, llm_configured
 
 log = logging.getLogger(__name__)
 
 QUEUE_ALIASES = {"training": TRAINING_QUEUE, "generation": GENERATION_QUEUE}
+# A child that ran at least this long before it died is started again after the shortest wait.
+STABLE_SECONDS = 60.0
+LONGEST_RESTART_WAIT = 60.0
+# The training worker's heartbeat: it blocks on the queue this long minus 15 s between heartbeats when idle
+# (RQ's default, 420 s, would leave `alvar status` unable to tell a live worker from a dead one for minutes).
+TRAINING_WORKER_TTL = 60
+# Its RQ maintenance (registry cleanup) every this many seconds.
+TRAINING_MAINTENANCE_SECONDS = 60
 
 
 def _configure_logging() -> None:
@@ -29,13 +52,196 @@ def _configure_logging() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per Label Studio and LLM request otherwise
 
 
+class TrainingWorker(ReconnectingWorker, Worker):
+    """RQ's forking worker, made to survive a Redis restart while a training job runs, and to take a repeated
+    SIGTERM as the same warm stop (the supervisor passes on the SIGTERM a child may have had already, from a
+    signal to the process group): SIGINT twice still stops at once, as in RQ."""
+
+    stop_requested = False
+
+    def request_stop(self, signum: int, frame: Any) -> None:
+        self.stop_requested = True
+        try:
+            super().request_stop(signum, frame)
+        finally:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+    def maintain_heartbeats(self, job: Any) -> None:
+        """Called every 30 s while the forked job runs: with Redis away the job goes on (RQ would end the
+        worker's loop and leave the job running unwatched); the heartbeat resumes when Redis is back."""
+        try:
+            super().maintain_heartbeats(job)
+        except REDIS_ERRORS as error:
+            log.warning("worker %s: no heartbeat while job %s runs (%s)", self.name, job.id, describe(error))
+
+
+def run_training(settings: Settings, name: str, burst: bool) -> None:
+    """The training child: RQ's forking worker, started again in this process when Redis ends its loop."""
+    _configure_logging()
+    import alvar.backend.training  # noqa: F401  (torch and transformers once, before jobs fork)
+
+    connection = redis_connection(settings)
+    stop = threading.Event()
+    backoff = Backoff(f"training worker {name}")
+    while _redis_answers(connection, backoff, stop):
+        try:
+            worker = TrainingWorker([TRAINING_QUEUE], connection=connection, name=name,
+                                    worker_ttl=TRAINING_WORKER_TTL, maintenance_interval=TRAINING_MAINTENANCE_SECONDS)
+        except REDIS_ERRORS as error:
+            _stop_on_signals(stop).wait(backoff.failed(error))
+            continue
+        try:
+            worker.work(burst=burst)
+        except REDIS_ERRORS as error:
+            worker.abandon()
+            wait = backoff.failed(error)
+        else:
+            if worker.stop_requested or burst:
+                return
+            wait = backoff.failed(RuntimeError("the worker's loop ended on an error, see above"))
+        _stop_on_signals(stop).wait(wait)
+
+
+def _stop_on_signals(stop: threading.Event) -> threading.Event:
+    """SIGTERM/SIGINT set ``stop`` (between two runs of a worker, whose own handlers RQ installs in ``work()``)."""
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    return stop
+
+
+def _redis_answers(connection: Redis, backoff: Backoff, stop: threading.Event) -> bool:
+    """Wait (with back-off) until Redis answers PING; False when a stop came first."""
+    while not _stop_on_signals(stop).is_set():
+        try:
+            connection.ping()
+        except REDIS_ERRORS as error:
+            stop.wait(backoff.failed(error))
+            continue
+        backoff.succeeded()
+        return True
+    return False
+
+
 def run_generation(settings: Settings, name: str, burst: bool) -> None:
-    """The generation workers of one process (the child's entry point)."""
+    """The generation child: several worker threads in one process."""
     from alvar.generator.threaded_workers import run_threaded_workers
 
     _configure_logging()
     run_threaded_workers(redis_connection(settings), [GENERATION_QUEUE], settings.generation_concurrency, name,
                          burst=burst)
+
+
+@dataclass
+class Child:
+    """One supervised child process and its restart bookkeeping."""
+
+    role: str
+    target: Callable[[Settings, str, bool], None]
+    name: str
+    process: BaseProcess | None = None
+    started_at: float = 0.0
+    wait: float = 0.0
+    restart_at: float | None = None
+    done: bool = False
+
+    def start(self, settings: Settings, burst: bool) -> None:
+        self.process = multiprocessing.get_context("spawn").Process(
+            target=self.target, args=(settings, self.name, burst), name=f"alvar-{self.role}")
+        self.process.start()
+        self.started_at = time.monotonic()
+        self.restart_at = None
+        log.info("%s worker process started (PID %s)", self.role, self.process.pid)
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.is_alive()
+
+    def check(self, burst: bool) -> None:
+        """After the child exited: done (burst, exit code 0), or a restart time that backs off."""
+        if self.process is None or self.alive or self.done or self.restart_at is not None:
+            return
+        code = self.process.exitcode
+        if burst and code == 0:
+            self.done = True
+            return
+        ran = time.monotonic() - self.started_at
+        self.wait = 1.0 if ran >= STABLE_SECONDS or not self.wait else min(self.wait * 2, LONGEST_RESTART_WAIT)
+        self.restart_at = time.monotonic() + self.wait
+        how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        log.warning("%s worker process (PID %s) ended unexpectedly (%s) after %.0f s; starting it again in %.0f s",
+                    self.role, self.process.pid, how, ran, self.wait)
+
+
+class Supervisor:
+    """The parent process: children, signals, the scheduler turn and the periodic sweep."""
+
+    def __init__(self, settings: Settings, children: list[Child], queue_names: list[str], burst: bool) -> None:
+        self.settings = settings
+        self.children = children
+        self.queue_names = queue_names
+        self.burst = burst
+        self.stop = threading.Event()
+        self.connection = redis_connection(settings)
+        self.scheduler = RQScheduler([Queue(name, connection=self.connection) for name in queue_names],
+                                     connection=self.connection, interval=1)
+        self.next_sweep = 0.0
+        self.next_turn = 0.0
+
+    def run(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: self.stop.set())
+        backoff = Backoff(f"worker supervisor (PID {os.getpid()})")
+        for child in self.children:
+            child.start(self.settings, self.burst)
+        while not self.stop.is_set() and not all(child.done for child in self.children):
+            self._tend_children()
+            if time.monotonic() >= self.next_turn:
+                try:
+                    self._maintain()
+                    backoff.succeeded()
+                except REDIS_ERRORS as error:
+                    self.next_turn = time.monotonic() + backoff.failed(error)
+            self.stop.wait(1.0)
+        self._stop_children()
+
+    def _tend_children(self) -> None:
+        for child in self.children:
+            child.check(self.burst)
+            if child.restart_at is not None and time.monotonic() >= child.restart_at:
+                child.start(self.settings, self.burst)
+
+    def _maintain(self) -> None:
+        """One scheduler turn (hold the queues' scheduler locks, enqueue jobs whose retry time has come) and,
+        when due, the reconciliation sweep."""
+        if self.scheduler.should_reacquire_locks:
+            self.scheduler.acquire_locks()
+        if self.scheduler.acquired_locks:
+            self.scheduler.heartbeat()
+            self.scheduler.enqueue_scheduled_jobs()
+        if self._sweeps and time.monotonic() >= self.next_sweep:
+            from alvar.generator.reconcile import enqueue_sweep
+
+            outcome = enqueue_sweep(self.connection, self.settings)
+            log.info("reconciliation sweep: %s", outcome.get("sweep"))
+            self.next_sweep = time.monotonic() + self.settings.reconcile_interval
+
+    @property
+    def _sweeps(self) -> bool:
+        """The sweep runs on the training queue: a supervisor that serves it queues one every interval."""
+        return not self.burst and self.settings.reconcile_interval > 0 and TRAINING_QUEUE in self.queue_names
+
+    def _stop_children(self) -> None:
+        running = [child.process for child in self.children if child.process is not None and child.alive]
+        if running:
+            log.info("stopping: the worker processes finish their running jobs first")
+        for process in running:
+            process.terminate()
+        for process in running:
+            process.join()
+        try:
+            self.scheduler.release_locks()
+        except REDIS_ERRORS as error:
+            log.warning("scheduler locks not released (%s); they lapse within a minute", describe(error))
 
 
 def run_worker(settings: Settings, queues: Sequence[str] = ("training", "generation"), burst: bool = False,
@@ -47,22 +253,24 @@ def run_worker(settings: Settings, queues: Sequence[str] = ("training", "generat
     if "generation" in queues and not serves_generation:
         log.warning("no LLM configured (OPENAI_BASE_URL / OPENAI_API_KEY): generation jobs wait in the %r "
                     "queue until a worker with an LLM starts", GENERATION_QUEUE)
-    if "training" not in queues:
-        if serves_generation:
-            run_generation(settings, f"{name}-generation", burst)
-        return
-    generation = None
+    children = []
+    if "training" in queues:
+        children.append(Child("training", run_training, f"{name}-training"))
     if serves_generation:
-        generation = multiprocessing.get_context("spawn").Process(
-            target=run_generation, args=(settings, f"{name}-generation", burst), name="alvar-generation")
-        generation.start()
-    try:
-        import alvar.backend.training  # noqa: F401  (torch and transformers once, before jobs fork)
+        children.append(Child("generation", run_generation, f"{name}-generation"))
+    served = [QUEUE_ALIASES[queue] for queue in queues if queue == "training" or serves_generation]
+    if children:
+        Supervisor(settings, children, served, burst).run()
 
-        Worker([TRAINING_QUEUE], connection=redis_connection(settings), name=f"{name}-training").work(
-            burst=burst, with_scheduler=True)
-    finally:
-        if generation is not None:
-            if not burst:
-                generation.terminate()
-            generation.join()
+
+def healthcheck() -> None:
+    """The compose worker's healthcheck: exits non-zero, naming the queue, unless each queue this container
+    should serve (generation only with an LLM configured) has a live RQ worker of this container."""
+    from alvar.scripts.jobs import unserved_queues, worker_rows
+    from alvar.settings import load_settings
+
+    settings = load_settings()
+    required = [TRAINING_QUEUE, GENERATION_QUEUE] if llm_configured(settings) else [TRAINING_QUEUE]
+    missing = unserved_queues(worker_rows(redis_connection(settings)), required, hostname=socket.gethostname())
+    if missing:
+        raise SystemExit(f"no live worker of this container ({socket.gethostname()}) serves {', '.join(missing)}")

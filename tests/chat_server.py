@@ -14,7 +14,10 @@ import time
 from collections import defaultdict, deque
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
+
+from alvar.generator.llm import ChatClient
 
 SOURCE = re.compile(r"<source>\n?(.*?)\n?</source>", re.DOTALL)
 WANTED = re.compile(r"Write (\d+) (?:more )?variations")
@@ -147,3 +150,11 @@ class ChatServer:
                     return
 
         return Handler
+
+
+def client_for(server: ChatServer, cache_dir: Path, **options: Any) -> ChatClient:
+    """alvar's real LLM client pointed at ``server`` (prices 1 and 2 USD per million tokens, for cost checks)."""
+    settings: dict[str, Any] = {"model": "loopback-1", "base_url": server.base_url, "api_key": "test",
+                                "timeout": 5.0, "max_retries": 3, "input_price": 1.0, "output_price": 2.0,
+                                "cache_dir": cache_dir, **options}
+    return ChatClient(**settings)

@@ -22,6 +22,7 @@ from alvar.backend.learner import TransformerClassifier
 from alvar.datafiles import read_dataset
 from alvar.scripts import services
 from alvar.settings import load_settings
+from tests.chat_server import ChatServer
 
 REPO = Path(__file__).resolve().parents[1]
 SAFETY = Path(os.environ.get("ALVAR_DATASETS", REPO.parent / "shared" / "datasets")) / "active-learning-safety"
@@ -56,6 +57,13 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
 
 def alvar_command() -> list[str]:
     return [str(Path(sys.executable).with_name("alvar"))]
+
+
+@pytest.fixture
+def llm() -> Iterator[ChatServer]:
+    """A loopback chat-completions server for one test."""
+    with ChatServer() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

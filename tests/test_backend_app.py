@@ -2,6 +2,7 @@
 
 import base64
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ from flask.testing import FlaskClient
 
 from alvar.backend.app import create_app
 from alvar.backend.entropy import certainty_score
-from alvar.backend.model_store import ModelStore
+from alvar.backend.model_store import ModelStore, project_store
 from alvar.label_config import load
 from alvar.settings import load_settings
 
@@ -39,7 +40,7 @@ def test_health_setup_versions(client: FlaskClient, seed_model_dir: Path) -> Non
 
 
 def test_predict_scores_every_task_in_order(client: FlaskClient, seed_model_dir: Path) -> None:
-    texts = ["I want to end it all", "Can my landlord keep my deposit?", "Best budget tent?", "", "x" * 100_000]
+    texts = ["I want to end it all", "Can my landlord keep my deposit?", "Best budget tent?", "", "x" * 20_000]
     tasks = [{"id": i, "data": {"text": text}} for i, text in enumerate(texts)]
     response = post(client, "/predict", {"tasks": tasks, "label_config": CONFIG, "project": "1.1"})
     assert response.status_code == 200
@@ -111,8 +112,30 @@ def test_unknown_route_and_method_are_json_4xx(client: FlaskClient) -> None:
 
 def test_metrics_are_prometheus_text(client: FlaskClient, seed_model_dir: Path) -> None:
     post(client, "/predict", {"tasks": [{"id": 1, "data": {"text": "hi"}}], "label_config": CONFIG})
-    text = client.get("/metrics").get_data(as_text=True)
+    text = client.get("/metrics", headers=AUTH).get_data(as_text=True)
     version = ModelStore(seed_model_dir).current_version()
     assert 'alvar_requests_total{endpoint="predict",status="200"}' in text
     assert "alvar_request_seconds_bucket" in text and "alvar_training_queue_depth" in text
     assert f'alvar_model_info{{version="{version}"}} 1.0' in text
+
+
+def test_each_project_sees_its_own_versions(seed_model_dir: Path, embedded_redis_url: str, tmp_path: Path) -> None:
+    """/versions and /predict's model_version follow the project Label Studio names (body or query string)."""
+    model_dir = tmp_path / "models"
+    shutil.copytree(seed_model_dir, model_dir)
+    shared = ModelStore(model_dir).current_version()
+    own = project_store(model_dir, 5)
+    shutil.copytree(ModelStore(model_dir).path(shared), own.path(shared))
+    own.switch(shared)
+    settings = load_settings(model_dir=model_dir, redis_url=f"{embedded_redis_url}?db=1")
+    client = create_app(settings).test_client()
+    shutil.rmtree(ModelStore(model_dir).path(shared))
+    (model_dir / "CURRENT").unlink()  # only project 5 has a model now
+    assert client.get("/versions", json={"project": "5.1700000000"}).json == {"versions": [shared], "current": shared}
+    assert client.get("/versions?project=5").json == {"versions": [shared], "current": shared}
+    assert client.get("/versions", json={"project": "6.1700000000"}).json == {"versions": [], "current": None}
+    tasks = [{"id": 1, "data": {"text": "I need a lawyer"}}]
+    answered = client.post("/predict", json={"tasks": tasks, "label_config": CONFIG, "project": "5.1"}).json
+    assert answered["model_version"] == shared and answered["results"][0]["model_version"] == shared
+    other = client.post("/predict", json={"tasks": tasks, "label_config": CONFIG, "project": "6.1"}).json
+    assert other == {"results": [], "model_version": None}

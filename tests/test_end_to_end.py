@@ -1,9 +1,9 @@
 """One whole loop through the real stack that `alvar up` starts, driven as people drive it.
 
-`alvar up` (real Label Studio 1.23.2, embedded Redis, gunicorn backend, `alvar worker`, a loopback
+`alvar up` (real Label Studio 1.23.2, embedded Redis, waitress backend, `alvar worker`, a loopback
 chat-completions server as the LLM) -> an annotator labels the first batch through Label Studio's API ->
-variations appear pre-labeled -> a reviewer verifies them (one marked invalid) -> the worker retrains and the
-project switches to the new version -> `alvar select` makes batch 2 -> `alvar export` -> `alvar evaluate` reads
+variations appear pre-labeled -> a reviewer verifies them (one marked invalid) and presses "Start training" ->
+the worker retrains and the project switches to the new version -> `alvar select` makes batch 2 -> `alvar export` -> `alvar evaluate` reads
 the export -> `alvar status` -> `alvar down` leaves no process behind. Beside it, headless Chromium opens a
 variation in Label Studio's labeling UI and finds its pre-label selected (screenshots kept in test-artifacts/).
 """
@@ -28,7 +28,7 @@ from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 from alvar.backend.label_config import parse_choices_control
-from alvar.backend.model_store import ModelStore
+from alvar.backend.model_store import project_store
 from alvar.backend.training_data import VALIDITY_FROM_NAME
 from alvar.datafiles import read_dataset
 from alvar.generator.variation_tasks import VERIFY_TAB
@@ -107,8 +107,9 @@ def loop(run_root: Path, safety_dir: Path) -> Iterator[Loop]:
         env = {key: value for key, value in os.environ.items() if key not in FOREIGN_SETTINGS}
         env.update({
             "OPENAI_BASE_URL": llm.base_url, "OPENAI_API_KEY": "loopback", "ALVAR_VARIATIONS": str(VARIATIONS),
-            # Retrain once the batch is labelled and every variation reviewed: 4 + 4 x 2 annotations.
-            "ALVAR_RETRAIN_EVERY": str(BUDGET + BUDGET * VARIATIONS),
+            # Only new human labels count toward retraining: the batch's 4 labels do not reach it, so the retrain
+            # comes when the reviewer, done verifying, presses "Start training" (below).
+            "ALVAR_RETRAIN_EVERY": str(BUDGET + 1),
             "ALVAR_EPOCHS": "3", "ALVAR_TORCH_THREADS": "1", "ALVAR_GENERATION_CONCURRENCY": "2",
             "ALVAR_LABEL_STUDIO_PORT": str(free_port()), "ALVAR_BACKEND_PORT": str(free_port()),
         })
@@ -132,7 +133,7 @@ def _first_round(loop: Loop, pool: Path, bootstrap: Path, gold_by_id: dict[str, 
     loop.client = LabelStudio(base_url=state.label_studio_url, api_key=state.token)
     project = loop.client.projects.get(id=state.project_id)
     loop.first_version = str(project.model_version)
-    assert ModelStore(loop.data_dir / "models").current_version() == loop.first_version
+    assert project_store(loop.data_dir / "models", state.project_id).current_version() == loop.first_version
 
     batch = _tasks(loop.client, state.project_id, batch=1)
     assert len(batch) == BUDGET and all(task["data"]["strategy"] == "cluster" for task in batch)
@@ -249,10 +250,13 @@ def processes_in_sessions(sessions: set[int]) -> list[str]:
 def test_the_loop_closes_from_verification_to_export(loop: Loop, run_root: Path, safety_dir: Path) -> None:
     project_id = loop.state.project_id
     judged = _verify_all(loop)
+    assert loop.client.projects.get(id=project_id).model_version == loop.first_version
+    (backend,) = loop.client.ml.list(project=project_id)
+    loop.client.ml.train(id=backend.id)  # "Start training" in the project's Model settings
 
     new_version = wait_for(lambda: (version := loop.client.projects.get(id=project_id).model_version)
                            != loop.first_version and version, 600, "a new model version set on the project")
-    store = ModelStore(loop.data_dir / "models")
+    store = project_store(loop.data_dir / "models", project_id)
     assert store.current_version() == new_version
     metadata = json.loads((store.path(new_version) / "metadata.json").read_text())
     valid = sum(verdict == "valid" for verdict in judged.values())

@@ -1,4 +1,4 @@
-"""The seam: a real Label Studio 1.23.2, our backend under gunicorn, a real Redis and real RQ workers."""
+"""The seam: a real Label Studio 1.23.2, our backend under waitress, a real Redis and real RQ workers."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from rq.registry import FailedJobRegistry
 from alvar.backend.dispatcher import TrainingReaction
 from alvar.backend.entropy import certainty_score, entropy
 from alvar.backend.label_config import parse_choices_control
-from alvar.backend.model_store import ModelStore
+from alvar.backend.model_store import ModelStore, project_store
 from alvar.datafiles import read_dataset
 from alvar.label_config import load
 from alvar.scripts import services
@@ -42,10 +42,14 @@ class Stack:
 
     @property
     def store(self) -> ModelStore:
+        """The shared model (the seed), served to projects without a model of their own."""
         return ModelStore(self.env["MODEL_DIR"])
 
+    def project_store(self, project_id: int) -> ModelStore:
+        return project_store(self.env["MODEL_DIR"], project_id)
+
     def metrics(self) -> str:
-        return requests.get(f"{self.url}/metrics", timeout=5).text
+        return requests.get(f"{self.url}/metrics", auth=AUTH, timeout=5).text
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +142,8 @@ def test_annotations_trigger_training_by_a_real_worker(ls: LabelStudio, stack: S
     project_id, task_ids = project
     webhooks = ls.webhooks.list(project=project_id)
     assert any(hook.url == f"{stack.url}/webhook" for hook in webhooks)
-    old_version = stack.store.current_version()
+    old_version = ls.projects.get(id=project_id).model_version
+    shared_version = stack.store.current_version()
     first_label = pool[0].label
     second = next(i for i, example in enumerate(pool) if example.label != first_label)
 
@@ -155,10 +160,12 @@ def test_annotations_trigger_training_by_a_real_worker(ls: LabelStudio, stack: S
 
     new_version = wait_for(lambda: (v := ls.projects.get(id=project_id).model_version) != old_version and v,
                            300, "a new model version on the project")
-    assert stack.store.current_version() == new_version
-    metadata = stack.store.metadata(new_version)
+    assert stack.project_store(project_id).current_version() == new_version
+    metadata = stack.project_store(project_id).metadata(new_version)
     assert metadata["project"] == project_id and metadata["human"] == 2 and metadata["n_examples"] == 2
-    assert requests.get(f"{stack.url}/health", auth=AUTH, timeout=5).json()["model_version"] == new_version
+    # The project's training wrote only the project's store: the shared model (health's version) is unchanged.
+    assert stack.store.current_version() == shared_version
+    assert requests.get(f"{stack.url}/health", auth=AUTH, timeout=5).json()["model_version"] == shared_version
 
 
 def test_a_failed_training_keeps_the_current_version(ls: LabelStudio, stack: Stack, pool: list,
@@ -180,6 +187,7 @@ def test_a_failed_training_keeps_the_current_version(ls: LabelStudio, stack: Sta
     job = wait_for(failed_job, 300, "the training job to fail")
     assert "need at least two classes" in job.latest_result().exc_string
     assert stack.store.current_version() == serving
+    assert stack.project_store(project_id).current_version() is None
     assert requests.get(f"{stack.url}/health", auth=AUTH, timeout=5).json()["model_version"] == serving
     assert ls.projects.get(id=project_id).model_version == project_version
 
@@ -197,6 +205,6 @@ def test_a_real_worker_on_redis_url_trains(ls: LabelStudio, stack: Stack, projec
     job = queue.fetch_job(outcome["job_id"])
     assert job.get_status() == "finished", job.latest_result().exc_string if job.latest_result() else job
     version = job.return_value()["version"]
-    assert ModelStore(run_root / "redis-url-models").current_version() == version
+    assert project_store(run_root / "redis-url-models", project_id).current_version() == version
     assert ls.projects.get(id=project_id).model_version == version
     assert job.meta["version"] == version and job.meta["project"] == project_id

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from label_studio_sdk import LabelStudio
 
+from alvar.processes import process_alive
 from alvar.backend.model_store import ModelStore
 from alvar.scripts import services
 from alvar.scripts.stack import SERVICES, StackState
@@ -64,5 +65,5 @@ def check_up_and_down(data_dir: Path, pool: Path) -> None:
 
     stopped = alvar("down", "--data-dir", str(data_dir))
     assert stopped.returncode == 0 and all(name in stopped.stdout for name in SERVICES)
-    assert not any(services.process_alive(pid) for pid in pids.values())
+    assert not any(process_alive(pid) for pid in pids.values())
     assert "nothing was running" in alvar("down", "--data-dir", str(data_dir)).stdout

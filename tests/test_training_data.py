@@ -1,5 +1,5 @@
 from alvar.backend.label_config import parse_choices_control
-from alvar.backend.training_data import LabelledItem, labelled_items, training_set
+from alvar.backend.training_data import LabelledItem, current_labels, labelled_items, training_set
 from alvar.label_config import load
 
 CONTROL = parse_choices_control(load("annotate"))
@@ -54,3 +54,29 @@ def test_stale_variations_never_count_and_unverified_ones_only_when_asked() -> N
     assert [(item.text, item.label, item.verified) for item in asked] == [
         ("variation pending", "legal-advice", False), ("variation class only", "medical-advice", False),
         ("human", "discard", True)]
+
+
+def by(annotator: int, label: str | None, updated: str, annotation_id: int, cancelled: bool = False) -> dict:
+    return {**annotation(label, updated=updated, annotation_id=annotation_id, cancelled=cancelled),
+            "completed_by": annotator}
+
+
+def test_current_labels_are_each_annotators_latest_label() -> None:
+    agree = task("t", by(1, "self-harm", "2026-01-01", 1), by(2, "self-harm", "2026-01-02", 2))
+    assert current_labels(agree, CONTROL) == ["self-harm"]
+    disagree = task("t", by(1, "self-harm", "2026-01-01", 1), by(2, "medical-advice", "2026-01-02", 2))
+    assert current_labels(disagree, CONTROL) == ["medical-advice", "self-harm"]
+    # Annotator 1 changed their mind; their earlier label is no longer theirs. Skips and unknown labels count as none.
+    changed = task("t", by(1, "self-harm", "2026-01-01", 1), by(1, "discard", "2026-01-03", 3),
+                   by(2, "legal-advise", "2026-01-02", 2), by(3, "legal-advice", "2026-01-04", 4, cancelled=True))
+    assert current_labels(changed, CONTROL) == ["discard"]
+    # Annotator objects (as some Label Studio payloads give them) and odd shapes do not break it.
+    odd = task("t", {**by(1, "discard", "2026-01-01", 1), "completed_by": {"id": 1}}, "junk", {"result": "x"})
+    assert current_labels(odd, CONTROL) == ["discard"]
+
+
+def test_labels_outside_the_config_never_train() -> None:
+    chosen = training_set([task("typo", annotation("legal-advise")), task("fine", annotation("discard"))], CONTROL)
+    assert chosen.texts == ["fine"] and chosen.labels == ["discard"]
+    assert CONTROL.chosen_label([{"from_name": "label", "type": "choices", "value": {"choices": [["x"]]}}]) is None
+    assert CONTROL.chosen_label("not a list") is None and CONTROL.chosen_label([None, 3]) is None

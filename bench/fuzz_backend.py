@@ -1,0 +1,534 @@
+"""A bounded fuzzer of the ML backend: a real `alvar backend` process, a real trained model, a real Redis.
+
+    python bench/fuzz_backend.py [--redis-url redis://127.0.0.1:6379/14] [--mutations 1200] [--seed 0]
+                                 [--model-dir DIR] [--json report.json]
+
+Loopback only. It trains a 1-epoch learner on a few bootstrap texts (unless --model-dir), starts the backend
+with basic auth and a webhook secret, and sends: mutated Label Studio bodies to /setup, /predict and /webhook
+(wrong types, lone surrogates, nested values, junk tasks, annotations and results), hand-built hostile bodies
+(huge, deep, oversized, too many tasks or choices, invalid UTF-8, NaN), bad credentials, odd paths and methods,
+malformed HTTP over raw sockets, half-open sockets, and concurrent 1,000-task predictions while it times
+/webhook and /health. It prints a table and checks: no answer 5xx (an unknown transfer coding, which RFC 9112
+lets a server answer 501, is a 400 here too), the process alive, RSS after within 1.5x of RSS before (measured after a warm-up of
+concurrent predictions), /webhook and /health under 1 s during the predictions. Exit status 1 when a check fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import copy
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from alvar.backend.learner import TransformerClassifier
+from alvar.backend.model_store import ModelStore
+from alvar.datafiles import read_dataset
+from alvar.label_config import load
+from alvar.settings import load_settings
+
+DATASETS = Path(os.environ.get("ALVAR_DATASETS", Path(__file__).resolve().parents[2] / "shared/datasets"))
+BOOTSTRAP = DATASETS / "active-learning-safety" / "bootstrap_labeled.tsv"
+CONFIG = load("annotate")
+USER, PASSWORD, SECRET = "ls", "fuzz-pass", "fuzz-secret"
+AUTH = (USER, PASSWORD)
+HOOK = {"X-Alvar-Secret": SECRET}
+LATENCY_BOUND_S = 1.0
+RSS_GROWTH_BOUND = 1.5
+# As many clients as the backend admits predictions with its default 8 threads (2 are kept spare).
+WARM_UP_CLIENTS = 6
+# Values a mutation puts anywhere in a valid body: wrong types, odd numbers, lone surrogates, control characters.
+HOSTILE_VALUES: list[Any] = [
+    None, True, False, 0, -1, 2**63, -(2**63) - 1, 10**30, 1.5, -1e308, "", "x", "\ud800", "\udfff", "a\u0000b",
+    "\r\nFORGED log line", "\u202e", "é" * 50, "😀", "x" * 5000, [], {}, [None], [[[]]], {"": None}, {"id": {}},
+    [1, "a", None], "<View/>", "7.1700000000", "-1", "1e999", {"choices": "label"}, [{"x": 1}] * 20,
+]
+
+
+@dataclass
+class Report:
+    """What the fuzzer saw; ``failures`` lists the checks that did not hold."""
+
+    requests: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
+    server_errors: list[str] = field(default_factory=list)
+    alive: bool = False
+    rss_before_mb: float = 0.0
+    rss_after_mb: float = 0.0
+    rss_after_phase_mb: dict[str, float] = field(default_factory=dict)
+    half_open_sockets: int = 0
+    health_latency_half_open_s: float = 0.0
+    concurrent_predictions: int = 0
+    predict_statuses: dict[str, int] = field(default_factory=dict)
+    webhook_max_latency_s: float = 0.0
+    health_max_latency_s: float = 0.0
+    forged_log_lines: int = 0
+    malformed_bodies_caught: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    failures: list[str] = field(default_factory=list)
+
+
+class Tally:
+    """Counts answers by status ("closed" when the server hung up without one); keeps 5xx requests."""
+
+    def __init__(self) -> None:
+        self.statuses: Counter[str] = Counter()
+        self.server_errors: list[str] = []
+        self._lock = threading.Lock()
+
+    def add(self, status: int | str, what: str) -> None:
+        """Count an answer; every 5xx is a server error."""
+        with self._lock:
+            self.statuses[str(status)] += 1
+            if isinstance(status, int) and status >= 500:
+                self.server_errors.append(f"{status} {what}"[:300])
+
+    @property
+    def total(self) -> int:
+        return sum(self.statuses.values())
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def train_model(model_dir: Path, texts_per_class: int = 4) -> None:
+    """A 1-epoch learner on a few bootstrap texts of each class: enough to score, quick to train."""
+    data = read_dataset(BOOTSTRAP)
+    picked: dict[str, list[str]] = {}
+    for text, label in zip(data.texts, data.labels, strict=True):
+        if len(picked.setdefault(label, [])) < texts_per_class:
+            picked[label].append(text)
+    texts = [text for group in picked.values() for text in group]
+    labels = [label for label, group in picked.items() for _ in group]
+    learner = TransformerClassifier(load_settings().base_model, epochs=1, num_threads=2).fit(texts, labels)
+    store = ModelStore(model_dir)
+    store.switch(store.save(learner, texts, labels))
+
+
+@contextmanager
+def backend_process(model_dir: Path, redis_url: str, work: Path) -> Iterator[tuple[subprocess.Popen, str, Path]]:
+    """`alvar backend` (waitress, the default server) on a free loopback port, with its log file."""
+    port = free_port()
+    log_path = work / "backend.log"
+    env = {**os.environ, "MODEL_DIR": str(model_dir), "REDIS_URL": redis_url, "BASIC_AUTH_USER": USER,
+           "BASIC_AUTH_PASS": PASSWORD, "ALVAR_WEBHOOK_SECRET": SECRET, "ALVAR_DATA_DIR": str(work / "data"),
+           "ALVAR_RETRAIN_EVERY": "1000000", "ALVAR_TORCH_THREADS": "2"}
+    alvar = str(Path(sys.executable).with_name("alvar"))
+    with log_path.open("wb") as log:
+        process = subprocess.Popen([alvar, "backend", "--host", "127.0.0.1", "--port", str(port)], env=env,
+                                   stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while not _healthy(url):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the backend did not start; see {log_path}:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.3)
+        yield process, url, log_path
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return requests.get(f"{url}/health", auth=AUTH, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def texts_sample(count: int, rng: random.Random) -> list[str]:
+    texts = read_dataset(BOOTSTRAP).texts
+    return [rng.choice(texts) for _ in range(count)]
+
+
+def predict_body(texts: list[str]) -> dict[str, Any]:
+    tasks = [{"id": index + 1, "data": {"text": text}, "meta": {}, "annotations": [], "predictions": []}
+             for index, text in enumerate(texts)]
+    return {"tasks": tasks, "label_config": CONFIG, "project": "1.1700000000",
+            "params": {"login": None, "password": None, "context": None}}
+
+
+def setup_body() -> dict[str, Any]:
+    return {"project": "1.1700000000", "schema": CONFIG, "hostname": "http://localhost:8080",
+            "access_token": "token", "model_version": None, "extra_params": {}}
+
+
+def webhook_body(task_id: int, label: str, action: str = "ANNOTATION_CREATED") -> dict[str, Any]:
+    result = [{"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": [label]},
+               "id": "r1", "origin": "manual"}]
+    return {"action": action,
+            "annotation": {"id": task_id * 10, "task": task_id, "result": result, "completed_by": 1,
+                           "was_cancelled": False, "updated_at": "2024-01-01T00:00:00Z"},
+            "task": {"id": task_id, "data": {"text": f"fuzz text {task_id}"}, "annotations": [], "project": 1},
+            "project": {"id": 1, "label_config": CONFIG, "title": "fuzz"}}
+
+
+def _slots(value: Any) -> list[tuple[Any, Any]]:
+    """Every (container, key) of a JSON value, the places a mutation can change."""
+    found: list[tuple[Any, Any]] = []
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        keys = list(node) if isinstance(node, dict) else range(len(node)) if isinstance(node, list) else []
+        for key in keys:
+            found.append((node, key))
+            stack.append(node[key])
+    return found
+
+
+def mutate(body: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+    """``body`` with one to three places replaced by a hostile value, deleted, or given a junk sibling."""
+    body = copy.deepcopy(body)
+    for _ in range(rng.randint(1, 3)):
+        slots = _slots(body)
+        if not slots:
+            break
+        container, key = rng.choice(slots)
+        move = rng.random()
+        if move < 0.7:
+            container[key] = copy.deepcopy(rng.choice(HOSTILE_VALUES))
+        elif move < 0.85 and isinstance(container, dict):
+            del container[key]
+        elif isinstance(container, dict):
+            container[rng.choice(["\ud800", "", "x" * 300, "__proto__", "0"])] = rng.choice(HOSTILE_VALUES)
+    return body
+
+
+def encode(body: Any) -> bytes:
+    """JSON as Label Studio's Python sends it (ASCII; a lone surrogate becomes the escape "\\ud800")."""
+    return json.dumps(body).encode()
+
+
+def nested(depth: int) -> bytes:
+    return b'{"tasks": ' + b"[" * depth + b"]" * depth + b', "label_config": "x"}'
+
+
+def hostile_requests(limit_bytes: int, rng: random.Random) -> list[tuple[str, str, dict[str, str], bytes]]:
+    """(method, path, headers, body) of hand-built hostile requests, all with valid credentials unless noted."""
+    json_type = {"Content-Type": "application/json"}
+    many_choices = CONFIG.replace('<Choice value="discard"', "".join(
+        f'<Choice value="c{i}"/>' for i in range(1500)) + '<Choice value="discard"')
+    long_name = CONFIG.replace('name="label"', f'name="{"n" * 5000}"')
+    laughs = ('<?xml version="1.0"?><!DOCTYPE v [<!ENTITY a "aaaaaaaaaa">' + "".join(
+        f'<!ENTITY {chr(98 + i)} "{("&" + chr(97 + i) + ";") * 10}">' for i in range(8))
+        + ']><View><Text name="text" value="$text"/><Choices name="label" toName="text">'
+        '<Choice value="&i;"/></Choices></View>')
+    junk_tasks = b'{"label_config": ' + json.dumps(CONFIG).encode() + b', "tasks": [' + b",".join(
+        [b"1"] * ((limit_bytes - 10_000) // 2)) + b"]}"
+    bodies: list[tuple[str, bytes]] = [
+        ("/predict", nested(70)), ("/predict", nested(1000)), ("/predict", nested(200_000)),
+        ("/webhook", b'{"action": "ANNOTATION_CREATED", "project": ' + b"[" * 5000 + b"]" * 5000 + b"}"),
+        ("/predict", b'{"tasks": [' + b",".join([b"[]"] * 2_000_000) + b'], "label_config": "x"}'),
+        ("/predict", junk_tasks),
+        ("/predict", encode(predict_body(["x" * 25_000]))),
+        ("/predict", encode({**predict_body(["a"]), "tasks": [{"data": {"text": [[["deep"] * 50] * 50]}}]})),
+        ("/predict", encode({**predict_body(["a"]), "label_config": many_choices})),
+        ("/predict", encode({**predict_body(["a"]), "label_config": long_name})),
+        ("/predict", encode({**predict_body(["a"]), "label_config": laughs})),
+        ("/setup", encode({**setup_body(), "schema": laughs})),
+        ("/setup", encode({**setup_body(), "schema": many_choices})),
+        ("/setup", encode({**setup_body(), "schema": ["<View/>"]})),
+        ("/predict", b'{"tasks": [], "label_config": "\\ud800"}'),
+        ("/predict", b'{"tasks": [{"data": {"text": "\\udc00 lone"}}], "label_config": "x"}'),
+        ("/predict", b'{"tasks": [{"data": {"text": "ok"}}], "label_config": NaN}'),
+        ("/predict", b'{"tasks": [1e999], "label_config": "x"}'),
+        ("/predict", b'\xff\xfe{"tasks": []}'), ("/predict", b'{"tasks": "\xc3\x28"}'), ("/predict", b""),
+        ("/predict", b"null"), ("/predict", b"[]"), ("/predict", b'"tasks"'), ("/predict", b"{" * 100),
+        ("/webhook", b'{"action": "ANNOTATIONS_CREATED", "project": {"id": 1, "label_config": ' +
+         json.dumps(CONFIG).encode() + b'}, "annotation": [1, "x", null, {"id": 1, "task": {"id": []}}]}'),
+        ("/webhook", encode({**webhook_body(3, "self-harm"), "annotation": {"id": 1, "task": 3, "result": "x"}})),
+        ("/webhook", encode({**webhook_body(3, "self-harm"), "annotation": {"id": 1, "task": 3,
+                                                                             "result": [1, None, []]}})),
+        ("/webhook", encode({**webhook_body(3, "self-harm"), "task": {"id": 3, "data": "text"}})),
+        ("/webhook", encode({**webhook_body(3, "self-harm"), "project": {"id": "\ud800"}})),
+        ("/webhook", encode({"action": "START_TRAINING", "project": {"id": 2**70}})),
+        ("/webhook", encode({"action": ["START_TRAINING"], "project": 1})),
+        ("/webhook", encode({**webhook_body(4, "x" * 10_000), "annotation": [
+            {"id": i, "task": 4, "result": [{"from_name": "label", "type": "choices",
+                                             "value": {"choices": ["nope"]}}]} for i in range(1, 3000)]})),
+    ]
+    requests_: list[tuple[str, str, dict[str, str], bytes]] = [
+        ("POST", path, {**json_type, **HOOK}, body) for path, body in bodies]
+    requests_.append(("POST", "/predict", json_type, b"x" * (limit_bytes + 1)))
+    for path in ("/health%0aFORGED fake line", "/%0d%0aFORGED", "/predict/../health", "//health", "/health/",
+                 "/" + "a" * 8000, "/%00", "/%ff%fe", "/\u202eFORGED", "/metrics?%0aFORGED", "/versions"):
+        requests_.append(("GET", path, {}, b""))
+    for method in ("PUT", "DELETE", "PATCH", "OPTIONS", "HEAD", "TRACE", "PROPFIND"):
+        requests_.append((method, rng.choice(["/predict", "/health", "/webhook", "/metrics"]), {}, b"{}"))
+    return requests_
+
+
+def raw_requests() -> list[bytes]:
+    """Malformed HTTP, sent over a raw socket."""
+    basic = base64.b64encode(f"{USER}:{PASSWORD}".encode())
+    return [
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+        b"GET /health HTTP/1.1\r\nHost: x\r\nAuthorization: Basic \xe9\xe9\xe9\r\n\r\n",
+        b"GET /health HTTP/1.1\r\nHost: x\r\nAuthorization: Basic " + base64.b64encode(b"\xff\xfe:\xff") + b"\r\n\r\n",
+        b"GET /health HTTP/1.1\r\nHost: x\r\nAuthorization: Digest username=ls, password=fuzz-pass\r\n\r\n",
+        b"GET /health HTTP/1.1\r\nHost: x\r\nAuthorization: Basic\r\n\r\n",
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n{}",
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n{}",
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 9\r\n\r\n{}",
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nAuthorization: Basic " + basic + b"\r\nTransfer-Encoding: chunked"
+        b"\r\nContent-Type: application/json\r\n\r\n" + b"".join(b"100000\r\n" + b"[" * 0x100000 + b"\r\n"
+                                                                 for _ in range(40)) + b"0\r\n\r\n",
+        b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 300_000 + b"\r\n\r\n",
+        b"GET /" + b"a" * 100_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /health\r\n\r\n", b"\x00\x01\x02\x03\r\n\r\n", b"GET /health HTTP/9.9\r\nHost: x\r\n\r\n",
+        b"GET /health%0aFORGED HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /health\x1b[31mFORGED HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST /webhook HTTP/1.1\r\nHost: x\r\nAuthorization: Basic " + basic + b"\r\nContent-Length: 40\r\n"
+        b"Expect: 100-continue\r\n\r\n",
+    ]
+
+
+def send_raw(url: str, data: bytes, timeout: float = 5.0) -> int | str:
+    """The status of the answer to raw bytes, or "closed" when the server closed without one."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        try:
+            sock.sendall(data)
+            sock.shutdown(socket.SHUT_WR)
+            answer = sock.recv(64)
+        except OSError:
+            return "closed"
+    parts = answer.split(b" ", 2)
+    return int(parts[1]) if len(parts) > 1 and parts[0].startswith(b"HTTP/") and parts[1].isdigit() else "closed"
+
+
+def send(session: requests.Session, url: str, tally: Tally, method: str, path: str, headers: dict[str, str],
+         body: bytes, auth: Any = AUTH) -> int | str:
+    try:
+        response = session.request(method, url + path, data=body or None, headers=headers, auth=auth, timeout=120)
+        status: int | str = response.status_code
+    except requests.ConnectionError:
+        status = "closed"
+    tally.add(status, f"{method} {path} {body[:200]!r}")
+    return status
+
+
+def fuzz_bodies(session: requests.Session, url: str, tally: Tally, count: int, rng: random.Random) -> None:
+    """``count`` mutated Label Studio bodies spread over /setup, /predict and /webhook, some with bad auth."""
+    texts = texts_sample(8, rng)
+    valid: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+        ("/predict", lambda: predict_body(rng.sample(texts, 3))),
+        ("/setup", setup_body),
+        ("/webhook", lambda: webhook_body(rng.randint(1, 50), rng.choice(["self-harm", "discard"]))),
+        ("/webhook", lambda: {"action": "START_TRAINING", "project": {"id": 1}}),
+    ]
+    bad_auth: list[Any] = [None, (USER, "wrong"), ("", ""), ("\u00e9", PASSWORD), (USER, PASSWORD + "\n")]
+    for index in range(count):
+        path, build = rng.choice(valid)
+        auth = rng.choice(bad_auth) if index % 20 == 0 else AUTH
+        headers = {"Content-Type": rng.choice(["application/json", "text/plain", "x/\u00e9"]), **HOOK}
+        if rng.random() < 0.1:
+            headers.pop("X-Alvar-Secret")
+        send(session, url, tally, "POST", path, {k: v.encode().decode("latin-1") for k, v in headers.items()},
+             encode(mutate(build(), rng)), auth=auth)
+
+
+def half_open(url: str, count: int) -> tuple[list[socket.socket], float]:
+    """``count`` sockets left mid-request (headers cut, or a body promised and not sent); then /health's time."""
+    host, port = url.removeprefix("http://").split(":")
+    sockets = []
+    for index in range(count):
+        sock = socket.create_connection((host, int(port)), timeout=5)
+        cut = b"GET /hea" if index % 2 else b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 9999\r\n\r\n{"
+        sock.sendall(cut)
+        sockets.append(sock)
+    time.sleep(0.5)
+    started = time.perf_counter()
+    requests.get(f"{url}/health", auth=AUTH, timeout=30).raise_for_status()
+    return sockets, time.perf_counter() - started
+
+
+def concurrent_predictions(url: str, tally: Tally, threads: int, rounds: int, tasks: int,
+                           rng: random.Random) -> tuple[Counter[str], float, float]:
+    """``threads`` clients posting ``tasks``-task predictions while /webhook and /health are timed."""
+    body = encode(predict_body(texts_sample(tasks, rng)))
+    statuses: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def client() -> None:
+        with requests.Session() as session:
+            for _ in range(rounds):
+                status = send(session, url, tally, "POST", "/predict", {"Content-Type": "application/json"}, body)
+                with lock:
+                    statuses[str(status)] += 1
+
+    workers = [threading.Thread(target=client) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    worst = {"/webhook": 0.0, "/health": 0.0}
+    probe = 0
+    with requests.Session() as session:
+        while any(worker.is_alive() for worker in workers):
+            probe += 1
+            for path in worst:
+                started = time.perf_counter()
+                if path == "/webhook":
+                    send(session, url, tally, "POST", path, {"Content-Type": "application/json", **HOOK},
+                         encode(webhook_body(1000 + probe, "discard")))
+                else:
+                    send(session, url, tally, "GET", path, {}, b"")
+                worst[path] = max(worst[path], time.perf_counter() - started)
+            time.sleep(0.05)
+    for worker in workers:
+        worker.join()
+    return statuses, worst["/webhook"], worst["/health"]
+
+
+def run(redis_url: str, mutations: int, seed: int, model_dir: Path | None, keep_log: Path | None = None,
+        concurrent: int = 4, rounds: int = 2, tasks: int = 1000, half_open_count: int = 50) -> Report:
+    rng = random.Random(seed)
+    report = Report()
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="alvar-fuzz-") as tmp:
+        work = Path(tmp)
+        if model_dir is None:
+            model_dir = work / "models"
+            train_model(model_dir)
+        with backend_process(model_dir, redis_url, work) as (process, url, log_path):
+            limit = load_settings().max_request_bytes
+            tally = Tally()
+            # Warm up as a busy day would: the model loaded, and large predictions run on each request thread
+            # (torch keeps per-thread scratch memory; RSS grows until every thread has scored once).
+            concurrent_predictions(url, Tally(), WARM_UP_CLIENTS, 2, tasks, rng)
+            time.sleep(1)
+            report.rss_before_mb = rss_mb(process.pid)
+            with requests.Session() as session:
+                fuzz_bodies(session, url, tally, mutations, rng)
+                report.rss_after_phase_mb["mutated bodies"] = rss_mb(process.pid)
+                for method, path, headers, body in hostile_requests(limit, rng):
+                    send(session, url, tally, method, path, headers, body)
+                report.rss_after_phase_mb["hostile bodies"] = rss_mb(process.pid)
+            for data in raw_requests():
+                tally.add(send_raw(url, data), f"raw {data[:200]!r}")
+            report.rss_after_phase_mb["raw HTTP"] = rss_mb(process.pid)
+            sockets, report.health_latency_half_open_s = half_open(url, half_open_count)
+            report.half_open_sockets = len(sockets)
+            statuses, report.webhook_max_latency_s, report.health_max_latency_s = concurrent_predictions(
+                url, tally, concurrent, rounds, tasks, rng)
+            for sock in sockets:
+                sock.close()
+            report.concurrent_predictions = concurrent * rounds
+            report.predict_statuses = dict(statuses)
+            time.sleep(1)
+            report.rss_after_mb = rss_mb(process.pid)
+            report.alive = process.poll() is None and _healthy(url)
+            log_lines = log_path.read_text(errors="replace").splitlines()
+            report.forged_log_lines = sum(line.startswith("FORGED") for line in log_lines)
+            report.malformed_bodies_caught = caught_exceptions(log_lines)
+            if keep_log is not None:
+                keep_log.write_text("\n".join(log_lines))
+    report.requests = tally.total
+    report.statuses = dict(sorted(tally.statuses.items()))
+    report.server_errors = tally.server_errors
+    report.seconds = time.perf_counter() - started
+    report.failures = failures(report, mutations)
+    return report
+
+
+def caught_exceptions(log_lines: list[str]) -> dict[str, int]:
+    """The exceptions that malformed bodies raised inside the model (the app answered them 400), by last frame."""
+    caught: Counter[str] = Counter()
+    for index, line in enumerate(log_lines):
+        if "a malformed body raised" not in line:
+            continue
+        trace = log_lines[index + 1:index + 60]
+        end = next((position for position, text in enumerate(trace) if not text.startswith((" ", "Traceback"))),
+                   len(trace))
+        frames = [text.strip() for text in trace[:end] if text.strip().startswith("File ")]
+        error = trace[end] if end < len(trace) else "?"
+        caught[f"{error[:120]} at {frames[-1] if frames else '?'}"] += 1
+    return dict(caught)
+
+
+def failures(report: Report, mutations: int) -> list[str]:
+    found = []
+    if report.server_errors:
+        found.append(f"{len(report.server_errors)} answers were 5xx")
+    if not report.alive:
+        found.append("the backend is not alive after the fuzzing")
+    if report.rss_after_mb > RSS_GROWTH_BOUND * report.rss_before_mb:
+        found.append(f"RSS grew from {report.rss_before_mb:.0f} to {report.rss_after_mb:.0f} MB")
+    if max(report.webhook_max_latency_s, report.health_max_latency_s, report.health_latency_half_open_s) \
+            >= LATENCY_BOUND_S:
+        found.append(f"/webhook or /health took {LATENCY_BOUND_S} s or more")
+    if report.forged_log_lines:
+        found.append(f"{report.forged_log_lines} forged lines in the backend's log")
+    if report.requests < mutations:
+        found.append(f"only {report.requests} requests answered")
+    return found
+
+
+def print_table(report: Report) -> None:
+    rows = [("requests", report.requests)] + [(f"  answered {status}", count)
+                                               for status, count in report.statuses.items()]
+    rows += [
+        ("answers 5xx", len(report.server_errors)),
+        ("process alive after", report.alive),
+        ("RSS before / after (MB)", f"{report.rss_before_mb:.0f} / {report.rss_after_mb:.0f}"),
+        (f"/health with {report.half_open_sockets} half-open sockets (s)", f"{report.health_latency_half_open_s:.3f}"),
+        (f"{report.concurrent_predictions} x 1,000-task predictions", report.predict_statuses),
+        ("max /webhook latency meanwhile (s)", f"{report.webhook_max_latency_s:.3f}"),
+        ("max /health latency meanwhile (s)", f"{report.health_max_latency_s:.3f}"),
+        ("forged log lines", report.forged_log_lines),
+        ("malformed bodies that raised inside the model (answered 400)", sum(report.malformed_bodies_caught.values())),
+        ("wall time (s)", f"{report.seconds:.0f}"),
+    ]
+    print("| measure | value |\n|---|---|")
+    for name, value in rows:
+        print(f"| {name} | {value} |")
+    for error in report.server_errors[:20]:
+        print("5xx:", error)
+    print("checks:", "all hold" if not report.failures else "; ".join(report.failures))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/14"),
+                        help="A Redis the backend may queue jobs in (use a database of its own).")
+    parser.add_argument("--mutations", type=int, default=1200, help="Mutated Label Studio bodies to send.")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model-dir", type=Path, help="A model directory to serve (default: train a small one).")
+    parser.add_argument("--json", type=Path, help="Also write the report here as JSON.")
+    parser.add_argument("--log", type=Path, help="Keep the backend's log here.")
+    args = parser.parse_args()
+    report = run(args.redis_url, args.mutations, args.seed, args.model_dir, args.log)
+    print_table(report)
+    if args.json:
+        args.json.write_text(json.dumps(asdict(report), indent=2))
+    sys.exit(1 if report.failures else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""A team's ordinary day loses nothing: several annotators, lost webhooks, Redis restarts.
+
+Against the real parts: the session's Label Studio 1.23.2, the backend and an `alvar worker` as processes, the
+embedded Redis (stopped and started again here), and the loopback LLM. Every drill ends with exactly k current
+variations per (task, current label) and the LLM asked once per distinct label.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from label_studio_sdk import LabelStudio
+
+from alvar.backend.label_studio import iter_tasks
+from alvar.backend.model_store import project_store
+from alvar.backend.training_data import training_set
+from alvar.datafiles import read_dataset
+from alvar.generator.jobs import generation_key
+from alvar.scripts import services
+from tests.chat_server import Reply
+from tests.conftest import wait_for
+from tests.generator_stack import (
+    CONTROL,
+    K,
+    GeneratorStack,
+    annotate,
+    by_status,
+    generator_stack,
+    new_project,
+    text_of,
+    variations,
+)
+
+RETRAIN_EVERY = 4
+SWEEP_SECONDS = 5
+
+
+@pytest.fixture(scope="module")
+def stack(run_root: Path, seed_model_dir: Path, label_studio: services.LabelStudioServer) -> Iterator[GeneratorStack]:
+    with generator_stack(run_root / "team-day", seed_model_dir, label_studio,
+                         ALVAR_RETRAIN_EVERY=str(RETRAIN_EVERY), ALVAR_RECONCILE_INTERVAL=str(SWEEP_SECONDS)) as built:
+        yield built
+
+
+@pytest.fixture(scope="module")
+def second_annotator(ls: LabelStudio) -> int:
+    user = ls.users.create(username="annotator-two", email="annotator-two@alvar.test", password="second-password-1")
+    return int(user.id)
+
+
+@pytest.fixture(scope="module")
+def texts(safety_dir: Path) -> list:
+    return read_dataset(safety_dir / "test_labeled.tsv").examples[100:160]
+
+
+def exactly_k_current(ls: LabelStudio, project_id: int, task_id: int, labels: set[str]) -> bool:
+    """k current variations for each of ``labels`` and none for any other label."""
+    current = by_status(ls, project_id, task_id)["current"]
+    per_label = {label: [task for task in current if task["data"]["source_label"] == label] for label in labels}
+    return len(current) == K * len(labels) and all(len(tasks) == K for tasks in per_label.values())
+
+
+def test_a_second_annotator_who_agrees_adds_nothing_and_stales_nothing(ls: LabelStudio, stack: GeneratorStack,
+                                                                        texts: list, second_annotator: int) -> None:
+    project_id, task_ids = new_project(ls, stack, "team day: agreement", texts[:4])
+    task_id = task_ids[0]
+    annotate(ls, task_id, "self-harm")
+    key = generation_key(project_id, task_id, "self-harm")
+    stack.finished(key)
+    verified = variations(ls, project_id, task_id)[0]
+    annotate(ls, verified["id"], "self-harm", validity="valid")
+
+    annotate(ls, task_id, "self-harm", completed_by=second_annotator)
+    assert stack.finished(key).return_value()["status"] == "already imported"
+    assert exactly_k_current(ls, project_id, task_id, {"self-harm"})
+    assert by_status(ls, project_id, task_id)["stale"] == []
+    trained = training_set(iter_tasks(ls, project_id, only_annotated=True), CONTROL)
+    assert verified["data"]["text"] in trained.texts
+    assert len(stack.llm.requests_for(text_of(ls, task_id))) == 1
+
+
+def test_annotators_who_disagree_get_a_set_each_until_one_changes_their_mind(
+        ls: LabelStudio, stack: GeneratorStack, texts: list, second_annotator: int) -> None:
+    project_id, task_ids = new_project(ls, stack, "team day: disagreement", texts[4:8])
+    task_id = task_ids[0]
+    annotate(ls, task_id, "medical-advice")
+    stack.finished(generation_key(project_id, task_id, "medical-advice"))
+    second = annotate(ls, task_id, "legal-advice", completed_by=second_annotator)
+    stack.finished(generation_key(project_id, task_id, "legal-advice"))
+    assert exactly_k_current(ls, project_id, task_id, {"medical-advice", "legal-advice"})
+
+    ls.annotations.update(id=second, result=CONTROL.choice_result("medical-advice"))
+    stack.finished(generation_key(project_id, task_id, "medical-advice"))
+    assert exactly_k_current(ls, project_id, task_id, {"medical-advice"})
+    stale = by_status(ls, project_id, task_id)["stale"]
+    assert len(stale) == K and {task["data"]["source_label"] for task in stale} == {"legal-advice"}
+    assert len(stack.llm.requests_for(text_of(ls, task_id))) == 2
+
+
+def test_annotations_made_while_redis_is_down_get_variations_and_training_from_the_sweep(
+        ls: LabelStudio, stack: GeneratorStack, texts: list) -> None:
+    project_id, task_ids = new_project(ls, stack, "team day: lost webhooks", texts[8:16])
+    labelled = dict(zip(task_ids[:RETRAIN_EVERY], ("discard", "self-harm", "medical-advice", "legal-advice")))
+    stack.stop_redis()
+    try:
+        for task_id, label in labelled.items():
+            annotate(ls, task_id, label)  # Label Studio's webhook fails and is never sent again
+    finally:
+        stack.start_redis()
+    for task_id, label in labelled.items():
+        wait_for(lambda: exactly_k_current(ls, project_id, task_id, {label}), 120,
+                 f"the sweep's variations of task {task_id}")
+        assert len(stack.llm.requests_for(text_of(ls, task_id))) == 1
+        assert stack.finished(generation_key(project_id, task_id, label)).meta["queued_by"] == "sweep"
+    store = project_store(stack.env["MODEL_DIR"], project_id)
+    version = wait_for(store.current_version, 300, "the training the sweep queued")
+    assert store.metadata(version)["human"] == RETRAIN_EVERY
+
+
+def test_generation_carries_on_through_a_redis_restart(ls: LabelStudio, stack: GeneratorStack, texts: list) -> None:
+    project_id, task_ids = new_project(ls, stack, "team day: redis restart", texts[16:20])
+    slow = task_ids[:3]
+    for task_id in slow:
+        stack.llm.script(text_of(ls, task_id), Reply(delay=3.0))
+        annotate(ls, task_id, "emergency-situation")
+    wait_for(lambda: all(stack.llm.requests_for(text_of(ls, task_id)) for task_id in slow), 60,
+             "the jobs' LLM requests")
+    stack.stop_redis()
+    time.sleep(2)
+    stack.start_redis()
+    for task_id in slow:
+        wait_for(lambda: exactly_k_current(ls, project_id, task_id, {"emergency-situation"}), 240,
+                 f"variations of task {task_id} after the restart")
+    time.sleep(SWEEP_SECONDS * 2)  # a later sweep or re-run adds nothing
+    assert all(exactly_k_current(ls, project_id, task_id, {"emergency-situation"}) for task_id in slow)
