@@ -76,8 +76,11 @@ def delete_older_predictions(client: LabelStudio, project_id: int, current: str)
              if count and _is_stale(version, current, placeholders)}
     if not stale:
         return {}
+    # Only where the task already has the current version's prediction: a variation imported while the new
+    # version was being published carries its pre-label under the old version alone, and keeps it.
     doomed = [(str(prediction["model_version"]), int(prediction["id"]))
               for task in iter_tasks(client, project_id, page_size=1000)
+              if any(found.get("model_version") == current for found in task.get("predictions") or [])
               for prediction in task.get("predictions") or [] if prediction.get("model_version") in stale]
     with ThreadPoolExecutor(DELETE_CONCURRENCY, thread_name_prefix="delete-predictions") as pool:
         gone = list(pool.map(lambda found: _delete_prediction(client, found[1]), doomed))

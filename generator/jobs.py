@@ -43,6 +43,10 @@ log = logging.getLogger(__name__)
 NO_CLIENT_RETRIES = {"max_retries": 0}
 
 
+class LabelReturned(RuntimeError):
+    """Raised to have RQ run the job again: its label became current while it ran (see :func:`_settle`)."""
+
+
 def generation_key(project_id: int, task_id: int, label: str) -> str:
     """The job id and the ``data.generation`` of its variations: one per (project, task, label)."""
     digest = hashlib.sha256(f"{project_id}\0{task_id}\0{label}".encode()).hexdigest()[:10]
@@ -125,16 +129,21 @@ def generate_variations(project_id: int, task_id: int, label: str, text: str | N
     generation: Generation | None = None
     prompt: VariationPrompt | None = None
     llm = ThreadPoolExecutor(max_workers=1, thread_name_prefix=generation_key(project_id, task_id, label))
+    if label not in control.labels:
+        llm.shutdown()
+        return {**outcome, "status": f"skipped: {label!r} is not a choice of the project"}
     try:
         pending = None
-        if text and text.strip():
+        if text and text.strip() and len(text) <= settings.max_text_chars:
             pending = llm.submit(_generate, settings, _prompt(settings, control, task_id, text, label), connection)
         task = as_dict(client.tasks.get(id=task_id))
         reason = _why_not(task, control, label)
         if reason is None and _has_set(variation_tasks(client, project_id, source_task=task_id), label):
             reason = "already imported"
+        source_text = str((task.get("data") or {}).get(control.data_key) or "")
+        if reason is None and len(source_text) > settings.max_text_chars:
+            reason = f"skipped: the text is longer than ALVAR_MAX_TEXT_CHARS ({settings.max_text_chars})"
         if reason is None:
-            source_text = str((task.get("data") or {}).get(control.data_key) or "")
             try:
                 prompt = _prompt(settings, control, task_id, source_text, label)
             except TemplateError as error:
@@ -149,6 +158,11 @@ def generate_variations(project_id: int, task_id: int, label: str, text: str | N
     with source_lock(connection, project_id, task_id) if connection is not None else nullcontext():
         outcome.update(_settle(client, project_id, task_id, label, control, prompt, generation,
                                project.model_version, connection))
+    if reason is not None and reason.startswith("superseded") and outcome["status"] == "superseded" \
+            and label in outcome["current_labels"]:
+        # The label came back while this job ran without it (A -> B -> A): its webhook found this job running
+        # and queued nothing, so this job runs again (RQ's retry) and writes the set.
+        raise LabelReturned(f"{label!r} is current again on task {task_id}; the job runs again to write its set")
     if reason is not None and outcome["status"] != "imported":
         outcome["status"] = reason
     ensure_verify_tab_once(client, project_id)
@@ -209,3 +223,11 @@ def _annotation_with(task: dict[str, Any], control: ChoicesControl, label: str) 
     giving = [a for a in task.get("annotations") or [] if control.chosen_label(a.get("result")) == label]
     latest = latest_annotation({"annotations": giving})
     return latest.get("id") if latest is not None else None
+
+
+def resync_source(client: Any, connection: Redis, project_id: int, task_id: int, control: ChoicesControl) -> int:
+    """Under the source's lock, with fresh reads: its variations' statuses in line with its current labels."""
+    with source_lock(connection, project_id, task_id):
+        task = as_dict(client.tasks.get(id=task_id))
+        labels = [] if is_variation(task) else current_labels(task, control)
+        return sync_statuses(client, variation_tasks(client, project_id, source_task=task_id), labels)

@@ -16,6 +16,7 @@ from redis import Redis
 from rq import Callback, Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
+from rq.registry import FailedJobRegistry
 
 from alvar.backend.dispatcher import ANNOTATION_ACTIONS, HumanLabel, WebhookEvent, human_label
 from alvar.backend.label_config import LabelConfigError
@@ -38,10 +39,13 @@ def queue_generation(connection: Redis, queue: Queue, project_id: int, found: Hu
                      reason: str = "webhook") -> dict[str, Any]:
     """Queue the generation job of (project, task, label) unless one is waiting or running already."""
     job_id = generation_key(project_id, found.task_id, found.label)
-    with connection.lock(f"{job_id}:queueing", timeout=10, blocking_timeout=5):
+    # A short wait: Label Studio gives the webhook 1 s; a lock not had in time is a 503, and the sweep's turn.
+    with connection.lock(f"{job_id}:queueing", timeout=10, blocking_timeout=0.5):
         status = job_status(connection, job_id)
         if status in PENDING_STATUSES:
             return {"status": "already queued", "job_id": job_id}
+        if status == JobStatus.FAILED:  # queued again: no longer failed, so `alvar jobs --requeue-failed` skips it
+            FailedJobRegistry(queue=queue).remove(job_id)
         # The text lets the job ask the LLM while it reads Label Studio; after a finished run (a label that came
         # back) the set most likely exists, so the job looks first and asks only when it must.
         text = found.text if status != JobStatus.FINISHED else None

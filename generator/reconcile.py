@@ -40,23 +40,26 @@ from alvar.backend.label_studio import dm_filter, dm_query, iter_tasks, label_st
 from alvar.backend.model_store import project_store
 from alvar.backend.queues import generation_queue, training_queue
 from alvar.backend.training_data import (
+    CURRENT_STATUS,
     LLM_ORIGIN,
     ORIGIN_FIELD,
+    STALE_STATUS,
+    STATUS_FIELD,
     current_labels,
     is_bootstrap,
     is_variation,
     latest_annotation,
     training_set,
 )
-from alvar.generator.jobs import generation_key
+from alvar.generator.jobs import generation_key, resync_source
 from alvar.generator.reaction import job_status, queue_generation
-from alvar.generator.variation_tasks import SOURCE_TASK_FIELD, sync_statuses, variation_source_label
-from alvar.settings import Settings, load_settings
+from alvar.generator.variation_tasks import SOURCE_TASK_FIELD, variation_source_label
+from alvar.settings import Settings, llm_configured, load_settings
 
 log = logging.getLogger(__name__)
 
 SWEEP_PENDING_KEY = "alvar:reconcile:pending"
-SETTLED_OUTCOMES = ("imported", "already imported")
+SETTLED_OUTCOMES = ("imported", "already imported", "skipped")
 
 
 @dataclass
@@ -78,14 +81,17 @@ class Reconciliation:
 
 
 def enqueue_sweep(connection: Redis, settings: Settings) -> dict[str, Any]:
-    """Queue one sweep of every known project (on the training queue, which every worker serves) unless one is
-    still waiting. A running sweep does not count: one whose worker died mid-run would otherwise block the
-    next until RQ gives up on it, and two sweeps at once are harmless (queueing is deduplicated per job)."""
+    """Queue one sweep of every known project unless one is still waiting: on the generation queue (its workers
+    never wait behind a training), or on the training queue when no LLM is configured. A running sweep does not
+    count: one whose worker died mid-run would otherwise block the next until RQ gives up on it, and two sweeps
+    at once are harmless (queueing is deduplicated per job)."""
     with connection.lock(f"{SWEEP_PENDING_KEY}:queueing", timeout=10, blocking_timeout=5):
         pending = connection.get(SWEEP_PENDING_KEY)
         if pending is not None and job_status(connection, pending.decode()) in WAITING_STATUSES:
             return {"sweep": "already queued", "job_id": pending.decode()}
-        job = training_queue(connection).enqueue(
+        # The generation queue's several workers take it at once; without an LLM only the training queue is served.
+        queue = generation_queue(connection) if llm_configured(settings) else training_queue(connection)
+        job = queue.enqueue(
             sweep_projects, job_id=f"alvar-reconcile-{uuid.uuid4().hex[:12]}",
             job_timeout=max(600, settings.reconcile_interval), result_ttl=3600, failure_ttl=7 * 24 * 3600,
             description="reconcile every known project (missed variations and retraining)")
@@ -135,15 +141,32 @@ def reconcile_project(settings: Settings, client: LabelStudio, connection: Redis
                 found.queued.append(outcome["job_id"])
             elif outcome["status"] == "already queued":
                 found.pending += 1
-        found.restated += sync_statuses(client, by_source.get(task["id"], []), labels)
+        if _out_of_line(by_source.get(task["id"], []), labels):
+            found.restated += _resync(client, connection, project_id, task["id"], control, found)
     for source, variations in by_source.items():
-        if source not in labelled_sources:  # every annotation of the source was deleted or skipped
-            found.restated += sync_statuses(client, variations, [])
+        if source not in labelled_sources and _out_of_line(variations, []):  # its annotations were all deleted
+            found.restated += _resync(client, connection, project_id, source, control, found)
     _check_training(settings, connection, project_id, found)
     if found.queued or found.training:
         log.info("reconcile project %s: queued %d generation jobs, training %s", project_id, len(found.queued),
                  found.training)
     return found
+
+
+def _resync(client: LabelStudio, connection: Redis, project_id: int, task_id: int, control: ChoicesControl,
+            found: Reconciliation) -> int:
+    try:
+        return resync_source(client, connection, project_id, task_id, control)
+    except ApiError as error:  # the source task was deleted meanwhile, say; the next sweep looks again
+        found.error = f"task {task_id}: {type(error).__name__}: {error}"
+        return 0
+
+
+def _out_of_line(variations: list[Any], labels: list[str]) -> bool:
+    """Whether a status disagrees with the labels as this sweep read them (re-checked under the lock)."""
+    return any((variation.data or {}).get(STATUS_FIELD) != (CURRENT_STATUS if variation_source_label(variation)
+                                                             in labels else STALE_STATUS)
+               for variation in variations)
 
 
 def _variations_by_source(client: LabelStudio, project_id: int) -> dict[int, list[Any]]:
@@ -161,7 +184,7 @@ def _settled(connection: Redis, job_id: str) -> bool:
     if job_status(connection, job_id) != JobStatus.FINISHED:
         return False
     outcome = Job.fetch(job_id, connection=connection).return_value()
-    return isinstance(outcome, dict) and outcome.get("status") in SETTLED_OUTCOMES
+    return isinstance(outcome, dict) and str(outcome.get("status", "")).startswith(SETTLED_OUTCOMES)
 
 
 def _queue_missing(settings: Settings, connection: Redis, queue: Any, project_id: int, task: dict[str, Any],
@@ -189,8 +212,14 @@ def _check_training(settings: Settings, connection: Redis, project_id: int, foun
     behind = found.human_labels - (found.trained_on or 0)
     if found.human_labels == 0 or behind < settings.retrain_every:
         return
+    # Once per count of human labels: a training that fails on these labels (one class only, say) is not
+    # queued again by every sweep; it waits in the failed registry (`alvar jobs`) until new labels arrive.
+    asked = f"alvar:reconcile:training-asked:{project_id}"
+    if connection.get(asked) == str(found.human_labels).encode():
+        return
     reaction = TrainingReaction(connection, training_queue(connection), settings.retrain_every)
     found.training = reaction.enqueue(project_id, reason=f"sweep: {behind} human labels since the current model")
+    connection.set(asked, found.human_labels, ex=30 * 24 * 3600)
 
 
 def reconcile_projects(settings: Settings, connection: Redis, projects: Iterable[int] | None = None,

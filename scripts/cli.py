@@ -707,9 +707,9 @@ def reconcile(
         table.add_column(column)
     for item in found:
         training = (item.training or {}).get("training", "-")
+        trained_on = "-" if item.trained_on is None else str(item.trained_on)
         table.add_row(str(item.project), str(item.sources), str(len(item.queued)), str(item.pending),
-                      str(item.restated), f"{item.human_labels} / {item.trained_on if item.trained_on is not None else '-'}",
-                      training, escape(item.error or ""))
+                      str(item.restated), f"{item.human_labels} / {trained_on}", training, escape(item.error or ""))
     console.print(table)
     if any(item.error for item in found):
         raise typer.Exit(code=1)

@@ -14,7 +14,7 @@ from typing import Any
 from redis import Redis
 from rq import Queue, Worker
 from rq.exceptions import InvalidJobOperation
-from rq.job import Job
+from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, FinishedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 from rq.utils import now
 
@@ -144,6 +144,9 @@ def requeue_failed(connection: Redis, queue_names: tuple[str, ...] = (TRAINING_Q
         registry = FailedJobRegistry(queue=Queue(name, connection=connection))
         for job in Job.fetch_many(registry.get_job_ids(), connection=connection):
             if job is None:
+                continue
+            if job.get_status() != JobStatus.FAILED:  # queued again since (by the webhook or the sweep)
+                registry.remove(job)
                 continue
             row = _row(name, "failed", job)
             try:

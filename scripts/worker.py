@@ -27,6 +27,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from redis import Redis
+from redis.exceptions import RedisError
 from rq import Queue, Worker
 from rq.scheduler import RQScheduler
 
@@ -193,16 +194,18 @@ class Supervisor:
         backoff = Backoff(f"worker supervisor (PID {os.getpid()})")
         for child in self.children:
             child.start(self.settings, self.burst)
-        while not self.stop.is_set() and not all(child.done for child in self.children):
-            self._tend_children()
-            if time.monotonic() >= self.next_turn:
-                try:
-                    self._maintain()
-                    backoff.succeeded()
-                except REDIS_ERRORS as error:
-                    self.next_turn = time.monotonic() + backoff.failed(error)
-            self.stop.wait(1.0)
-        self._stop_children()
+        try:
+            while not self.stop.is_set() and not all(child.done for child in self.children):
+                self._tend_children()
+                if time.monotonic() >= self.next_turn:
+                    try:
+                        self._maintain()
+                        backoff.succeeded()
+                    except RedisError as error:  # connection lost, and also MISCONF, OOM, a lock not had in time
+                        self.next_turn = time.monotonic() + backoff.failed(error)
+                self.stop.wait(1.0)
+        finally:
+            self._stop_children()
 
     def _tend_children(self) -> None:
         for child in self.children:

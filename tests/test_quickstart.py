@@ -15,8 +15,13 @@ import shlex
 import subprocess
 from pathlib import Path
 
+from redis import Redis
+from rq.job import Job
+from rq.registry import FinishedJobRegistry
+
 from alvar.scripts import services
 from alvar.scripts.stack import SERVICES
+from alvar.settings import TRAINING_QUEUE
 from tests.conftest import REPO, alvar_command, free_port
 from tests.test_end_to_end import FOREIGN_SETTINGS, processes_in_sessions
 
@@ -62,7 +67,13 @@ def test_the_readme_commands_bring_the_demo_up_and_down(tmp_path: Path, safety_d
         assert report["all_up"] and report["project_id"] == 1
         assert report["model_version"] and report["model_version"] == report["serving_version"]
         assert report["batch"] == 1 and report["batch_progress"] == {"done": 0, "total": 20}
-        assert report["queues"]["alvar-training"]["finished"] == 1 and report["failed_jobs"] == []
+        assert report["failed_jobs"] == []
+        # Without an LLM the reconciliation sweep shares the training queue: one training, the rest sweeps.
+        finished = FinishedJobRegistry(TRAINING_QUEUE, connection=Redis.from_url(services.embedded_redis_url(data_dir)))
+        functions = [job.func_name for job in Job.fetch_many(finished.get_job_ids(), connection=finished.connection)]
+        assert functions.count("alvar.backend.training.train_project") == 1
+        assert report["queues"]["alvar-training"]["finished"] == len(functions)
+        assert set(functions) == {"alvar.backend.training.train_project", "alvar.generator.reconcile.sweep_projects"}
         assert report["llm"]["configured"] is False
     finally:
         stopped = run(down)

@@ -136,3 +136,20 @@ def test_generation_carries_on_through_a_redis_restart(ls: LabelStudio, stack: G
                  f"variations of task {task_id} after the restart")
     time.sleep(SWEEP_SECONDS * 2)  # a later sweep or re-run adds nothing
     assert all(exactly_k_current(ls, project_id, task_id, {"emergency-situation"}) for task_id in slow)
+
+
+def test_a_quick_relabel_there_and_back_ends_with_one_set_and_one_llm_call_per_label(
+        ls: LabelStudio, stack: GeneratorStack, texts: list) -> None:
+    """A -> B -> A faster than the jobs run: whatever order the jobs meet the labels in, the task ends with k
+    current variations for A, none current for B, and the LLM asked at most once per label."""
+    project_id, task_ids = new_project(ls, stack, "team day: quick relabel", texts[20:22])
+    task_id = task_ids[0]
+    stack.llm.script(text_of(ls, task_id), Reply(delay=1.5))
+    first = annotate(ls, task_id, "financial-advice")
+    ls.annotations.update(id=first, result=CONTROL.choice_result("legal-advice"))
+    ls.annotations.update(id=first, result=CONTROL.choice_result("financial-advice"))
+    wait_for(lambda: exactly_k_current(ls, project_id, task_id, {"financial-advice"}), 180,
+             "k current variations of the label that came back")
+    wait_for(stack.idle, 60, "the generation queue to drain")
+    assert exactly_k_current(ls, project_id, task_id, {"financial-advice"})
+    assert len(stack.llm.requests_for(text_of(ls, task_id))) <= 2
