@@ -199,7 +199,7 @@ class TrainingReaction:
             job = self.queue.enqueue(
                 train_project,
                 project_id,
-                job_id=f"train-{project_id}-{uuid.uuid4().hex[:12]}",
+                job_id=f"{training_job_prefix(project_id)}{uuid.uuid4().hex[:12]}",
                 job_timeout=self.job_timeout,
                 result_ttl=7 * 24 * 3600,
                 failure_ttl=30 * 24 * 3600,
@@ -227,6 +227,11 @@ class Dispatcher:
         outcomes = [outcome for reaction in self.reactions if (outcome := reaction(event)) is not None]
         return {"action": event.action, "project": event.project_id, "jobs": outcomes,
                 "status": "queued" if outcomes else "ignored"}
+
+
+def training_job_prefix(project_id: int) -> str:
+    """How the ids of a project's training jobs begin."""
+    return f"train-{project_id}-"
 
 
 def remember_project(connection: Redis, project_id: int) -> None:

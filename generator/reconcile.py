@@ -27,11 +27,13 @@ from label_studio_sdk.core.api_error import ApiError
 from redis import Redis
 from rq import get_current_job
 from rq.job import Job, JobStatus
+from rq.registry import StartedJobRegistry
 
 from alvar.backend.dispatcher import (
     WAITING_STATUSES,
     HumanLabel,
     TrainingReaction,
+    training_job_prefix,
     known_projects,
     remember_project,
 )
@@ -215,11 +217,17 @@ def _check_training(settings: Settings, connection: Redis, project_id: int, foun
     # Once per count of human labels: a training that fails on these labels (one class only, say) is not
     # queued again by every sweep; it waits in the failed registry (`alvar jobs`) until new labels arrive.
     asked = f"alvar:reconcile:training-asked:{project_id}"
-    if connection.get(asked) == str(found.human_labels).encode():
+    if connection.get(asked) == str(found.human_labels).encode() or _training_running(connection, project_id):
         return
     reaction = TrainingReaction(connection, training_queue(connection), settings.retrain_every)
     found.training = reaction.enqueue(project_id, reason=f"sweep: {behind} human labels since the current model")
     connection.set(asked, found.human_labels, ex=30 * 24 * 3600)
+
+
+def _training_running(connection: Redis, project_id: int) -> bool:
+    """A training of the project has started (its model is not saved yet, so the counts above look behind)."""
+    started = StartedJobRegistry(queue=training_queue(connection)).get_job_ids()
+    return any(job_id.startswith(training_job_prefix(project_id)) for job_id in started)
 
 
 def reconcile_projects(settings: Settings, connection: Redis, projects: Iterable[int] | None = None,

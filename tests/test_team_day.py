@@ -19,6 +19,7 @@ from alvar.backend.model_store import project_store
 from alvar.backend.training_data import training_set
 from alvar.datafiles import read_dataset
 from alvar.generator.jobs import generation_key
+from alvar.generator.reaction import PENDING_STATUSES, job_status
 from alvar.scripts import services
 from tests.chat_server import Reply
 from tests.conftest import wait_for
@@ -150,6 +151,8 @@ def test_a_quick_relabel_there_and_back_ends_with_one_set_and_one_llm_call_per_l
     ls.annotations.update(id=first, result=CONTROL.choice_result("financial-advice"))
     wait_for(lambda: exactly_k_current(ls, project_id, task_id, {"financial-advice"}), 180,
              "k current variations of the label that came back")
-    wait_for(stack.idle, 60, "the generation queue to drain")
+    keys = [generation_key(project_id, task_id, label) for label in ("financial-advice", "legal-advice")]
+    wait_for(lambda: all(job_status(stack.redis, key) not in PENDING_STATUSES for key in keys), 120,
+             "both labels' jobs to end")
     assert exactly_k_current(ls, project_id, task_id, {"financial-advice"})
     assert len(stack.llm.requests_for(text_of(ls, task_id))) <= 2
