@@ -200,7 +200,7 @@ def _settle(client: Any, project_id: int, task_id: int, label: str, control: Cho
     earlier = variation_tasks(client, project_id, source_task=task_id)
     outcome: dict[str, Any] = {"status": "already imported" if _has_set(earlier, label) else "superseded"}
     if generation is not None and prompt is not None and label in labels and not _has_set(earlier, label):
-        annotation_id = _annotation_with(task, control, label)
+        annotation_id = annotation_with(task, control, label)
         key = generation_key(project_id, task_id, label)
         request = build_tasks(generation, prompt, task, annotation_id, key, control, project_version)
         task_ids: list[int] = []
@@ -218,7 +218,7 @@ def _settle(client: Any, project_id: int, task_id: int, label: str, control: Cho
     return outcome
 
 
-def _annotation_with(task: dict[str, Any], control: ChoicesControl, label: str) -> int | None:
+def annotation_with(task: dict[str, Any], control: ChoicesControl, label: str) -> int | None:
     """The most recent annotation that gives ``label`` (the variations' ``source_annotation``)."""
     giving = [a for a in task.get("annotations") or [] if control.chosen_label(a.get("result")) == label]
     latest = latest_annotation({"annotations": giving})

@@ -50,10 +50,9 @@ from alvar.backend.training_data import (
     current_labels,
     is_bootstrap,
     is_variation,
-    latest_annotation,
     training_set,
 )
-from alvar.generator.jobs import generation_key, resync_source
+from alvar.generator.jobs import annotation_with, generation_key, resync_source
 from alvar.generator.reaction import job_status, queue_generation
 from alvar.generator.variation_tasks import SOURCE_TASK_FIELD, variation_source_label
 from alvar.settings import Settings, llm_configured, load_settings
@@ -194,9 +193,7 @@ def _queue_missing(settings: Settings, connection: Redis, queue: Any, project_id
     job_id = generation_key(project_id, task["id"], label)
     if _settled(connection, job_id):
         return {"status": "settled", "job_id": job_id}
-    giving = [a for a in task.get("annotations") or [] if control.chosen_label(a.get("result")) == label]
-    annotation = latest_annotation({"annotations": giving})
-    human = HumanLabel(task["id"], int(annotation["id"]) if annotation else 0, label, None)
+    human = HumanLabel(task["id"], annotation_with(task, control, label) or 0, label, None)
     return queue_generation(connection, queue, project_id, human, settings.generation_timeout, reason="sweep")
 
 
