@@ -24,7 +24,11 @@ def classification_summary(gold: Sequence[str], predicted: Sequence[str], classe
     default); F1 per class of ``classes``; and each class's errors divided by its frequency in ``gold`` (that is,
     1 - its recall) with their standard deviation over classes (the paper's Table 8 measure: lower = errors
     spread more evenly). Classes absent from ``gold`` get no error rate."""
-    from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
+    from sklearn.metrics import (
+        accuracy_score,
+        f1_score,
+        precision_recall_fscore_support,
+    )
 
     precision, recall, f1, _ = precision_recall_fscore_support(gold, predicted, average="macro", zero_division=0)
     per_class = f1_score(gold, predicted, labels=list(classes), average=None, zero_division=0)

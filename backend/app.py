@@ -13,7 +13,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -25,12 +25,17 @@ from redis.exceptions import RedisError
 from werkzeug.datastructures import Authorization
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from alvar.backend.dispatcher import TRAINING_ACTION, WebhookError
-from alvar.backend.label_config import ChoicesControl, LabelConfigError, parse_choices_control
+from alvar.backend.dispatcher import ReactionFactory
 from alvar.backend.metrics import BackendMetrics
 from alvar.backend.model import AlvarModel
-from alvar.backend.queues import redis_connection
-from alvar.settings import WEBHOOK_SECRET_HEADER, Settings, load_settings
+from alvar.labelstudio.label_config import (
+    ChoicesControl,
+    LabelConfigError,
+    parse_choices_control,
+)
+from alvar.labelstudio.webhook import TRAINING_ACTION, WebhookError
+from alvar.queues import redis_connection
+from alvar.settings import WEBHOOK_SECRET_HEADER, Settings
 
 log = logging.getLogger(__name__)
 
@@ -202,9 +207,9 @@ def _basic_auth() -> Authorization | None:
         return None
 
 
-def create_app(settings: Settings | None = None, model: AlvarModel | None = None) -> Flask:
-    settings = settings or load_settings()
-    model = model or AlvarModel(settings, redis_connection(settings))
+def create_app(settings: Settings, reactions: Sequence[ReactionFactory] = (), model: AlvarModel | None = None) -> Flask:
+    """The backend's Flask app; /webhook events go to the reactions built from ``reactions`` (none: ignored)."""
+    model = model or AlvarModel(settings, redis_connection(settings), reactions)
     app = Flask("alvar.backend")
     app.json.sort_keys = False
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes

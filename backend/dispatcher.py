@@ -1,158 +1,38 @@
 """Turning Label Studio webhook events into queued jobs, at once (Label Studio waits 1 s at most).
 
-A dispatcher holds reactions: each looks at an event and may enqueue a job. Training is the first reaction;
-the generator adds its own beside it with :meth:`Dispatcher.add`. The webhook only speeds things up: whatever a
-lost delivery would have queued, the reconciliation sweep (:mod:`alvar.generator.reconcile`) queues later, so
-every project that sends an event is remembered in :data:`KNOWN_PROJECTS_KEY` for the sweep.
+A dispatcher holds reactions: each looks at an event and may enqueue a job. The backend knows none of them by
+name: they are given to :func:`alvar.backend.app.create_app` as factories (:data:`ReactionFactory`), training's
+:class:`TrainingReaction` and the generator's reaction among them (see :mod:`alvar.scripts.backend_app`). The
+webhook only speeds things up: whatever a lost delivery would have queued, the reconciliation sweep
+(:mod:`alvar.scripts.reconcile`) queues later, so every project that sends an event is remembered
+(:func:`alvar.projects.remember_project`) for the sweep.
 """
 
 from __future__ import annotations
 
-import re
 import uuid
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from redis import Redis
 from rq import Queue
-from rq.exceptions import NoSuchJobError
-from rq.job import Job, JobStatus
 
-from alvar.backend.label_config import ChoicesControl, LabelConfigError, parse_choices_control
 from alvar.backend.training import pending_training_key, train_project
-from alvar.backend.training_data import is_bootstrap, is_variation
-
-NEW_ANNOTATION_ACTIONS = frozenset({"ANNOTATION_CREATED", "ANNOTATIONS_CREATED"})
-ANNOTATION_ACTIONS = NEW_ANNOTATION_ACTIONS | {"ANNOTATION_UPDATED"}
-TRAINING_ACTION = "START_TRAINING"
-LABEL_STUDIO_ACTIONS = ANNOTATION_ACTIONS | {
+from alvar.labelstudio.label_config import LabelConfigError
+from alvar.labelstudio.webhook import (
+    NEW_ANNOTATION_ACTIONS,
     TRAINING_ACTION,
-    "ANNOTATIONS_DELETED",
-    "TASKS_CREATED",
-    "TASKS_DELETED",
-    "PROJECT_CREATED",
-    "PROJECT_UPDATED",
-    "PROJECT_DELETED",
-    "LABEL_LINK_CREATED",
-    "LABEL_LINK_UPDATED",
-    "LABEL_LINK_DELETED",
-    "REVIEW_CREATED",
-    "REVIEW_UPDATED",
-    "REVIEWS_DELETED",
-}
-WAITING_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED})
-_PROJECT_REF = re.compile(r"([0-9]{1,18})(?:\.[0-9]{0,20})?")
-# The projects that ever reached this backend (webhook, setup or `alvar init`): what the sweep reconciles.
-KNOWN_PROJECTS_KEY = "alvar:projects"
-
-
-class WebhookError(ValueError):
-    """A webhook body that cannot be acted on; the message is the reason sent back with a 400."""
-
-
-@dataclass(frozen=True)
-class WebhookEvent:
-    action: str
-    project_id: int
-    payload: Mapping[str, Any]
-
-    def control(self) -> ChoicesControl:
-        """The project's Choices control, from the label config the payload carries (LabelConfigError if none)."""
-        project = self.payload.get("project")
-        return parse_choices_control(project.get("label_config") if isinstance(project, Mapping) else None)
-
-    def annotations(self) -> list[tuple[Any, Mapping[str, Any]]]:
-        """Each annotation of the event with its task (``{}`` when the payload does not carry it)."""
-        tasks = {task["id"]: task for task in _as_list(self.payload.get("task"))
-                 if isinstance(task, Mapping) and _is_id(task.get("id"))}
-        pairs = []
-        for annotation in _as_list(self.payload.get("annotation", self.payload.get("annotations"))):
-            task_ref = annotation.get("task") if isinstance(annotation, Mapping) else None
-            task_id = task_ref.get("id") if isinstance(task_ref, Mapping) else task_ref
-            fallback = task_ref if isinstance(task_ref, Mapping) else {}
-            pairs.append((annotation, tasks.get(task_id, fallback) if _is_id(task_id) else fallback))
-        return pairs
-
-
-@dataclass(frozen=True)
-class HumanLabel:
-    """A person's label of a source task, the one thing that queues variations and counts toward retraining."""
-
-    task_id: int
-    annotation_id: int
-    label: str
-    text: str | None
-
-
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return value if isinstance(value, list) else [value]
-
-
-def human_label(annotation: Any, task: Mapping[str, Any], control: ChoicesControl) -> HumanLabel | str:
-    """The human label an annotation gives its source task, or the reason it gives none."""
-    if not isinstance(annotation, Mapping) or not _is_id(annotation.get("id")):
-        return "the annotation has no id"
-    task_ref = annotation.get("task")
-    task_id = task_ref.get("id") if isinstance(task_ref, Mapping) else task_ref
-    if not _is_id(task_id):
-        return "the annotation names no task"
-    if is_variation(task):
-        return "a variation's review generates nothing"
-    if is_bootstrap(task):
-        return "a bootstrap label generates nothing"
-    if annotation.get("was_cancelled"):
-        return "the annotation was skipped"
-    label = control.chosen_label(annotation.get("result"))
-    if label is None:
-        return f"no choice of {control.from_name} given (labels outside the config are ignored)"
-    data = task.get("data")
-    text = data.get(control.data_key) if isinstance(data, Mapping) else None
-    return HumanLabel(task_id, annotation["id"], label, text if isinstance(text, str) else None)
-
-
-def human_labels(pairs: Iterable[tuple[Any, Mapping[str, Any]]], control: ChoicesControl) -> list[HumanLabel]:
-    return [found for annotation, task in pairs if isinstance(found := human_label(annotation, task, control),
-                                                               HumanLabel)]
-
-
-def _is_id(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def parse_event(payload: Any) -> WebhookEvent:
-    if not isinstance(payload, dict):
-        raise WebhookError("the webhook body must be a JSON object")
-    action = payload.get("action")
-    if not isinstance(action, str) or not action:
-        raise WebhookError("the webhook body has no 'action'")
-    if action not in LABEL_STUDIO_ACTIONS:
-        raise WebhookError(f"unknown webhook action {action!r}")
-    project = payload.get("project")
-    project_id = project.get("id") if isinstance(project, dict) else project
-    project_id = project_number(project_id)
-    if project_id is None:
-        raise WebhookError(f"the {action} body names no project id")
-    return WebhookEvent(action=action, project_id=project_id, payload=payload)
-
-
-def project_number(value: Any) -> int | None:
-    """A project id as Label Studio sends it (7, or "7.1700000000" from /setup and /predict), else None."""
-    if isinstance(value, str) and (match := _PROJECT_REF.fullmatch(value)):
-        value = int(match.group(1))
-    return value if _is_id(value) and 0 < value < 2**63 else None
-
-
-def _waiting(job_id: str, connection: Redis) -> bool:
-    try:
-        return Job.fetch(job_id, connection=connection).get_status() in WAITING_STATUSES
-    except NoSuchJobError:
-        return False
-
+    WebhookEvent,
+    human_labels,
+    parse_event,
+)
+from alvar.projects import remember_project
+from alvar.queues import WAITING_STATUSES, job_status, training_queue
+from alvar.settings import Settings
 
 Reaction = Callable[[WebhookEvent], dict[str, Any] | None]
+# What create_app is given: builds one reaction from the settings and the Redis connection the app shares.
+ReactionFactory = Callable[[Settings, Redis], Reaction]
 
 
 class TrainingReaction:
@@ -169,6 +49,10 @@ class TrainingReaction:
         self.queue = queue
         self.retrain_every = retrain_every
         self.job_timeout = job_timeout
+
+    @classmethod
+    def from_settings(cls, settings: Settings, connection: Redis) -> TrainingReaction:
+        return cls(connection, training_queue(connection), settings.retrain_every)
 
     def _counter_key(self, project_id: int) -> str:
         return f"alvar:training:annotations-since:{project_id}"
@@ -194,7 +78,7 @@ class TrainingReaction:
         with self.connection.lock(f"{key}:lock", timeout=10, blocking_timeout=5):
             self.connection.delete(self._counter_key(project_id))
             pending = self.connection.get(key)
-            if pending is not None and _waiting(pending.decode(), self.connection):
+            if pending is not None and job_status(self.connection, pending.decode()) in WAITING_STATUSES:
                 return {"training": "already queued", "job_id": pending.decode()}
             job = self.queue.enqueue(
                 train_project,
@@ -217,9 +101,6 @@ class Dispatcher:
         self.reactions: list[Reaction] = list(reactions or [])
         self.connection = connection
 
-    def add(self, reaction: Reaction) -> None:
-        self.reactions.append(reaction)
-
     def dispatch(self, payload: Any) -> dict[str, Any]:
         event = parse_event(payload)
         if self.connection is not None:
@@ -232,11 +113,3 @@ class Dispatcher:
 def training_job_prefix(project_id: int) -> str:
     """How the ids of a project's training jobs begin."""
     return f"train-{project_id}-"
-
-
-def remember_project(connection: Redis, project_id: int) -> None:
-    connection.sadd(KNOWN_PROJECTS_KEY, project_id)
-
-
-def known_projects(connection: Redis) -> list[int]:
-    return sorted(int(member) for member in connection.smembers(KNOWN_PROJECTS_KEY))

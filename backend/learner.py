@@ -17,9 +17,13 @@ from typing import Any
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    get_linear_schedule_with_warmup,
+)
 
-from alvar.backend.entropy import entropy as entropy_of
+from alvar.entropy import entropy as entropy_of
 
 log = logging.getLogger(__name__)
 

@@ -3,34 +3,37 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from redis import Redis
 
-from alvar.backend.dispatcher import Dispatcher, TrainingReaction, project_number, remember_project
-from alvar.backend.label_config import parse_choices_control
+from alvar.backend.dispatcher import Dispatcher, ReactionFactory
 from alvar.backend.model_store import serving
 from alvar.backend.predictor import Predictor
-from alvar.backend.queues import generation_queue, training_queue
-from alvar.generator.reaction import GenerationReaction
+from alvar.labelstudio.label_config import parse_choices_control
+from alvar.labelstudio.webhook import project_number
+from alvar.projects import remember_project
+from alvar.queues import generation_queue, training_queue
 from alvar.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
 class AlvarModel:
-    """Predicts each task's Choice with its project's current learner; training happens in RQ jobs, never inline."""
+    """Predicts each task's Choice with its project's current learner; training happens in RQ jobs, never inline.
 
-    def __init__(self, settings: Settings, connection: Redis) -> None:
+    ``fit`` hands webhook events to the reactions built from ``reactions`` (training, generation: see
+    :mod:`alvar.scripts.backend_app`); the model itself queues nothing.
+    """
+
+    def __init__(self, settings: Settings, connection: Redis, reactions: Sequence[ReactionFactory] = ()) -> None:
         self.settings = settings
         self.predictor = Predictor(settings)
         self.queue = training_queue(connection)
         self.generation_queue = generation_queue(connection)
         self.connection = connection
-        self.dispatcher = Dispatcher([
-            TrainingReaction(connection, self.queue, settings.retrain_every),
-            GenerationReaction(connection, self.generation_queue, settings.generation_timeout),
-        ], connection)
+        self.dispatcher = Dispatcher([make(settings, connection) for make in reactions], connection)
 
     @property
     def model_version(self) -> str | None:

@@ -11,11 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from alvar.backend.entropy import certainty_score, entropy
-from alvar.backend.label_config import ChoicesControl
 from alvar.backend.learner import TransformerClassifier
 from alvar.backend.model_store import serving, shared_store
-from alvar.backend.training_data import prelabel
+from alvar.entropy import certainty_score, entropy
+from alvar.labelstudio.label_config import ChoicesControl
+from alvar.labelstudio.training_data import prelabel
 from alvar.settings import Settings
 
 # Loaded versions a backend process holds at once (each is about 90 MB of weights plus the tokenizer).

@@ -18,12 +18,11 @@ from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 from tqdm.auto import tqdm
 
-from alvar.backend.label_config import ChoicesControl
-from alvar.backend.label_studio import iter_tasks
 from alvar.backend.learner import TransformerClassifier
 from alvar.backend.model_store import is_version_name
 from alvar.backend.predictor import predict_tasks
-
+from alvar.labelstudio.client import iter_tasks
+from alvar.labelstudio.label_config import ChoicesControl
 
 # Prediction deletions in flight at once: about 1.5x the throughput of one at a time against Label Studio on
 # two cores, while annotators' requests still go through between them.

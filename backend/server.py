@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import resource
 
+from flask import Flask
 from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
 from waitress.server import create_server
 from waitress.utilities import BadRequest, ServerNotImplemented
 
-from alvar.backend.app import create_app
 from alvar.settings import Settings
 
 # Seconds a connection may sit idle (no byte received, no request in progress) before it is closed.
@@ -49,11 +49,11 @@ class ClientErrorChannel(HTTPChannel):
     parser_class = ClientErrorParser
 
 
-def serve(settings: Settings, host: str, port: int) -> None:
-    """Serve the backend with waitress until interrupted."""
+def serve(app: Flask, settings: Settings, host: str, port: int) -> None:
+    """Serve the backend app with waitress, bounded by the settings, until interrupted."""
     _raise_open_files_limit(CONNECTION_LIMIT + 64)
     server = create_server(
-        create_app(settings),
+        app,
         host=host,
         port=port,
         threads=settings.backend_threads,

@@ -12,12 +12,12 @@ from typing import Any
 
 from rq import get_current_job
 
-from alvar.backend.label_config import parse_choices_control
-from alvar.backend.label_studio import iter_tasks, label_studio_client
 from alvar.backend.learner import TransformerClassifier
 from alvar.backend.model_store import project_store
 from alvar.backend.publishing import publish_predictions
-from alvar.backend.training_data import training_set
+from alvar.labelstudio.client import iter_tasks, label_studio_client
+from alvar.labelstudio.label_config import parse_choices_control
+from alvar.labelstudio.training_data import training_set
 from alvar.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)

@@ -32,13 +32,13 @@ from rq.job import Job
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from alvar.backend.label_config import parse_choices_control  # noqa: E402
 from alvar.datafiles import Example, read_dataset  # noqa: E402
 from alvar.generator.generation import generate  # noqa: E402
 from alvar.generator.jobs import generate_variations, generation_key  # noqa: E402
 from alvar.generator.templates import VariationPrompt  # noqa: E402
 from alvar.generator.worker_resources import chat_client  # noqa: E402
 from alvar.label_config import load  # noqa: E402
+from alvar.labelstudio.label_config import parse_choices_control  # noqa: E402
 from alvar.scripts import services  # noqa: E402
 from alvar.scripts.project import create_project, import_pool  # noqa: E402
 from alvar.settings import GENERATION_QUEUE, load_settings  # noqa: E402

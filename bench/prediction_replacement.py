@@ -21,9 +21,9 @@ from pathlib import Path
 
 from label_studio_sdk import LabelStudio
 
-from alvar.backend.label_config import parse_choices_control
 from alvar.backend.publishing import delete_older_predictions, prediction_versions
 from alvar.label_config import load
+from alvar.labelstudio.label_config import parse_choices_control
 from alvar.scripts import services
 from alvar.scripts.project import create_project
 from alvar.settings import load_settings

@@ -26,15 +26,30 @@ from redis import Redis
 from rq import get_current_job
 from rq.job import Job
 
-from alvar.backend.label_config import ChoicesControl, parse_choices_control
-from alvar.backend.label_studio import as_dict
-from alvar.backend.training_data import current_labels, is_bootstrap, is_variation, latest_annotation
 from alvar.generator.generation import Generation, generate
 from alvar.generator.source_state import import_lock, source_lock
 from alvar.generator.templates import TemplateError, VariationPrompt
 from alvar.generator.usage import record_usage
-from alvar.generator.variation_tasks import build_tasks, sync_statuses, variation_source_label, variation_tasks
-from alvar.generator.worker_resources import chat_client, embed, ensure_verify_tab_once, label_studio
+from alvar.generator.variation_tasks import (
+    build_tasks,
+    sync_statuses,
+    variation_source_label,
+    variation_tasks,
+)
+from alvar.generator.worker_resources import (
+    chat_client,
+    embed,
+    ensure_verify_tab_once,
+    label_studio,
+)
+from alvar.labelstudio.client import as_dict
+from alvar.labelstudio.label_config import ChoicesControl, parse_choices_control
+from alvar.labelstudio.training_data import (
+    current_labels,
+    is_bootstrap,
+    is_variation,
+    latest_annotation,
+)
 from alvar.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)

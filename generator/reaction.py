@@ -5,7 +5,7 @@ Skipped: variations (their annotations are reviews), bootstrap labels, skipped a
 a label of the project's config. The job id is the generation key (project, task, label), whoever labelled it:
 a job already waiting or running for that key is not queued again, so a second annotator who agrees, a repeated
 delivery or a quick A -> B -> A relabel never pays the LLM twice. The reconciliation sweep
-(:mod:`alvar.generator.reconcile`) queues through :func:`queue_generation` too.
+(:mod:`alvar.scripts.reconcile`) queues through :func:`queue_generation` too.
 """
 
 from __future__ import annotations
@@ -14,26 +14,22 @@ from typing import Any
 
 from redis import Redis
 from rq import Callback, Queue, Retry
-from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 
-from alvar.backend.dispatcher import ANNOTATION_ACTIONS, HumanLabel, WebhookEvent, human_label
-from alvar.backend.label_config import LabelConfigError
 from alvar.generator.jobs import generate_variations, generation_key, record_failure
+from alvar.labelstudio.label_config import LabelConfigError
+from alvar.labelstudio.webhook import (
+    ANNOTATION_ACTIONS,
+    HumanLabel,
+    WebhookEvent,
+    human_label,
+)
+from alvar.queues import PENDING_STATUSES, generation_queue, job_status
+from alvar.settings import Settings
 
 # A failed job (LLM or Label Studio unreachable after the SDKs' own retries) runs again later, three times.
 JOB_RETRY_INTERVALS = (30, 120, 600)
-# A job in one of these states will still run (or is running): the same key is not queued again.
-PENDING_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED})
-
-
-def job_status(connection: Redis, job_id: str) -> JobStatus | None:
-    try:
-        return Job.fetch(job_id, connection=connection).get_status()
-    except NoSuchJobError:
-        return None
-
 
 def queue_generation(connection: Redis, queue: Queue, project_id: int, found: HumanLabel, job_timeout: int,
                      reason: str = "webhook") -> dict[str, Any]:
@@ -67,10 +63,16 @@ def queue_generation(connection: Redis, queue: Queue, project_id: int, found: Hu
 
 
 class GenerationReaction:
+    """The webhook reaction that queues one generation job per human label of a source task."""
+
     def __init__(self, connection: Redis, queue: Queue, job_timeout: int = 300) -> None:
         self.connection = connection
         self.queue = queue
         self.job_timeout = job_timeout
+
+    @classmethod
+    def from_settings(cls, settings: Settings, connection: Redis) -> GenerationReaction:
+        return cls(connection, generation_queue(connection), settings.generation_timeout)
 
     def __call__(self, event: WebhookEvent) -> dict[str, Any] | None:
         if event.action not in ANNOTATION_ACTIONS:

@@ -1,7 +1,7 @@
 """Redis locks around what a generation job changes in Label Studio.
 
 Which labels of a source task call for variations is Label Studio's to say (each annotator's latest
-annotation, see :func:`alvar.backend.training_data.current_labels`); Redis only serializes the jobs that act
+annotation, see :func:`alvar.labelstudio.training_data.current_labels`); Redis only serializes the jobs that act
 on one source task, and the imports into one project.
 """
 

@@ -15,7 +15,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
 
 from jinja2 import Environment, StrictUndefined
@@ -46,7 +46,7 @@ def _neutralize_delimiters(text: str) -> str:
     return _SOURCE_TAG.sub(lambda tag: f"‹{tag.group(2)}{'›' if tag.group(3) else ''}", text)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _source(name: str) -> str:
     return resources.files(__package__).joinpath("templates", f"{name}.j2").read_text(encoding="utf-8")
 

@@ -14,9 +14,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from alvar.backend.label_config import ChoicesControl
-from alvar.backend.label_studio import COMPACT_COLUMNS, dm_filter, dm_query
-from alvar.backend.training_data import (
+from label_studio_sdk import LabelStudio
+
+from alvar.generator.generation import Generation
+from alvar.generator.templates import VariationPrompt
+from alvar.labelstudio.client import COMPACT_COLUMNS, dm_filter, dm_query
+from alvar.labelstudio.label_config import ChoicesControl
+from alvar.labelstudio.training_data import (
     CURRENT_STATUS,
     LLM_ORIGIN,
     ORIGIN_FIELD,
@@ -24,9 +28,6 @@ from alvar.backend.training_data import (
     STALE_STATUS,
     STATUS_FIELD,
 )
-from alvar.generator.generation import Generation
-from alvar.generator.templates import VariationPrompt
-from label_studio_sdk import LabelStudio
 
 VERIFY_TAB = "Verify variations"
 GENERATION_FIELD = "generation"

@@ -10,10 +10,10 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from alvar.backend.label_studio import label_studio_client
 from alvar.generator.llm import ChatClient
 from alvar.generator.validation import Embed
 from alvar.generator.variation_tasks import ensure_verify_tab
+from alvar.labelstudio.client import label_studio_client
 from alvar.settings import Settings
 
 T = TypeVar("T")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 from dataclasses import asdict
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -15,7 +15,13 @@ from rich.table import Table
 
 from alvar.datafiles import DataFileError
 from alvar.scripts.services import ServiceError, ensure_redis
-from alvar.settings import apply_overrides, cli_option, llm_configured, load_settings, settings_signature
+from alvar.settings import (
+    apply_overrides,
+    cli_option,
+    llm_configured,
+    load_settings,
+    settings_signature,
+)
 
 if TYPE_CHECKING:
     from alvar.scripts.selection import SelectionRun
@@ -81,16 +87,17 @@ def backend(
         _resolve_redis(settings.data_dir, redis_url or settings.redis_url)
     except ServiceError as error:
         raise _fail(str(error)) from None
-    from alvar.backend.app import configure_logging, create_app
+    from alvar.backend.app import configure_logging
+    from alvar.scripts.backend_app import backend_app
 
     configure_logging()
+    app = backend_app(settings)
     if workers == 0:
-
-        create_app(settings).run(host=host, port=port, threaded=True)
+        app.run(host=host, port=port, threaded=True)
         return
     from alvar.backend.server import serve
 
-    serve(settings, host, port)
+    serve(app, settings, host, port)
 
 
 @app.command()
@@ -106,9 +113,7 @@ def worker(
     name: Annotated[str | None, typer.Option(help="Worker name shown in RQ's registries.")] = None,
 ) -> None:
     """Run RQ workers: training jobs, and generation jobs (several in flight) when an LLM is configured."""
-    from alvar.scripts.worker import run_worker
-
-    from alvar.scripts.worker import QUEUE_ALIASES
+    from alvar.scripts.worker import QUEUE_ALIASES, run_worker
 
     settings = apply_overrides(model_dir=model_dir, data_dir=data_dir, label_studio_url=label_studio_url,
                                label_studio_api_key=label_studio_api_key, generation_concurrency=concurrency)
@@ -127,8 +132,8 @@ def _label_descriptions(labels_file: Path | None) -> dict[str, str]:
     """label -> description: from a label config's ``hint``s (.xml) or a JSON object; default: the shipped config."""
     import json
 
-    from alvar.backend.label_config import LabelConfigError, parse_choices_control
     from alvar.label_config import load
+    from alvar.labelstudio.label_config import LabelConfigError, parse_choices_control
 
     if labels_file is not None and labels_file.suffix.lower() == ".json":
         try:
@@ -218,7 +223,8 @@ def jobs(
 
     from redis import Redis
 
-    from alvar.scripts.jobs import jobs_report, requeue_failed as requeue
+    from alvar.scripts.jobs import jobs_report
+    from alvar.scripts.jobs import requeue_failed as requeue
     from alvar.scripts.services import embedded_redis_url, redis_reachable
 
     settings = apply_overrides(data_dir=data_dir, redis_url=redis_url)
@@ -335,7 +341,7 @@ Demo = Annotated[bool, typer.Option("--demo", help="The safety demo: pool = the 
 Budget = Annotated[int, typer.Option(help="Size of the first batch (cluster strategy).")]
 
 
-def _import_files(settings: "Settings", demo: bool, pool: Path | None, bootstrap: Path | None) -> tuple[Path | None,
+def _import_files(settings: Settings, demo: bool, pool: Path | None, bootstrap: Path | None) -> tuple[Path | None,
                                                                                                          Path | None]:
     """The pool and bootstrap files: given ones, or the demo's."""
     from alvar.demo_data import DemoDataError, demo_files
@@ -356,7 +362,7 @@ def _say(line: str) -> None:
     console.print(escape(line))
 
 
-def _print_llm_note(settings: "Settings") -> None:
+def _print_llm_note(settings: Settings) -> None:
     if llm_configured(settings):
         console.print(f"LLM: {settings.llm_model} at {settings.openai_base_url or 'api.openai.com'}")
     else:
@@ -424,7 +430,7 @@ def init(
     """Set up the project in a running Label Studio (e.g. docker compose): import, connect, first model, first batch."""
     from redis import Redis
 
-    from alvar.backend.label_studio import label_studio_client
+    from alvar.labelstudio.client import label_studio_client
     from alvar.scripts.initialize import InitError, InitPlan, initialize
 
     settings = apply_overrides(backend_url=backend_url, label_studio_url=label_studio_url,
@@ -469,11 +475,11 @@ def status(
         raise typer.Exit(code=1)
 
 
-def _progress(progress: "Progress | None") -> str:
+def _progress(progress: Progress | None) -> str:
     return "-" if progress is None else f"{progress.done} / {progress.total}"
 
 
-def _print_status(result: "StackStatus") -> None:
+def _print_status(result: StackStatus) -> None:
     services = Table(title=f"alvar stack in {result.data_dir}")
     for column in ("service", "state", "pid", "where"):
         services.add_column(column)
@@ -522,9 +528,15 @@ def export(
     import httpx
     from label_studio_sdk.core.api_error import ApiError
 
-    from alvar.backend.label_config import LabelConfigError
-    from alvar.backend.label_studio import label_studio_client
-    from alvar.scripts.export import ExportError, build_export, check_formats, project_tasks, write_export
+    from alvar.labelstudio.client import label_studio_client
+    from alvar.labelstudio.label_config import LabelConfigError
+    from alvar.scripts.export import (
+        ExportError,
+        build_export,
+        check_formats,
+        project_tasks,
+        write_export,
+    )
 
     settings = apply_overrides(label_studio_url=label_studio_url, label_studio_api_key=label_studio_api_key,
                                data_dir=data_dir)
@@ -560,7 +572,8 @@ def evaluate(
     label_col: LabelCol = None,
 ) -> None:
     """Train models outside the loop on the dataset and score them on a test set (transfer)."""
-    from alvar.scripts.evaluate import EvaluationError, evaluate as run_evaluation, write_report
+    from alvar.scripts.evaluate import EvaluationError, write_report
+    from alvar.scripts.evaluate import evaluate as run_evaluation
 
     settings = load_settings()
     chosen = [name.strip() for name in models.split(",") if name.strip()]
@@ -602,7 +615,8 @@ def simulate(
     """Compare selection strategies on labeled data without people: gold labels play the annotator."""
     import shlex
 
-    from alvar.scripts.simulate import SimulationError, simulate as run_simulation, write_outputs
+    from alvar.scripts.simulate import SimulationError, write_outputs
+    from alvar.scripts.simulate import simulate as run_simulation
 
     settings = load_settings()
     try:
@@ -616,7 +630,7 @@ def simulate(
     console.print(f"-> {', '.join(str(path) for path in written)}")
 
 
-def _print_clusters(run: "SelectionRun") -> None:
+def _print_clusters(run: SelectionRun) -> None:
     from alvar.scripts.selection import cluster_table
 
     rows = cluster_table(run)
@@ -666,7 +680,7 @@ def select(
             _print_clusters(run)
             console.print(f"{len(rows)} items by {strategy} (model {run.model_version}) -> {out}")
             return
-        from alvar.backend.label_studio import label_studio_client
+        from alvar.labelstudio.client import label_studio_client
 
         outcome = select_project(settings, label_studio_client(settings), project, strategy, budget, seed,
                                  clusters, per_cluster, dry_run)
@@ -690,7 +704,7 @@ def reconcile(
 
     from redis import Redis
 
-    from alvar.generator.reconcile import reconcile_projects
+    from alvar.scripts.reconcile import reconcile_projects
     from alvar.scripts.services import embedded_redis_url, redis_reachable
 
     settings = apply_overrides(data_dir=data_dir, redis_url=redis_url)

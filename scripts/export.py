@@ -1,7 +1,7 @@
 """`alvar export`: the released dataset, from a Label Studio project, with provenance.
 
 Tasks come through the SDK's export API (JSON, every task). Which items are in it is the rule training uses
-(:func:`alvar.backend.training_data.labelled_items`): human-labelled tasks and variations reviewers marked
+(:func:`alvar.labelstudio.training_data.labelled_items`): human-labelled tasks and variations reviewers marked
 valid; stale and invalid variations never; unreviewed ones only with ``--include-unverified``.
 """
 
@@ -16,8 +16,8 @@ from typing import Any
 
 from label_studio_sdk import LabelStudio
 
-from alvar.backend.label_config import ChoicesControl, parse_choices_control
-from alvar.backend.training_data import LabelledItem, is_variation, labelled_items
+from alvar.labelstudio.label_config import ChoicesControl, parse_choices_control
+from alvar.labelstudio.training_data import LabelledItem, is_variation, labelled_items
 from alvar.scripts.dataset_card import write_card
 
 FORMATS = ("tsv", "jsonl", "hf")

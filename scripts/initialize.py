@@ -23,21 +23,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from alvar.backend.dispatcher import TrainingReaction, remember_project
-from alvar.backend.label_config import ChoicesControl, parse_choices_control
-from alvar.backend.label_studio import ANNOTATED, count_tasks
-from alvar.backend.model_store import serving
-from alvar.backend.publishing import publish_predictions
-from alvar.backend.queues import training_queue
-from alvar.generator.variation_tasks import ensure_verify_tab
-from alvar.label_config import load
-from alvar.scripts.project import connect_backend, create_project
-from alvar.scripts.select import batch_tabs, select_project
 from label_studio_sdk import LabelStudio
 from redis import Redis
 from rq.job import Job, JobStatus
 
+from alvar.backend.dispatcher import TrainingReaction
+from alvar.backend.model_store import serving
+from alvar.backend.publishing import publish_predictions
 from alvar.datafiles import Example, read_dataset
+from alvar.generator.variation_tasks import ensure_verify_tab
+from alvar.label_config import load
+from alvar.labelstudio.client import ANNOTATED, count_tasks
+from alvar.labelstudio.label_config import ChoicesControl, parse_choices_control
+from alvar.projects import remember_project
+from alvar.queues import training_queue
+from alvar.scripts.project import connect_backend, create_project
+from alvar.scripts.select import batch_tabs, select_project
 from alvar.settings import Settings
 
 PROJECT_TITLE = "alvar safety dataset"

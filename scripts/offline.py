@@ -10,10 +10,10 @@ from typing import Any
 
 from sklearn.metrics import accuracy_score, f1_score
 
-from alvar.backend.entropy import entropy
 from alvar.backend.model_store import shared_store
 from alvar.backend.training import new_learner
 from alvar.datafiles import Dataset, read_dataset, read_labeled
+from alvar.entropy import entropy
 from alvar.settings import Settings
 
 

@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from alvar.backend.label_config import parse_choices_control
-from alvar.backend.label_studio import COMPACT_COLUMNS, iter_tasks
-from alvar.backend.training_data import is_variation
-from alvar.scripts.selection import SelectionRun, select_batch
 from label_studio_sdk import LabelStudio
 
 from alvar.datafiles import read_dataset
+from alvar.labelstudio.client import COMPACT_COLUMNS, iter_tasks
+from alvar.labelstudio.label_config import parse_choices_control
+from alvar.labelstudio.training_data import is_variation
+from alvar.scripts.selection import SelectionRun, select_batch
 from alvar.settings import Settings
 from alvar.vector_cache import text_key
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from alvar.backend.entropy import entropy
 from alvar.backend.model_store import serving
 from alvar.embedder import settings_embedder
+from alvar.entropy import entropy
 from alvar.settings import Settings
 from alvar.strategies import Pool, Selection, make_strategy
 from alvar.vector_cache import VectorCache, normalize_text, text_key

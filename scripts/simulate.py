@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import csv
 import statistics
-from collections.abc import Sequence, Set as AbstractSet
+from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,12 +22,11 @@ from rich.progress import Progress
 from sklearn.metrics import f1_score
 from sklearn.model_selection import train_test_split
 
-from alvar.backend.entropy import entropy
 from alvar.datafiles import read_labeled
-from alvar.metrics import class_count_std, class_counts
-from alvar.settings import Settings
+from alvar.entropy import entropy
 from alvar.generator.validation import normal_form
-from alvar.settings import llm_configured
+from alvar.metrics import class_count_std, class_counts
+from alvar.settings import Settings, llm_configured
 from alvar.strategies import STRATEGIES, Pool, make_strategy
 
 SUMMARY_COLUMNS = ("strategy", "seed", "round", "n_labeled", "macro_f1", "class_count_std")

@@ -16,11 +16,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from alvar.scripts import services
-from alvar.scripts.initialize import InitOutcome, InitPlan, initialize
 from label_studio_sdk import LabelStudio
 from redis import Redis
 
+from alvar.scripts import services
+from alvar.scripts.initialize import InitOutcome, InitPlan, initialize
 from alvar.settings import STACK_ENV_FILE, Settings
 
 STATE_FILE = "stack.json"

@@ -12,9 +12,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from alvar.backend.label_studio import ANNOTATED, count_tasks, dm_filter
+from label_studio_sdk import LabelStudio
+from redis import Redis
+
 from alvar.backend.model_store import serving
-from alvar.backend.training_data import (
+from alvar.labelstudio.client import ANNOTATED, count_tasks, dm_filter
+from alvar.labelstudio.training_data import (
     CURRENT_STATUS,
     LLM_ORIGIN,
     ORIGIN_FIELD,
@@ -24,9 +27,6 @@ from alvar.scripts import services
 from alvar.scripts.jobs import WorkerRow, jobs_report, unserved_queues, worker_rows
 from alvar.scripts.select import batch_tabs
 from alvar.scripts.stack import StackState
-from label_studio_sdk import LabelStudio
-from redis import Redis
-
 from alvar.settings import GENERATION_QUEUE, TRAINING_QUEUE, Settings, llm_configured
 
 

@@ -31,7 +31,7 @@ from redis.exceptions import RedisError
 from rq import Queue, Worker
 from rq.scheduler import RQScheduler
 
-from alvar.backend.queues import redis_connection
+from alvar.queues import redis_connection
 from alvar.reconnect import REDIS_ERRORS, Backoff, ReconnectingWorker, describe
 from alvar.settings import GENERATION_QUEUE, TRAINING_QUEUE, Settings, llm_configured
 
@@ -222,7 +222,7 @@ class Supervisor:
             self.scheduler.heartbeat()
             self.scheduler.enqueue_scheduled_jobs()
         if self._sweeps and time.monotonic() >= self.next_sweep:
-            from alvar.generator.reconcile import enqueue_sweep
+            from alvar.scripts.reconcile import enqueue_sweep
 
             outcome = enqueue_sweep(self.connection, self.settings)
             log.info("reconciliation sweep: %s", outcome.get("sweep"))

@@ -17,8 +17,8 @@ import pytest
 import redis
 from label_studio_sdk import LabelStudio
 
-from alvar.backend.model_store import ModelStore
 from alvar.backend.learner import TransformerClassifier
+from alvar.backend.model_store import ModelStore
 from alvar.datafiles import read_dataset
 from alvar.scripts import services
 from alvar.settings import load_settings

@@ -16,9 +16,9 @@ from rq import Queue
 from rq.job import Job
 from rq.registry import StartedJobRegistry
 
-from alvar.backend.label_config import parse_choices_control
-from alvar.backend.label_studio import iter_tasks
 from alvar.label_config import load
+from alvar.labelstudio.client import iter_tasks
+from alvar.labelstudio.label_config import parse_choices_control
 from alvar.scripts import services
 from alvar.scripts.project import connect_backend, create_project, import_pool
 from alvar.settings import GENERATION_QUEUE, WEBHOOK_SECRET_HEADER

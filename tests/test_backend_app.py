@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
-from alvar.backend.app import create_app
-from alvar.backend.entropy import certainty_score
 from alvar.backend.model_store import ModelStore, project_store
+from alvar.entropy import certainty_score
 from alvar.label_config import load
+from alvar.scripts.backend_app import backend_app
 from alvar.settings import load_settings
 
 CONFIG = load("annotate")
@@ -22,7 +22,7 @@ AUTH = {"Authorization": "Basic " + base64.b64encode(b"ls:secret-pass").decode()
 def client(seed_model_dir: Path, embedded_redis_url: str) -> FlaskClient:
     settings = load_settings(model_dir=seed_model_dir, redis_url=f"{embedded_redis_url}?db=1", basic_auth_user="ls",
                              basic_auth_pass="secret-pass", webhook_secret="hook-secret", retrain_every=1000)
-    return create_app(settings).test_client()
+    return backend_app(settings).test_client()
 
 
 def post(client: FlaskClient, path: str, body: object, headers: dict | None = None):
@@ -128,7 +128,7 @@ def test_each_project_sees_its_own_versions(seed_model_dir: Path, embedded_redis
     shutil.copytree(ModelStore(model_dir).path(shared), own.path(shared))
     own.switch(shared)
     settings = load_settings(model_dir=model_dir, redis_url=f"{embedded_redis_url}?db=1")
-    client = create_app(settings).test_client()
+    client = backend_app(settings).test_client()
     shutil.rmtree(ModelStore(model_dir).path(shared))
     (model_dir / "CURRENT").unlink()  # only project 5 has a model now
     assert client.get("/versions", json={"project": "5.1700000000"}).json == {"versions": [shared], "current": shared}

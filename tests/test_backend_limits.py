@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from alvar.backend.app import MAX_CHOICES, MAX_JSON_DEPTH, MAX_NAME_CHARS, create_app
+from alvar.backend.app import MAX_CHOICES, MAX_JSON_DEPTH, MAX_NAME_CHARS
 from alvar.label_config import load
+from alvar.scripts.backend_app import backend_app
 from alvar.settings import load_settings
 from tests.conftest import alvar_command, free_port, wait_for
 
@@ -164,7 +165,7 @@ def test_metrics_need_the_basic_auth(backend: Backend, seed_model_dir: Path, ext
     assert metrics.status_code == 200 and "alvar_requests_total" in metrics.text
     settings = load_settings(model_dir=seed_model_dir, redis_url=external_redis_url, basic_auth_user="ls",
                              basic_auth_pass="x", metrics_public=True)
-    public = create_app(settings).test_client()
+    public = backend_app(settings).test_client()
     assert public.get("/metrics").status_code == 200 and public.get("/health").status_code == 401
 
 

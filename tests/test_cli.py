@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from alvar.backend.entropy import entropy
 from alvar.backend.model_store import ModelStore
+from alvar.entropy import entropy
 from tests.conftest import alvar_command
 
 

@@ -24,10 +24,10 @@ from typing import Any
 
 import pytest
 import yaml
-from alvar.scripts.stack import backend_argv, worker_argv
 from pydantic import TypeAdapter
 from pydantic_core import PydanticUndefined
 
+from alvar.scripts.stack import backend_argv, worker_argv
 from alvar.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]

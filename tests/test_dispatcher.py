@@ -4,9 +4,11 @@ import pytest
 from redis import Redis
 from rq import Queue
 
-from alvar.backend.dispatcher import Dispatcher, TrainingReaction, WebhookError, known_projects, project_number
+from alvar.backend.dispatcher import Dispatcher, TrainingReaction
 from alvar.backend.training import pending_training_key
 from alvar.label_config import load
+from alvar.labelstudio.webhook import WebhookError, project_number
+from alvar.projects import known_projects
 
 
 @pytest.fixture

@@ -27,15 +27,16 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
-from alvar.backend.label_config import parse_choices_control
 from alvar.backend.model_store import project_store
-from alvar.backend.training_data import VALIDITY_FROM_NAME
 from alvar.datafiles import read_dataset
 from alvar.generator.variation_tasks import VERIFY_TAB
+from alvar.labelstudio.label_config import parse_choices_control
+from alvar.labelstudio.training_data import VALIDITY_FROM_NAME
 from alvar.scripts import services
 from alvar.scripts.stack import SERVICES, StackState
 from tests.chat_server import ChatServer
 from tests.conftest import REPO, alvar_command, free_port, wait_for
+from tests.stack_processes import FOREIGN_SETTINGS, processes_in_sessions
 
 BUDGET = 4
 VARIATIONS = 2
@@ -43,9 +44,6 @@ PER_CLASS_BOOTSTRAP = 5
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
-# Settings the person running `alvar up` might have; the loop must not pick up theirs.
-FOREIGN_SETTINGS = ("REDIS_URL", "MODEL_DIR", "ALVAR_DATA_DIR", "LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY",
-                    "LABEL_STUDIO_PASSWORD", "BASIC_AUTH_USER", "BASIC_AUTH_PASS", "ALVAR_WEBHOOK_SECRET")
 
 
 @dataclass
@@ -232,19 +230,6 @@ def _verify_all(loop: Loop) -> dict[int, str]:
                   _choice(VALIDITY_FROM_NAME, control.to_name, judged[variation["id"]])]
         loop.client.annotations.create(id=variation["id"], result=result, lead_time=2.0)
     return judged
-
-
-def processes_in_sessions(sessions: set[int]) -> list[str]:
-    """Processes (pid and command) whose session is one the stack's services started."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(") ", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if fields[0] != "Z" and int(fields[3]) in sessions:
-            found.append(f"{stat.parent.name}: {(stat.parent / 'cmdline').read_bytes()[:120]!r}")
-    return found
 
 
 def test_the_loop_closes_from_verification_to_export(loop: Loop, run_root: Path, safety_dir: Path) -> None:

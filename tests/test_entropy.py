@@ -1,6 +1,6 @@
 import numpy as np
 
-from alvar.backend.entropy import certainty_score, entropy, normalized_entropy
+from alvar.entropy import certainty_score, entropy, normalized_entropy
 
 
 def test_entropy_bounds_and_order() -> None:

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from label_studio_sdk import LabelStudio
 
-from alvar.backend.label_config import parse_choices_control
 from alvar.label_config import load
+from alvar.labelstudio.label_config import parse_choices_control
 from alvar.scripts import services
 from alvar.scripts.project import create_project
 from tests.conftest import LS_USER, alvar_command
@@ -123,8 +123,8 @@ def test_export_holds_exactly_humans_and_valid_variations_in_every_format(
     assert sorted((row["input"], row["category"]) for row in released) == sorted(
         (row["text"], row["label"]) for row in jsonl)
 
-    from datasets import load_from_disk
     import pandas
+    from datasets import load_from_disk
 
     hf = load_from_disk(str(tmp_path / "hf"))
     names = hf.features["label"].names

@@ -11,9 +11,9 @@ from redis import Redis
 from rq import Queue
 from rq.registry import ScheduledJobRegistry
 
-from alvar.backend.dispatcher import parse_event
 from alvar.generator.reaction import JOB_RETRY_INTERVALS, GenerationReaction
 from alvar.label_config import load
+from alvar.labelstudio.webhook import parse_event
 from alvar.settings import GENERATION_QUEUE
 from tests.chat_server import ChatServer
 from tests.conftest import alvar_command, free_port

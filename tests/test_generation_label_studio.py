@@ -16,15 +16,15 @@ import requests
 from label_studio_sdk import LabelStudio
 from rq.registry import StartedJobRegistry
 
-from alvar.backend.label_config import parse_choices_control
 from alvar.backend.model_store import ModelStore
 from alvar.backend.publishing import publish_predictions
-from alvar.backend.training_data import training_set
-from alvar.backend.label_studio import iter_tasks
 from alvar.datafiles import read_dataset
 from alvar.generator.jobs import generation_key, restore_predictions
 from alvar.generator.variation_tasks import VERIFY_TAB
 from alvar.label_config import load
+from alvar.labelstudio.client import iter_tasks
+from alvar.labelstudio.label_config import parse_choices_control
+from alvar.labelstudio.training_data import training_set
 from alvar.scripts import services
 from alvar.scripts.project import connect_backend, create_project, import_pool
 from alvar.settings import GENERATION_QUEUE
@@ -34,10 +34,10 @@ from tests.generator_stack import (
     AUTH,
     CONFIG,
     CONTROL,
-    K,
     MODEL,
     SECRET,
     GeneratorStack,
+    K,
     annotate,
     by_status,
     generator_stack,

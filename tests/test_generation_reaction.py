@@ -5,10 +5,10 @@ from __future__ import annotations
 from redis import Redis
 from rq import Queue
 
-from alvar.backend.dispatcher import parse_event
 from alvar.generator.jobs import generate_variations, generation_key
 from alvar.generator.reaction import GenerationReaction
 from alvar.label_config import load
+from alvar.labelstudio.webhook import parse_event
 from alvar.settings import GENERATION_QUEUE
 
 CONFIG = load("annotate")

@@ -19,11 +19,11 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry
 
 from alvar.backend.dispatcher import TrainingReaction
-from alvar.backend.entropy import certainty_score, entropy
-from alvar.backend.label_config import parse_choices_control
 from alvar.backend.model_store import ModelStore, project_store
 from alvar.datafiles import read_dataset
+from alvar.entropy import certainty_score, entropy
 from alvar.label_config import load
+from alvar.labelstudio.label_config import parse_choices_control
 from alvar.scripts import services
 from alvar.scripts.project import connect_backend, create_project, import_pool
 from tests.conftest import alvar_command, copy_model_dir, free_port, wait_for

@@ -3,10 +3,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from alvar.backend.entropy import entropy
 from alvar.backend.learner import NotFittedError, TransformerClassifier
 from alvar.backend.model_store import ModelStore
 from alvar.datafiles import read_dataset
+from alvar.entropy import entropy
 from alvar.settings import load_settings
 
 

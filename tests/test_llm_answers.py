@@ -16,7 +16,13 @@ from alvar.generator.parsing import read_answer
 from alvar.generator.refusals import is_assistant_speaking
 from alvar.generator.templates import VariationPrompt
 from alvar.generator.validation import screen_answer, screen_variations
-from tests.chat_server import ChatServer, Reply, client_for, default_variations, source_of
+from tests.chat_server import (
+    ChatServer,
+    Reply,
+    client_for,
+    default_variations,
+    source_of,
+)
 
 REFUSALS = [
     "I'm sorry, but I can't help with that.",

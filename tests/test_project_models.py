@@ -29,7 +29,15 @@ from alvar.scripts import services
 from alvar.scripts.project import connect_backend, create_project, import_pool
 from alvar.settings import TRAINING_QUEUE, load_settings
 from tests.conftest import copy_model_dir, wait_for
-from tests.generator_stack import AUTH, CONFIG, MODEL, SECRET, GeneratorStack, annotate, generator_stack
+from tests.generator_stack import (
+    AUTH,
+    CONFIG,
+    MODEL,
+    SECRET,
+    GeneratorStack,
+    annotate,
+    generator_stack,
+)
 
 KEPT = 2
 TEXTS = ["I want to end it all", "Can my landlord keep my deposit?", "Best budget tent?"]

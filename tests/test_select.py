@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from label_studio_sdk import LabelStudio
 
-from alvar.backend.label_config import LabelConfigError, parse_choices_control
 from alvar.backend.model_store import ModelStore
 from alvar.datafiles import Example, read_dataset
 from alvar.label_config import load
+from alvar.labelstudio.label_config import LabelConfigError, parse_choices_control
 from alvar.scripts.project import create_project, import_pool
 from alvar.scripts.select import batch_tab_title, select_project
 from alvar.scripts.selection import first_of_duplicates

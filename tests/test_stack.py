@@ -8,12 +8,11 @@ from pathlib import Path
 
 from label_studio_sdk import LabelStudio
 
-from alvar.processes import process_alive
 from alvar.backend.model_store import ModelStore
+from alvar.processes import process_alive
 from alvar.scripts import services
 from alvar.scripts.stack import SERVICES, StackState
 from tests.conftest import alvar_command, copy_model_dir, free_port
-
 
 # Generated passwords may start with "-" too (secrets.token_urlsafe): Label Studio must still get it as a value.
 PASSWORD = "-starts-with-a-dash"

@@ -7,7 +7,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alvar.strategies import STRATEGIES, ClusterStrategy, Pool, SelectionError, make_strategy
+from alvar.strategies import (
+    STRATEGIES,
+    ClusterStrategy,
+    Pool,
+    SelectionError,
+    make_strategy,
+)
 
 
 @st.composite

@@ -14,19 +14,19 @@ from pathlib import Path
 import pytest
 from label_studio_sdk import LabelStudio
 
-from alvar.backend.label_studio import iter_tasks
 from alvar.backend.model_store import project_store
-from alvar.backend.training_data import training_set
 from alvar.datafiles import read_dataset
 from alvar.generator.jobs import generation_key
-from alvar.generator.reaction import PENDING_STATUSES, job_status
+from alvar.labelstudio.client import iter_tasks
+from alvar.labelstudio.training_data import training_set
+from alvar.queues import PENDING_STATUSES, job_status
 from alvar.scripts import services
 from tests.chat_server import Reply
 from tests.conftest import wait_for
 from tests.generator_stack import (
     CONTROL,
-    K,
     GeneratorStack,
+    K,
     annotate,
     by_status,
     generator_stack,

@@ -1,6 +1,11 @@
-from alvar.backend.label_config import parse_choices_control
-from alvar.backend.training_data import LabelledItem, current_labels, labelled_items, training_set
 from alvar.label_config import load
+from alvar.labelstudio.label_config import parse_choices_control
+from alvar.labelstudio.training_data import (
+    LabelledItem,
+    current_labels,
+    labelled_items,
+    training_set,
+)
 
 CONTROL = parse_choices_control(load("annotate"))
 

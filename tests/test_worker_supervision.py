@@ -22,10 +22,10 @@ from rq import Queue
 from rq.job import Job
 from rq.registry import FailedJobRegistry
 
-from alvar.backend.dispatcher import parse_event
 from alvar.datafiles import read_dataset
 from alvar.generator.jobs import generation_key
 from alvar.generator.reaction import JOB_RETRY_INTERVALS, GenerationReaction
+from alvar.labelstudio.webhook import parse_event
 from alvar.scripts import services
 from alvar.scripts.project import create_project, import_pool
 from alvar.settings import GENERATION_QUEUE, TRAINING_QUEUE
@@ -34,8 +34,8 @@ from tests.conftest import alvar_command, wait_for
 from tests.generator_stack import (
     CONFIG,
     CONTROL,
-    K,
     GeneratorStack,
+    K,
     annotate,
     by_status,
     generator_stack,

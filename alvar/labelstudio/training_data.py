@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from alvar.backend.label_config import ChoicesControl
+from alvar.labelstudio.label_config import ChoicesControl
 
 ORIGIN_FIELD = "origin"
 LLM_ORIGIN = "llm"

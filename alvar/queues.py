@@ -1,11 +1,18 @@
-"""The RQ queues and the Redis connection they share."""
+"""The RQ queues, the Redis connection they share, and the job states alvar reads (rq's own lifecycle)."""
 
 from __future__ import annotations
 
 from redis import Redis
 from rq import Queue
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
 
 from alvar.settings import GENERATION_QUEUE, TRAINING_QUEUE, Settings
+
+# A job in one of these states has not started yet.
+WAITING_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED})
+# A job in one of these states will still run (or is running): the same key is not queued again.
+PENDING_STATUSES = WAITING_STATUSES | {JobStatus.STARTED}
 
 
 def redis_connection(settings: Settings) -> Redis:
@@ -26,3 +33,11 @@ def generation_queue(connection: Redis) -> Queue:
 def all_queue_names() -> list[str]:
     """The queues `alvar worker` serves, in priority order."""
     return [TRAINING_QUEUE, GENERATION_QUEUE]
+
+
+def job_status(connection: Redis, job_id: str) -> JobStatus | None:
+    """The job's state, or None when Redis holds no such job (never queued, or its result expired)."""
+    try:
+        return Job.fetch(job_id, connection=connection).get_status()
+    except NoSuchJobError:
+        return None

@@ -1,0 +1,20 @@
+"""The backend as alvar runs it: the ML backend's app with its two webhook reactions, training and generation.
+
+This is the one place that joins the two halves: ``backend/`` and ``generator/`` never import each other.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from alvar.backend.app import create_app
+from alvar.backend.dispatcher import ReactionFactory, TrainingReaction
+from alvar.generator.reaction import GenerationReaction
+from alvar.settings import Settings
+
+REACTIONS: tuple[ReactionFactory, ...] = (TrainingReaction.from_settings, GenerationReaction.from_settings)
+
+
+def backend_app(settings: Settings) -> Flask:
+    """The Flask app `alvar backend` serves: every webhook event can queue a training and generation jobs."""
+    return create_app(settings, REACTIONS)
