@@ -1,0 +1,1 @@
+"""Label Studio as alvar sees it: the client, label configs, task data, webhook events and training-data rules."""
