@@ -15,6 +15,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from alvar.errors import AlvarError
+
 log = logging.getLogger(__name__)
 
 TEXT_COLUMNS = ("text", "title", "input")
@@ -22,7 +24,7 @@ LABEL_COLUMNS = ("label", "category")
 ID_COLUMNS = ("id",)
 
 
-class DataFileError(ValueError):
+class DataFileError(AlvarError, ValueError):
     """A data file that cannot be read; the message names the file and, where known, the line."""
 
 
@@ -134,7 +136,8 @@ def read_dataset(
     text_column = _text_column(columns, text_col, path, notes)
     label_column = _pick(columns, label_col, LABEL_COLUMNS, "label", path)
     if require_labels and label_column is None:
-        raise DataFileError(f"{path}: no label column (looked for {', '.join(LABEL_COLUMNS)}); name one with --label-col")
+        raise DataFileError(f"{path}: no label column (looked for {', '.join(LABEL_COLUMNS)}); "
+                            "name one with --label-col")
     id_column = _pick(columns, None, ID_COLUMNS, "id", path)
 
     examples: list[Example] = []
@@ -153,12 +156,14 @@ def read_dataset(
             if not label:
                 raise DataFileError(f"{path}:{number}: empty label in column {label_column!r}")
             stripped += label != raw_label
-        example_id = str(record[id_column]) if id_column and record.get(id_column) not in (None, "") else str(len(examples))
+        given_id = record.get(id_column) if id_column else None
+        example_id = str(given_id) if given_id not in (None, "") else str(len(examples))
         examples.append(Example(id=example_id, text=text, label=label))
     if not examples:
         raise DataFileError(f"{path}: no rows after the header (line {header_line})")
     if empty_lines:
-        notes.append(f"skipped {len(empty_lines)} row(s) with an empty text (line(s) {', '.join(map(str, empty_lines))})")
+        lines = ", ".join(map(str, empty_lines))
+        notes.append(f"skipped {len(empty_lines)} row(s) with an empty text (line(s) {lines})")
     if stripped:
         notes.append(f"stripped surrounding whitespace from {stripped} label(s)")
     for note in notes:
@@ -166,7 +171,8 @@ def read_dataset(
     return Dataset(path=path, examples=examples, text_column=text_column, label_column=label_column, notes=notes)
 
 
-def _as_record(row: dict[str, object] | list[str], columns: Sequence[str], path: Path, number: int) -> dict[str, object]:
+def _as_record(row: dict[str, object] | list[str], columns: Sequence[str], path: Path,
+               number: int) -> dict[str, object]:
     if isinstance(row, dict):
         return row
     if len(row) != len(columns):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pooch
 
+from alvar.errors import AlvarError
 from alvar.settings import Settings
 
 DATASET_NAME = "active-learning-safety"
@@ -24,7 +25,7 @@ FILE_HASHES = {
 }
 
 
-class DemoDataError(RuntimeError):
+class DemoDataError(AlvarError, RuntimeError):
     """The demo files are missing, unreachable or not the released ones; the message says which."""
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from redis import Redis
 
 KNOWN_PROJECTS_KEY = "alvar:projects"
@@ -12,4 +14,4 @@ def remember_project(connection: Redis, project_id: int) -> None:
 
 
 def known_projects(connection: Redis) -> list[int]:
-    return sorted(int(member) for member in connection.smembers(KNOWN_PROJECTS_KEY))
+    return sorted(int(member) for member in cast(set[bytes], connection.smembers(KNOWN_PROJECTS_KEY)))

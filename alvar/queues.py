@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from redis import Redis
 from rq import Queue
 from rq.exceptions import NoSuchJobError
@@ -33,6 +35,16 @@ def generation_queue(connection: Redis) -> Queue:
 def all_queue_names() -> list[str]:
     """The queues `alvar worker` serves, in priority order."""
     return [TRAINING_QUEUE, GENERATION_QUEUE]
+
+
+def waiting_job(connection: Redis, pending_key: str) -> str | None:
+    """The id of the job recorded under ``pending_key`` when that job has not started yet, else None."""
+    pending = cast(bytes | None, connection.get(pending_key))
+    if pending is None:
+        return None
+    job_id = pending.decode()
+    status = job_status(connection, job_id)
+    return job_id if status is not None and status in WAITING_STATUSES else None
 
 
 def job_status(connection: Redis, job_id: str) -> JobStatus | None:

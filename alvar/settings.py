@@ -1,8 +1,9 @@
 """The one source of truth for alvar's settings.
 
 Every setting is an environment variable (Label Studio's ML backend names where one exists) and, through
-:func:`cli_option`, a command-line flag of the same meaning. Commands build a :class:`Settings` from the
-environment and override it with the flags a person passed.
+:func:`cli_option`, a command-line flag of the same meaning. The `alvar` command builds one :class:`Settings`
+from the environment and the flags a person passed (:func:`load_settings`) and hands it down; it never writes
+the environment. A process it starts gets the settings as an explicit environment (:meth:`Settings.as_env`).
 """
 
 from __future__ import annotations
@@ -261,6 +262,12 @@ class Settings(BaseSettings):
         description="Interface the Label Studio of `alvar up` listens on (0.0.0.0: every interface).",
     )
 
+    def as_env(self) -> dict[str, str]:
+        """Every setting that has a value, under its environment variable: the environment of a process that
+        must run with these settings (a service `alvar up` starts, a worker's job process)."""
+        names = _field_help()
+        return {names[field][0]: str(value) for field, value in self if value is not None}
+
 
 def llm_configured(settings: Settings) -> bool:
     """Generation needs an endpoint: OpenAI's (an API key) or an OpenAI-compatible one (a base URL)."""
@@ -286,19 +293,10 @@ def settings_signature() -> inspect.Signature:
     """A signature with one optional keyword per setting, each annotated as its typer option."""
     parameters = []
     for name, info in Settings.model_fields.items():
-        value_type = next((arg for arg in get_args(info.annotation) if arg is not type(None)), info.annotation)
+        value_type: Any = next((arg for arg in get_args(info.annotation) if arg is not type(None)), info.annotation)
         parameters.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
                                             annotation=Annotated[value_type | None, cli_option(name)]))
     return inspect.Signature(parameters, return_annotation=None)
-
-
-def apply_overrides(**overrides: Any) -> Settings:
-    """Put command-line flags into the environment (so child processes see them too); return the settings."""
-    names = _field_help()
-    for field, value in overrides.items():
-        if value is not None:
-            os.environ[names[field][0]] = str(value)
-    return load_settings()
 
 
 def load_settings(**overrides: Any) -> Settings:

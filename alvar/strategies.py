@@ -13,6 +13,8 @@ from typing import Protocol
 import numpy as np
 from sklearn.cluster import KMeans, MiniBatchKMeans
 
+from alvar.errors import AlvarError
+
 log = logging.getLogger(__name__)
 
 MINIBATCH_THRESHOLD = 100_000
@@ -20,7 +22,7 @@ ASSIGN_CHUNK = 65_536
 SAMPLE_PER_CLUSTER = 256
 
 
-class SelectionError(ValueError):
+class SelectionError(AlvarError, ValueError):
     """A selection that cannot be made; the message says why."""
 
 
@@ -124,7 +126,8 @@ class CoresetStrategy:
         while len(picked) < budget:
             farthest = int(np.argmax(nearest))
             picked.append(farthest)
-            nearest = np.minimum(nearest, _squared_distances(points, squared_norms, points[farthest : farthest + 1])[:, 0])
+            to_farthest = _squared_distances(points, squared_norms, points[farthest : farthest + 1])[:, 0]
+            nearest = np.minimum(nearest, to_farthest)
             nearest[farthest] = -np.inf
         return _no_clusters(candidates[np.array(picked)])
 

@@ -103,7 +103,7 @@ class EscapingFormatter(logging.Formatter):
     """Log lines whose message (request paths, waitress's own "while serving /path") cannot hold a line break;
     a traceback, appended after the message, keeps its lines."""
 
-    def formatMessage(self, record: logging.LogRecord) -> str:
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging.Formatter's naming
         return printable(super().formatMessage(record))
 
 
@@ -211,7 +211,7 @@ def create_app(settings: Settings, reactions: Sequence[ReactionFactory] = (), mo
     """The backend's Flask app; /webhook events go to the reactions built from ``reactions`` (none: ignored)."""
     model = model or AlvarModel(settings, redis_connection(settings), reactions)
     app = Flask("alvar.backend")
-    app.json.sort_keys = False
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # Flask's DefaultJSONProvider
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     open_endpoints = frozenset({"metrics"} if settings.metrics_public else ())
     max_containers = settings.max_tasks_per_request * JSON_CONTAINERS_PER_TASK

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from redis import Redis
 from rq import Queue
@@ -27,7 +27,7 @@ from alvar.labelstudio.webhook import (
     parse_event,
 )
 from alvar.projects import remember_project
-from alvar.queues import WAITING_STATUSES, job_status, training_queue
+from alvar.queues import training_queue, waiting_job
 from alvar.settings import Settings
 
 Reaction = Callable[[WebhookEvent], dict[str, Any] | None]
@@ -68,7 +68,7 @@ class TrainingReaction:
             return {"training": "skipped", "reason": "no usable label config in the payload"}
         if new_labels == 0:
             return {"training": "not counted", "reason": "no new human label of a source task"}
-        seen = self.connection.incrby(self._counter_key(event.project_id), new_labels)
+        seen = cast(int, self.connection.incrby(self._counter_key(event.project_id), new_labels))
         if seen < self.retrain_every:
             return {"training": "waiting", "annotations_since_training": seen, "retrain_every": self.retrain_every}
         return self.enqueue(event.project_id, reason=f"{seen} new annotations")
@@ -77,9 +77,8 @@ class TrainingReaction:
         key = pending_training_key(project_id)
         with self.connection.lock(f"{key}:lock", timeout=10, blocking_timeout=5):
             self.connection.delete(self._counter_key(project_id))
-            pending = self.connection.get(key)
-            if pending is not None and job_status(self.connection, pending.decode()) in WAITING_STATUSES:
-                return {"training": "already queued", "job_id": pending.decode()}
+            if (pending := waiting_job(self.connection, key)) is not None:
+                return {"training": "already queued", "job_id": pending}
             job = self.queue.enqueue(
                 train_project,
                 project_id,

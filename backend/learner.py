@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import logging
-import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from sklearn.exceptions import NotFittedError
 from tqdm.auto import tqdm
 from transformers import (
     AutoModelForSequenceClassification,
@@ -23,6 +24,7 @@ from transformers import (
     get_linear_schedule_with_warmup,
 )
 
+from alvar.classifiers import ClassifierMixin, require_two_classes
 from alvar.entropy import entropy as entropy_of
 
 log = logging.getLogger(__name__)
@@ -30,12 +32,25 @@ log = logging.getLogger(__name__)
 PARAMS_FILE = "learner.json"
 
 
-class NotFittedError(RuntimeError):
-    """The learner was asked to predict before it was fitted or loaded."""
+@contextmanager
+def seeded_torch(random_state: int) -> Iterator[torch.Generator]:
+    """A local generator seeded from ``random_state``, inside a fork of torch's default generator.
+
+    The batch order draws from the local generator. The new head's initial weights and dropout draw from torch's
+    default generator (transformers takes no generator), so that one is seeded only inside a fork and restored on
+    exit: a fit is reproducible and leaves the process's random state as it found it.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(random_state)
+        yield torch.Generator().manual_seed(random_state)
 
 
-class TransformerClassifier:
-    """Fine-tunes a BERT-family model to classify texts; ``classes_`` are the sorted label names."""
+class TransformerClassifier(ClassifierMixin):
+    """Fine-tunes a BERT-family model to classify texts; ``classes_`` are the sorted label names.
+
+    Fitted attributes (set by :meth:`fit` or :meth:`load`): ``classes_``, ``model_``, ``tokenizer_``,
+    ``training_loss_``.
+    """
 
     def __init__(
         self,
@@ -58,10 +73,6 @@ class TransformerClassifier:
         self.inference_batch_size = inference_batch_size
         self.num_threads = num_threads
         self.show_progress = show_progress
-        self.classes_: list[str] = []
-        self.training_loss_: float | None = None
-        self._model: Any = None
-        self._tokenizer: Any = None
 
     def get_params(self) -> dict[str, Any]:
         return {
@@ -75,12 +86,6 @@ class TransformerClassifier:
             "num_threads": self.num_threads,
         }
 
-    def _seed(self) -> torch.Generator:
-        random.seed(self.random_state)
-        np.random.seed(self.random_state)
-        torch.manual_seed(self.random_state)
-        return torch.Generator().manual_seed(self.random_state)
-
     def _set_threads(self) -> None:
         if self.num_threads:
             torch.set_num_threads(self.num_threads)
@@ -91,26 +96,33 @@ class TransformerClassifier:
             raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
         if not texts:
             raise ValueError("cannot fit on an empty training set")
-        self.classes_ = sorted(set(labels))
-        if len(self.classes_) < 2:
-            raise ValueError(f"need at least two classes to train, got {self.classes_}")
+        require_two_classes(labels)
+        classes = sorted(set(labels))
+        label_ids = {label: index for index, label in enumerate(classes)}
         self._set_threads()
-        generator = self._seed()
-        label_ids = {label: index for index, label in enumerate(self.classes_)}
-        self._tokenizer = AutoTokenizer.from_pretrained(self.base_model)
-        self._model = AutoModelForSequenceClassification.from_pretrained(
-            self.base_model,
-            num_labels=len(self.classes_),
-            id2label=dict(enumerate(self.classes_)),
-            label2id=label_ids,
-            ignore_mismatched_sizes=True,
-        )
-        encoded = self._tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
+        tokenizer = AutoTokenizer.from_pretrained(self.base_model)
+        encoded = tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
         targets = torch.tensor([label_ids[label] for label in labels])
+        with seeded_torch(self.random_state) as generator:
+            model = AutoModelForSequenceClassification.from_pretrained(
+                self.base_model,
+                num_labels=len(classes),
+                id2label=dict(enumerate(classes)),
+                label2id=label_ids,
+                ignore_mismatched_sizes=True,
+            )
+            loss = self._train(model, tokenizer, encoded, targets, generator)
+        model.eval()
+        self.classes_, self.model_, self.tokenizer_, self.training_loss_ = classes, model, tokenizer, loss
+        return self
+
+    def _train(self, model: Any, tokenizer: Any, encoded: list[list[int]], targets: torch.Tensor,
+               generator: torch.Generator) -> float:
+        """``epochs`` passes over the data in shuffled batches; the mean loss of the last pass."""
         steps_per_epoch = -(-len(encoded) // self.batch_size)
-        optimizer = torch.optim.AdamW(self._model.parameters(), lr=self.learning_rate)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=self.learning_rate)
         schedule = get_linear_schedule_with_warmup(optimizer, 0, steps_per_epoch * self.epochs)
-        self._model.train()
+        model.train()
         total_loss = 0.0
         progress = tqdm(total=steps_per_epoch * self.epochs, desc="training", disable=not self.show_progress)
         for _ in range(self.epochs):
@@ -118,8 +130,8 @@ class TransformerClassifier:
             order = torch.randperm(len(encoded), generator=generator).tolist()
             for start in range(0, len(order), self.batch_size):
                 batch = order[start : start + self.batch_size]
-                inputs = self._tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt")
-                output = self._model(**inputs, labels=targets[batch])
+                inputs = tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt")
+                output = model(**inputs, labels=targets[batch])
                 output.loss.backward()
                 optimizer.step()
                 schedule.step()
@@ -127,12 +139,10 @@ class TransformerClassifier:
                 total_loss += output.loss.item() * len(batch)
                 progress.update()
         progress.close()
-        self.training_loss_ = total_loss / len(encoded)
-        self._model.eval()
-        return self
+        return total_loss / len(encoded)
 
     def _check_fitted(self) -> None:
-        if self._model is None:
+        if not hasattr(self, "model_"):
             raise NotFittedError("the learner is not fitted: call fit() or load a saved version")
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
@@ -142,20 +152,16 @@ class TransformerClassifier:
         probabilities = np.empty((len(texts), len(self.classes_)), dtype=np.float32)
         if not texts:
             return probabilities
-        encoded = self._tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
+        encoded = self.tokenizer_(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
         lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
         order = np.argsort(lengths, kind="stable")
         with torch.inference_mode():
             for start in range(0, len(order), self.inference_batch_size):
                 batch = order[start : start + self.inference_batch_size]
-                inputs = self._tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt")
-                logits = self._model(**inputs).logits
+                inputs = self.tokenizer_.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt")
+                logits = self.model_(**inputs).logits
                 probabilities[batch] = torch.softmax(logits.float(), dim=-1).numpy()
         return probabilities
-
-    def predict(self, texts: Sequence[str]) -> list[str]:
-        probabilities = self.predict_proba(texts)
-        return [self.classes_[index] for index in probabilities.argmax(axis=1)]
 
     def entropy(self, texts: Sequence[str]) -> np.ndarray:
         """Predictive entropy (nats) of each text."""
@@ -166,8 +172,8 @@ class TransformerClassifier:
         self._check_fitted()
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        self._model.save_pretrained(directory, safe_serialization=True)
-        self._tokenizer.save_pretrained(directory)
+        self.model_.save_pretrained(directory, safe_serialization=True)
+        self.tokenizer_.save_pretrained(directory)
         state = {"params": self.get_params(), "classes": self.classes_, "training_loss": self.training_loss_}
         (directory / PARAMS_FILE).write_text(json.dumps(state, indent=2))
 
@@ -179,7 +185,7 @@ class TransformerClassifier:
         learner = cls(**{**state["params"], **{k: v for k, v in overrides.items() if v is not None}})
         learner.classes_ = list(state["classes"])
         learner.training_loss_ = state.get("training_loss")
-        learner._tokenizer = AutoTokenizer.from_pretrained(directory)
-        learner._model = AutoModelForSequenceClassification.from_pretrained(directory)
-        learner._model.eval()
+        learner.tokenizer_ = AutoTokenizer.from_pretrained(directory)
+        learner.model_ = AutoModelForSequenceClassification.from_pretrained(directory)
+        learner.model_.eval()
         return learner

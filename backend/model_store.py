@@ -77,7 +77,8 @@ class ModelStore:
         """Saved versions, oldest first (version names sort by creation time)."""
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if (p / METADATA_FILE).is_file() and not p.name.startswith("."))
+        return sorted(path.name for path in self.root.iterdir()
+                      if (path / METADATA_FILE).is_file() and not path.name.startswith("."))
 
     def save(self, learner: TransformerClassifier, texts: Sequence[str], labels: Sequence[str],
              metrics: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> str:

@@ -13,6 +13,7 @@ import numpy as np
 
 from alvar.backend.learner import TransformerClassifier
 from alvar.backend.model_store import serving, shared_store
+from alvar.classifiers import likeliest
 from alvar.entropy import certainty_score, entropy
 from alvar.labelstudio.label_config import ChoicesControl
 from alvar.labelstudio.training_data import prelabel
@@ -149,11 +150,11 @@ def predict_tasks(learner: TransformerClassifier, version: str, tasks: Sequence[
     ]
     scores = certainty_score(probabilities)
     entropies = entropy(probabilities)
-    best = probabilities.argmax(axis=1)
+    best = likeliest(learner.classes_, probabilities)
     for row, index in enumerate(scorable):
         described = _describe(learner.classes_, probabilities[row], float(entropies[row]))
         kept_label = prelabel(tasks[index], control)
-        result = control.choice_result(kept_label or learner.classes_[best[row]])
+        result = control.choice_result(kept_label or best[row])
         if kept_label is not None:
             described = f"pre-label {kept_label} (generated variation) · learner: {described}"
         result[0]["meta"] = {"text": [described]}

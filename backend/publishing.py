@@ -112,7 +112,8 @@ def publish_predictions(client: LabelStudio, project_id: int, learner: Transform
             if prediction["result"]
         ]
         if request:
-            client.projects.import_predictions(id=project_id, request=request)
+            # The SDK types the request as its own models; it sends these dicts as they are.
+            client.projects.import_predictions(id=project_id, request=request)  # type: ignore[arg-type]
         imported += len(request)
     client.projects.update(id=project_id, model_version=version)
     return Published(imported, delete_older_predictions(client, project_id, version))

@@ -40,8 +40,9 @@ class ClientErrorParser(HTTPRequestParser):
 
     def received(self, data: bytes) -> int:
         consumed = super().received(data)
-        if isinstance(self.error, ServerNotImplemented):
-            self.error = BadRequest(self.error.body)
+        error = getattr(self, "error", None)  # waitress sets it while parsing; it has no annotations
+        if isinstance(error, ServerNotImplemented):
+            self.error = BadRequest(error.body)
         return consumed
 
 
@@ -68,6 +69,6 @@ def serve(app: Flask, settings: Settings, host: str, port: int) -> None:
         outbuf_high_watermark=max(DEFAULT_OUTBUF_HIGH_WATERMARK, 8 * settings.max_request_bytes),
         ident="alvar",
     )
-    server.channel_class = ClientErrorChannel  # type: ignore[union-attr]
+    server.channel_class = ClientErrorChannel
     server.print_listen("Serving on http://{}:{}")
     server.run()

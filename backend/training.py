@@ -15,10 +15,11 @@ from rq import get_current_job
 from alvar.backend.learner import TransformerClassifier
 from alvar.backend.model_store import project_store
 from alvar.backend.publishing import publish_predictions
+from alvar.job_settings import job_settings
 from alvar.labelstudio.client import iter_tasks, label_studio_client
 from alvar.labelstudio.label_config import parse_choices_control
 from alvar.labelstudio.training_data import training_set
-from alvar.settings import Settings, load_settings
+from alvar.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ def train_project(project_id: int) -> dict[str, Any]:
     predictions are deleted from Label Studio and all but the last ``models_kept`` versions from the store.
     """
     _release_pending_slot(project_id)
-    settings = load_settings()
+    settings = job_settings()
     client = label_studio_client(settings)
     project = client.projects.get(id=project_id)
     control = parse_choices_control(project.label_config)

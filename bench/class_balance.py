@@ -33,7 +33,8 @@ def main() -> None:
     pool = read_dataset(DATASETS / "test_labeled.tsv")
     gold = {example.id: example.label for example in pool.examples}
     classes = sorted(set(pool.labels))
-    print(f"| strategy | {' | '.join(classes)} | std of counts (mean ± sd over {args.seeds} seeds) | paper (600-row split) |")
+    print(f"| strategy | {' | '.join(classes)} | std of counts (mean ± sd over {args.seeds} seeds) "
+          "| paper (600-row split) |")
     print("|---|" + "---|" * len(classes) + "---|---|")
     stds: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:

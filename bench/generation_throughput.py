@@ -36,7 +36,7 @@ from alvar.datafiles import Example, read_dataset  # noqa: E402
 from alvar.generator.generation import generate  # noqa: E402
 from alvar.generator.jobs import generate_variations, generation_key  # noqa: E402
 from alvar.generator.templates import VariationPrompt  # noqa: E402
-from alvar.generator.worker_resources import chat_client  # noqa: E402
+from alvar.generator.worker_resources import current_resources  # noqa: E402
 from alvar.label_config import load  # noqa: E402
 from alvar.labelstudio.label_config import parse_choices_control  # noqa: E402
 from alvar.scripts import services  # noqa: E402
@@ -52,9 +52,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 def llm_only_job(text: str, label: str) -> int:
     """A generation job without Label Studio: prompt, LLM request, parsing and screening."""
-    settings = load_settings()
+    resources = current_resources()
+    settings = resources.settings
     prompt = VariationPrompt(text=text, label=label, k=settings.variations, max_chars=settings.max_variation_chars)
-    return len(generate(prompt, chat_client(settings)).variations)
+    return len(generate(prompt, resources.chat).variations)
 
 
 def annotated_jobs(client: LabelStudio, project_id: int, examples: list[Example], queue: Queue) -> list[str]:

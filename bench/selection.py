@@ -49,11 +49,11 @@ def strategies_table(sizes: list[int], budget: int) -> None:
     print("|---|---|---|---|---|---|---|")
     for size in sizes:
         pool = synthetic_pool(size)
-        times = {name: seconds(lambda name=name: make_strategy(name).select(pool, budget))
+        times = {name: seconds(lambda name=name, pool=pool: make_strategy(name).select(pool, budget))
                  for name in ("random", "topn", "coreset", "cluster")}
         if size <= 100_000:
             points = pool.embeddings[pool.eligible]
-            baseline = seconds(lambda: KMeans(n_clusters=budget, n_init=1, random_state=0).fit(points))
+            baseline = seconds(lambda points=points: KMeans(n_clusters=budget, n_init=1, random_state=0).fit(points))
             ratio = f"{baseline / times['cluster']:.1f}x"
             baseline_text = f"{baseline:.2f} s"
         else:

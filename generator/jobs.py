@@ -5,7 +5,9 @@ of variations per label a task carries, whoever gave it. The LLM request starts 
 text) while Label Studio is read. The import happens under the source task's lock
 (:mod:`alvar.generator.source_state`), only while an annotator's latest annotation still carries the label, and
 only when the task has no variations for that label yet; it is one request that the client never repeats by
-itself. A re-run (a retry, a worker killed mid-job, the sweep) therefore finds its tasks and stops.
+itself. A re-run (a retry, a worker killed mid-job, the sweep) therefore finds its tasks and stops. A failed
+attempt (the LLM or Label Studio unreachable) is retried; a configuration error (an unusable label config,
+ALVAR_CONTRAST_LABEL, a broken prompt template) fails the job at once (:func:`record_failure`).
 
 Statuses follow the task's current labels (each annotator's latest annotation): every job ends by marking the
 source's variations ``current`` when their label is among them and ``stale`` otherwise, which training and the
@@ -22,11 +24,13 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import nullcontext
 from typing import Any
 
+from jinja2 import TemplateError as TemplateFileError
 from redis import Redis
 from rq import get_current_job
 from rq.job import Job
 
 from alvar.generator.generation import Generation, generate
+from alvar.generator.prompts import ContrastLabelError, variation_prompt
 from alvar.generator.source_state import import_lock, source_lock
 from alvar.generator.templates import TemplateError, VariationPrompt
 from alvar.generator.usage import record_usage
@@ -36,26 +40,24 @@ from alvar.generator.variation_tasks import (
     variation_source_label,
     variation_tasks,
 )
-from alvar.generator.worker_resources import (
-    chat_client,
-    embed,
-    ensure_verify_tab_once,
-    label_studio,
-)
+from alvar.generator.worker_resources import WorkerResources, current_resources
 from alvar.labelstudio.client import as_dict
-from alvar.labelstudio.label_config import ChoicesControl, parse_choices_control
+from alvar.labelstudio.label_config import ChoicesControl, LabelConfigError, parse_choices_control
 from alvar.labelstudio.training_data import (
     current_labels,
     is_bootstrap,
     is_variation,
     latest_annotation,
 )
-from alvar.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 
 # An import is never sent twice by the client itself: a lost answer is settled by the job's re-run.
 NO_CLIENT_RETRIES = {"max_retries": 0}
+# What no retry can fix: the project's label config, ALVAR_CONTRAST_LABEL or a prompt template must change first.
+# Such a job fails at once (see record_failure); the sweep queues it again later, and it succeeds once fixed.
+CONFIGURATION_ERRORS: tuple[type[Exception], ...] = (LabelConfigError, ContrastLabelError, TemplateError,
+                                                      TemplateFileError)
 
 
 class LabelReturned(RuntimeError):
@@ -68,42 +70,23 @@ def generation_key(project_id: int, task_id: int, label: str) -> str:
     return f"generate-{project_id}-{task_id}-{digest}"
 
 
-def contrast_target(settings: Settings, control: ChoicesControl, label: str, task_id: int) -> str | None:
-    """The class contrast variations should carry: ALVAR_CONTRAST_LABEL, else the other labels in turn (by task
-    id). None when the relation is same_label, or when the target is the person's label itself (then the
-    variations are same_label ones)."""
-    if settings.relation != "contrast":
-        return None
-    if settings.contrast_label:
-        if settings.contrast_label not in control.labels:
-            raise ValueError(f"ALVAR_CONTRAST_LABEL {settings.contrast_label!r} is not a label of the project")
-        return settings.contrast_label if settings.contrast_label != label else None
-    others = [other for other in control.labels if other != label]
-    return others[task_id % len(others)] if others else None
-
-
 def record_failure(job: Job, connection: Redis, error_type: type[BaseException], error: BaseException,
                    traceback: Any) -> None:
-    """RQ's failure callback: keep why the last attempt failed, since a job waiting to retry has no result."""
+    """RQ's failure callback, run before RQ decides on a retry: keep why the last attempt failed (a job waiting to
+    retry has no result), and end the retries of a configuration error, so RQ puts the job in the failed
+    registry at once, with its reason."""
     job.meta["failures"] = int(job.meta.get("failures", 0)) + 1
     job.meta["last_error"] = f"{error_type.__name__}: {error}"[:500]
     job.save_meta()
+    if issubclass(error_type, CONFIGURATION_ERRORS):
+        job.retries_left = 0
 
 
-def _prompt(settings: Settings, control: ChoicesControl, task_id: int, text: str, label: str) -> VariationPrompt:
-    target = contrast_target(settings, control, label, task_id)
-    return VariationPrompt(text=text, label=label, k=settings.variations,
-                           relation="contrast" if target is not None else "same_label",
-                           description=control.description(label), target_label=target,
-                           target_description=control.description(target) if target else "",
-                           max_chars=settings.max_variation_chars)
-
-
-def _generate(settings: Settings, prompt: VariationPrompt, connection: Redis | None) -> Generation:
+def _generate(resources: WorkerResources, prompt: VariationPrompt, connection: Redis | None) -> Generation:
     """Ask the LLM; what it cost is recorded at once, even when a later request of the job fails."""
-    generation = Generation([], prompt.k, prompt.template_id, chat_client(settings).model)
+    generation = Generation([], prompt.k, prompt.template_id, resources.chat.model)
     try:
-        return generate(prompt, chat_client(settings), embed(settings), settings.near_duplicate_threshold,
+        return generate(prompt, resources.chat, resources.embed, resources.settings.near_duplicate_threshold,
                         into=generation)
     finally:
         if connection is not None:
@@ -134,12 +117,14 @@ def _has_set(variations: list[Any], label: str) -> bool:
 def generate_variations(project_id: int, task_id: int, label: str, text: str | None = None) -> dict[str, Any]:
     """Write k variations of the task's text for ``label``, import them as pre-labelled tasks, and bring the
     statuses of the source's variations in line with its current labels."""
-    settings = load_settings()
+    resources = current_resources()
+    settings = resources.settings
     job = get_current_job()
     connection = job.connection if job is not None else None
-    client = label_studio(settings)
+    client = resources.label_studio
     project = client.projects.get(id=project_id)
-    control = parse_choices_control(project.label_config)
+    control = parse_choices_control(project.label_config or "")
+    descriptions = {choice: control.description(choice) for choice in control.labels}
     outcome: dict[str, Any] = {"project": project_id, "task": task_id, "label": label}
     generation: Generation | None = None
     prompt: VariationPrompt | None = None
@@ -150,24 +135,23 @@ def generate_variations(project_id: int, task_id: int, label: str, text: str | N
     try:
         pending = None
         if text and text.strip() and len(text) <= settings.max_text_chars:
-            pending = llm.submit(_generate, settings, _prompt(settings, control, task_id, text, label), connection)
-        task = as_dict(client.tasks.get(id=task_id))
+            pending = llm.submit(_generate, resources, variation_prompt(settings, descriptions, text, label, task_id),
+                                 connection)
+        task = as_dict(client.tasks.get(id=str(task_id)))
         reason = _why_not(task, control, label)
         if reason is None and _has_set(variation_tasks(client, project_id, source_task=task_id), label):
             reason = "already imported"
         source_text = str((task.get("data") or {}).get(control.data_key) or "")
         if reason is None and len(source_text) > settings.max_text_chars:
             reason = f"skipped: the text is longer than ALVAR_MAX_TEXT_CHARS ({settings.max_text_chars})"
+        if reason is None and not source_text.strip():
+            reason = "skipped: the source text is empty"
         if reason is None:
-            try:
-                prompt = _prompt(settings, control, task_id, source_text, label)
-            except TemplateError as error:
-                reason = f"skipped: {error}"
-            else:
-                generation = _result(pending) if pending is not None and source_text == text else \
-                    _generate(settings, prompt, connection)
-                outcome.update(generation.summary())
-                _record(job, outcome)  # kept even when the import below fails and the job is retried
+            prompt = variation_prompt(settings, descriptions, source_text, label, task_id)
+            generation = _result(pending) if pending is not None and source_text == text else \
+                _generate(resources, prompt, connection)
+            outcome.update(generation.summary())
+            _record(job, outcome)  # kept even when the import below fails and the job is retried
     finally:
         llm.shutdown(wait=False, cancel_futures=True)
     with source_lock(connection, project_id, task_id) if connection is not None else nullcontext():
@@ -180,7 +164,7 @@ def generate_variations(project_id: int, task_id: int, label: str, text: str | N
         raise LabelReturned(f"{label!r} is current again on task {task_id}; the job runs again to write its set")
     if reason is not None and outcome["status"] != "imported":
         outcome["status"] = reason
-    ensure_verify_tab_once(client, project_id)
+    resources.ensure_verify_tab(project_id)
     _record(job, outcome)
     return outcome
 

@@ -23,6 +23,7 @@ from typing import Any
 import diskcache
 import openai
 
+from alvar.errors import AlvarError
 from alvar.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ CACHE_TTL_SECONDS = 90 * 24 * 3600
 # Part of every cache key: entries written before only accepted answers were stored (raw answers, refusals
 # among them) are never read.
 CACHE_FORMAT = "accepted-v1"
-VARIATIONS_SCHEMA: dict[str, Any] = {
+VARIATIONS_SCHEMA: Any = {  # the openai SDK types it as its ResponseFormat models; a dict is what goes out
     "type": "json_schema",
     "json_schema": {
         "name": "variations",
@@ -46,7 +47,7 @@ VARIATIONS_SCHEMA: dict[str, Any] = {
 }
 
 
-class LLMNotConfigured(RuntimeError):
+class LLMNotConfigured(AlvarError, RuntimeError):
     """Neither OPENAI_BASE_URL nor OPENAI_API_KEY is set."""
 
 

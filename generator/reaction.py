@@ -28,8 +28,10 @@ from alvar.labelstudio.webhook import (
 from alvar.queues import PENDING_STATUSES, generation_queue, job_status
 from alvar.settings import Settings
 
-# A failed job (LLM or Label Studio unreachable after the SDKs' own retries) runs again later, three times.
+# A failed job (LLM or Label Studio unreachable after the SDKs' own retries) runs again later, three times; one
+# that failed on a configuration error does not (see :func:`alvar.generator.jobs.record_failure`).
 JOB_RETRY_INTERVALS = (30, 120, 600)
+
 
 def queue_generation(connection: Redis, queue: Queue, project_id: int, found: HumanLabel, job_timeout: int,
                      reason: str = "webhook") -> dict[str, Any]:

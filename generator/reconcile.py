@@ -22,18 +22,11 @@ from rq.job import Job, JobStatus
 
 from alvar.generator.jobs import annotation_with, generation_key, resync_source
 from alvar.generator.reaction import queue_generation
-from alvar.generator.variation_tasks import SOURCE_TASK_FIELD, variation_source_label
-from alvar.labelstudio.client import dm_filter, dm_query
+from alvar.generator.variation_tasks import is_out_of_line, variation_source_label
+from alvar.labelstudio.client import dm_query
 from alvar.labelstudio.label_config import ChoicesControl
-from alvar.labelstudio.training_data import (
-    CURRENT_STATUS,
-    LLM_ORIGIN,
-    ORIGIN_FIELD,
-    STALE_STATUS,
-    STATUS_FIELD,
-    current_labels,
-    is_bootstrap,
-)
+from alvar.labelstudio.task_data import VARIATIONS, VariationFields
+from alvar.labelstudio.training_data import current_labels, is_bootstrap
 from alvar.labelstudio.webhook import HumanLabel
 from alvar.queues import generation_queue, job_status
 from alvar.settings import Settings
@@ -95,17 +88,16 @@ def _resync(client: LabelStudio, connection: Redis, project_id: int, task_id: in
 
 def _out_of_line(variations: list[Any], labels: list[str]) -> bool:
     """Whether a status disagrees with the labels as this sweep read them (re-checked under the lock)."""
-    return any((variation.data or {}).get(STATUS_FIELD) != (CURRENT_STATUS if variation_source_label(variation)
-                                                             in labels else STALE_STATUS)
-               for variation in variations)
+    return any(is_out_of_line(variation, labels) for variation in variations)
 
 
 def _variations_by_source(client: LabelStudio, project_id: int) -> dict[int, list[Any]]:
-    query = dm_query(dm_filter(f"data.{ORIGIN_FIELD}", "equal", LLM_ORIGIN))
+    query = dm_query(VARIATIONS)
     grouped: dict[int, list[Any]] = defaultdict(list)
+    task: Any  # the SDK's pager leaves its item type open
     for task in client.tasks.list(project=project_id, query=query, fields="task_only", page_size=500):
-        source = (task.data or {}).get(SOURCE_TASK_FIELD)
-        if isinstance(source, int):
+        source = VariationFields.of(task).source_task
+        if source is not None:
             grouped[source].append(task)
     return grouped
 

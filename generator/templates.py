@@ -20,6 +20,8 @@ from importlib import resources
 
 from jinja2 import Environment, StrictUndefined
 
+from alvar.errors import AlvarError
+
 RELATIONS = ("same_label", "contrast")
 # Anything a model could read as opening or closing the <source> block: any case, spaces inside the brackets,
 # fullwidth brackets, HTML-escaped brackets ("</SOURCE>", "< / source >", "＜source＞", "&lt;/source&gt;").
@@ -36,7 +38,7 @@ ANSWER_OVERHEAD_TOKENS = 16
 Message = dict[str, str]
 
 
-class TemplateError(ValueError):
+class TemplateError(AlvarError, ValueError):
     """A relation or template variables that cannot make a prompt; the message says which."""
 
 

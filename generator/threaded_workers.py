@@ -9,7 +9,9 @@ uses SIGALRM, which only the main thread may), it refreshes the heartbeat of eac
 job (a ``SimpleWorker`` beats only between jobs, and `alvar status` judges workers by their heartbeat), and it
 starts a worker thread again, under the same name, when one ended on an error. Jobs time out by timer
 (``TimerDeathPenalty``) instead of SIGALRM. The scheduler that puts retried jobs back in the queue runs in
-`alvar worker`'s supervisor (:mod:`alvar.scripts.worker`).
+`alvar worker`'s supervisor (:mod:`alvar.scripts.worker`). The threads' jobs share one
+:class:`~alvar.generator.worker_resources.WorkerResources` (settings, clients, embedder), made when the process
+starts.
 
 A Redis restart stops none of this: an idle thread's dequeue retries by itself (RQ), a thread whose loop ended
 on Redis starts again once Redis answers, and the main thread's turn waits with :class:`~alvar.reconnect.Backoff`.
@@ -27,9 +29,11 @@ from typing import Any
 from redis import Redis
 from rq import Queue, SimpleWorker
 from rq.exceptions import StopRequested
+from rq.job import Job
 from rq.timeouts import TimerDeathPenalty
 from rq.utils import now, utcformat
 
+from alvar.generator.worker_resources import WorkerResources, serving
 from alvar.reconnect import REDIS_ERRORS, Backoff, ReconnectingWorker, describe
 
 log = logging.getLogger(__name__)
@@ -44,12 +48,14 @@ STABLE_SECONDS = 60.0
 
 
 class ThreadWorker(ReconnectingWorker, SimpleWorker):
-    """An RQ ``SimpleWorker`` that can live in a thread and be stopped from the main thread."""
+    """An RQ ``SimpleWorker`` that can live in a thread and be stopped from the main thread; its jobs reach the
+    process's :class:`~alvar.generator.worker_resources.WorkerResources`."""
 
     death_penalty_class = TimerDeathPenalty
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, resources: WorkerResources, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.resources = resources
         self._holding_job = False
 
     @property
@@ -65,6 +71,12 @@ class ThreadWorker(ReconnectingWorker, SimpleWorker):
     def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
         self._holding_job = False
         return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+
+    def perform_job(self, job: Job, queue: Queue) -> bool:
+        """RQ runs the job here, in this thread: :func:`~alvar.generator.worker_resources.current_resources`
+        answers this worker's resources while it runs."""
+        with serving(self.resources):
+            return bool(super().perform_job(job, queue))
 
     def reorder_queues(self, reference_queue: Queue) -> None:
         """Called by RQ right after a job was dequeued: from here on the job runs before the worker stops."""
@@ -82,7 +94,7 @@ class ThreadWorker(ReconnectingWorker, SimpleWorker):
         if threading.current_thread() is threading.main_thread():
             super().clean_registries()
         else:
-            self.last_cleaned_at = now()
+            self.last_cleaned_at = now()  # type: ignore[assignment]  # rq 2.12 types it as None
 
     def beat_if_busy(self) -> None:
         """From the main thread: a fresh ``last_heartbeat`` while a job runs. The key's expiry, which RQ set for
@@ -133,14 +145,15 @@ class Slot:
         return current >= self.restart_at
 
 
-def _start(queues: list[Queue], connection: Redis, name: str, burst: bool, wait: float = 0.0) -> Slot:
-    return Slot(ThreadWorker(queues, connection=connection, name=name), burst, wait)
+def _start(queues: list[Queue], connection: Redis, name: str, resources: WorkerResources, burst: bool,
+           wait: float = 0.0) -> Slot:
+    return Slot(ThreadWorker(queues, connection=connection, name=name, resources=resources), burst, wait)
 
 
 def run_threaded_workers(connection: Redis, queue_names: Sequence[str], concurrency: int, name: str,
-                         burst: bool = False) -> None:
+                         resources: WorkerResources, burst: bool = False) -> None:
     """Serve the queues with ``concurrency`` worker threads until SIGTERM/SIGINT (or, in burst mode, until the
-    queues are empty)."""
+    queues are empty); their jobs share ``resources``."""
     queues = [Queue(queue_name, connection=connection) for queue_name in queue_names]
     stop = threading.Event()
     if threading.current_thread() is threading.main_thread():
@@ -158,9 +171,9 @@ def run_threaded_workers(connection: Redis, queue_names: Sequence[str], concurre
                 connection.ping()
                 for index, slot in enumerate(slots):
                     if slot is None:
-                        slots[index] = _start(queues, connection, names[index], burst)
+                        slots[index] = _start(queues, connection, names[index], resources, burst)
                     elif slot.due_for_restart():
-                        slots[index] = _start(queues, connection, names[index], burst, slot.wait)
+                        slots[index] = _start(queues, connection, names[index], resources, burst, slot.wait)
                 started = [slot for slot in slots if slot is not None]
                 if time.monotonic() - cleaned_at >= MAINTENANCE_SECONDS:
                     started[0].worker.clean_registries()

@@ -5,6 +5,8 @@ Each job also keeps its own usage in ``job.meta``; the totals answer "what has t
 
 from __future__ import annotations
 
+from typing import cast
+
 from redis import Redis
 
 from alvar.generator.llm import Usage
@@ -22,6 +24,7 @@ def record_usage(connection: Redis, usage: Usage) -> None:
 
 
 def total_usage(connection: Redis) -> Usage:
-    stored = {key.decode(): value.decode() for key, value in connection.hgetall(USAGE_KEY).items()}
+    counters = cast(dict[bytes, bytes], connection.hgetall(USAGE_KEY))  # a sync client's answer
+    stored = {key.decode(): value.decode() for key, value in counters.items()}
     return Usage(**{name: int(stored.get(name, 0)) for name in _COUNTERS},
                  cost_usd=float(stored.get("cost_usd", 0.0)))

@@ -1,66 +1,106 @@
-"""What the job threads of one generation worker process share: clients, the embedder, known tabs.
+"""What the job threads of one generation worker process share: settings, clients, the embedder, known tabs.
 
-Built once, on first use, each under its own lock, so the first jobs do not build them twice and no job waits
-on another's HTTP call.
+One :class:`WorkerResources` is made when the generation worker process starts
+(:func:`alvar.generator.threaded_workers.run_threaded_workers`) and handed to each of its worker threads. Each
+thread's ``ThreadWorker`` runs every job inside :func:`serving`, so a job function reaches the resources with
+:func:`current_resources` (as it reaches its RQ job with ``rq.get_current_job``): job functions take only what
+RQ stores in Redis, never live objects. A job run anywhere else (a plain RQ worker, a test calling it directly)
+gets fresh resources built from the environment.
+
+Each resource is built on first use, under its own lock, so the first jobs do not build it twice and no job
+waits on another's HTTP call.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, TypeVar
+
+from label_studio_sdk import LabelStudio
 
 from alvar.generator.llm import ChatClient
 from alvar.generator.validation import Embed
 from alvar.generator.variation_tasks import ensure_verify_tab
+from alvar.job_settings import job_settings
 from alvar.labelstudio.client import label_studio_client
 from alvar.settings import Settings
 
 T = TypeVar("T")
 
-_built: dict[str, Any] = {}
-_locks: dict[str, threading.Lock] = {name: threading.Lock() for name in ("chat", "label_studio", "embedder")}
-_tab_lock = threading.Lock()
-_tabs_ready: set[int] = set()
+# The resources of the worker running the current job, in the thread running it (see the module docstring).
+_serving: ContextVar[WorkerResources | None] = ContextVar("alvar_worker_resources", default=None)
 
 
-def _once(name: str, build: Callable[[], T]) -> T:
-    with _locks[name]:
-        if name not in _built:
-            _built[name] = build()
-        return _built[name]
+def near_duplicate_embed(settings: Settings) -> Embed | None:
+    """A new embedder for near-duplicate screening, its model loaded now; None when that screening is off.
 
-
-def chat_client(settings: Settings) -> ChatClient:
-    """One LLM client per process: its connection pool and what it learnt about structured output."""
-    return _once("chat", lambda: ChatClient.from_settings(settings))
-
-
-def label_studio(settings: Settings) -> Any:
-    """One Label Studio client per process: its HTTP connection pool serves every job thread."""
-    return _once("label_studio", lambda: label_studio_client(settings))
-
-
-def embed(settings: Settings) -> Embed | None:
-    """The embedder for near-duplicate screening (model loaded once), or None when that screening is off."""
+    A worker keeps one in its :class:`WorkerResources`; `alvar generate` and `alvar simulate` build one for
+    their run.
+    """
     if settings.near_duplicate_threshold is None:
         return None
+    from alvar.embedder import settings_embedder
 
-    def build() -> Any:
-        from alvar.embedder import settings_embedder
-
-        embedder = settings_embedder(settings)
-        embedder.encoder  # noqa: B018 - load the model here, under the lock
-        return embedder
-
-    return _once("embedder", build).embed
+    embedder = settings_embedder(settings)
+    embedder.encoder  # noqa: B018 - load the model now (under the caller's lock, in a worker)
+    return embedder.embed
 
 
-def ensure_verify_tab_once(client: Any, project_id: int) -> None:
-    """The "Verify variations" tab, checked once per project and worker process."""
-    if project_id in _tabs_ready:
-        return
-    with _tab_lock:
-        if project_id not in _tabs_ready:
-            ensure_verify_tab(client, project_id)
-            _tabs_ready.add(project_id)
+class WorkerResources:
+    """The settings of one generation worker process and what its jobs share, each built on first use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._built: dict[str, Any] = {}
+        self._locks = {name: threading.Lock() for name in ("chat", "label_studio", "embed")}
+        self._tab_lock = threading.Lock()
+        self._tabs_ready: set[int] = set()
+
+    def _once(self, name: str, build: Callable[[], T]) -> T:
+        with self._locks[name]:
+            if name not in self._built:
+                self._built[name] = build()
+            return self._built[name]
+
+    @property
+    def chat(self) -> ChatClient:
+        """The LLM client: its connection pool and what it learnt about structured output."""
+        return self._once("chat", lambda: ChatClient.from_settings(self.settings))
+
+    @property
+    def label_studio(self) -> LabelStudio:
+        """The Label Studio client: its HTTP connection pool serves every job thread."""
+        return self._once("label_studio", lambda: label_studio_client(self.settings))
+
+    @property
+    def embed(self) -> Embed | None:
+        """The embedder for near-duplicate screening (model loaded once), or None when that screening is off."""
+        return self._once("embed", lambda: near_duplicate_embed(self.settings))
+
+    def ensure_verify_tab(self, project_id: int) -> None:
+        """The project's "Verify variations" tab, checked once per project and worker process."""
+        if project_id in self._tabs_ready:
+            return
+        with self._tab_lock:
+            if project_id not in self._tabs_ready:
+                ensure_verify_tab(self.label_studio, project_id)
+                self._tabs_ready.add(project_id)
+
+
+@contextmanager
+def serving(resources: WorkerResources) -> Iterator[WorkerResources]:
+    """Around a job run by a worker: in this thread, :func:`current_resources` answers ``resources``."""
+    token = _serving.set(resources)
+    try:
+        yield resources
+    finally:
+        _serving.reset(token)
+
+
+def current_resources() -> WorkerResources:
+    """The resources of the worker running the current job; outside a serving worker, fresh ones built from the
+    environment (each resource still built only when used)."""
+    return _serving.get() or WorkerResources(job_settings())

@@ -10,6 +10,7 @@ from typing import Any
 
 from sklearn.metrics import cohen_kappa_score
 
+from alvar.labelstudio.task_data import LLM_ORIGIN
 from alvar.metrics import class_count_std, class_counts
 
 MIN_SHARED_TASKS = 2
@@ -51,12 +52,12 @@ def write_card(rows: Sequence[Any], classes: Sequence[str], annotations: Mapping
                left_out: int, out: Path, formats: Sequence[str], project_id: int | None) -> Path:
     origins = Counter(row.origin for row in rows)
     unverified = sum(1 for row in rows if not row.verified)
-    models = Counter(row.llm_model for row in rows if row.origin == "llm")
-    relations = Counter(row.relation for row in rows if row.origin == "llm")
+    models = Counter(row.llm_model for row in rows if row.origin == LLM_ORIGIN)
+    relations = Counter(row.relation for row in rows if row.origin == LLM_ORIGIN)
     lines = [
         "# Dataset card", "",
         f"Exported by `alvar export`{f' from Label Studio project {project_id}' if project_id is not None else ''}: "
-        f"**{len(rows)} rows**, {origins['human']} labelled by people and {origins['llm']} LLM variations "
+        f"**{len(rows)} rows**, {origins['human']} labelled by people and {origins[LLM_ORIGIN]} LLM variations "
         f"({unverified} of them not yet reviewed). {left_out} variations were left out (invalid, stale, or "
         "unreviewed without `--include-unverified`).", "",
         "## Classes per selection strategy", "",

@@ -12,8 +12,10 @@ from typing import Any
 
 from rich.progress import track
 
+from alvar.classifiers import TextClassifier
 from alvar.datafiles import read_labeled
 from alvar.embedder import VECTOR_CACHE_FILE
+from alvar.errors import AlvarError
 from alvar.metrics import classification_summary
 from alvar.settings import Settings
 from alvar.text_classifiers import EmbeddingLogisticRegression, TfidfLogisticRegression
@@ -21,11 +23,11 @@ from alvar.text_classifiers import EmbeddingLogisticRegression, TfidfLogisticReg
 HEADLINE = ("accuracy", "macro_precision", "macro_recall", "macro_f1", "error_rate_std")
 
 
-class EvaluationError(ValueError):
+class EvaluationError(AlvarError, ValueError):
     """Training files or models that cannot be evaluated; the message says why."""
 
 
-def make_model(name: str, settings: Settings, seed: int) -> Any:
+def make_model(name: str, settings: Settings, seed: int) -> TextClassifier:
     """``learner`` (the loop's transformer base), ``embedding-lr``, ``tfidf-lr``, or any transformer base (a
     model id or path) fine-tuned with the learner's settings."""
     if name == "embedding-lr":
@@ -60,7 +62,7 @@ class Evaluation:
 
 def evaluate(settings: Settings, train_files: Sequence[Path], test_file: Path, models: Sequence[str], seeds: int,
              text_col: str | None = None, label_col: str | None = None,
-             factory: Callable[[str, Settings, int], Any] = make_model) -> Evaluation:
+             factory: Callable[[str, Settings, int], TextClassifier] = make_model) -> Evaluation:
     train = read_labeled(train_files, text_col, label_col)
     test = read_labeled([test_file], text_col, label_col)
     train_classes, test_classes = set(train.labels), set(test.labels)

@@ -16,14 +16,16 @@ from typing import Any
 
 from label_studio_sdk import LabelStudio
 
+from alvar.errors import AlvarError
 from alvar.labelstudio.label_config import ChoicesControl, parse_choices_control
+from alvar.labelstudio.task_data import LLM_ORIGIN, BatchFields, PoolFields, VariationFields
 from alvar.labelstudio.training_data import LabelledItem, is_variation, labelled_items
 from alvar.scripts.dataset_card import write_card
 
 FORMATS = ("tsv", "jsonl", "hf")
 
 
-class ExportError(ValueError):
+class ExportError(AlvarError, ValueError):
     """An export that cannot be made; the message says why."""
 
 
@@ -62,19 +64,18 @@ def annotators(task: Mapping[str, Any], control: ChoicesControl) -> dict[str, st
     return labels
 
 
+def _column(value: object) -> str:
+    return "" if value is None else str(value)
+
+
 def _row(item: LabelledItem, control: ChoicesControl) -> DatasetRow:
-    data = item.task.get("data") or {}
-
-    def field(name: str) -> str:
-        value = data.get(name)
-        return "" if value is None else str(value)
-
+    batch, variation = BatchFields.of(item.task), VariationFields.of(item.task)
     return DatasetRow(
-        id=int(item.task["id"]), source_id=field("source_id") or str(item.task["id"]), text=item.text,
-        label=item.label, origin="llm" if item.is_variation else "human", relation=field("relation"),
-        strategy=field("strategy"), round=field("round"), batch=field("batch"),
-        annotators=",".join(annotators(item.task, control)), verified=item.verified,
-        llm_model=field("llm_model"), source_task=field("source_task"),
+        id=int(item.task["id"]), source_id=PoolFields.of(item.task).source_id or str(item.task["id"]),
+        text=item.text, label=item.label, origin=LLM_ORIGIN if item.is_variation else "human",
+        relation=_column(variation.relation), strategy=_column(batch.strategy), round=_column(batch.round),
+        batch=_column(batch.batch), annotators=",".join(annotators(item.task, control)), verified=item.verified,
+        llm_model=_column(variation.llm_model), source_task=_column(variation.source_task),
     )
 
 

@@ -10,7 +10,7 @@ picks up where the last one stopped and never duplicates anything:
 3. the ML backend connected with basic auth, its webhook given the shared secret, the "Verify variations" tab;
 4. the first model: the project's own current version, else MODEL_DIR's shared one, else a training job on
    the worker;
-5. the first cluster batch, when no batch exists yet.
+5. the first cluster batch, when no batch exists yet (or completing one that was cut short).
 
 `alvar up` runs these after starting its services; in docker compose the ``init`` service runs `alvar init`.
 """
@@ -18,7 +18,7 @@ picks up where the last one stopped and never duplicates anything:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,22 +31,24 @@ from alvar.backend.dispatcher import TrainingReaction
 from alvar.backend.model_store import serving
 from alvar.backend.publishing import publish_predictions
 from alvar.datafiles import Example, read_dataset
+from alvar.errors import AlvarError
 from alvar.generator.variation_tasks import ensure_verify_tab
 from alvar.label_config import load
+from alvar.labelstudio.batches import fetch_latest_batch
 from alvar.labelstudio.client import ANNOTATED, count_tasks
 from alvar.labelstudio.label_config import ChoicesControl, parse_choices_control
+from alvar.labelstudio.task_data import BOOTSTRAP_STRATEGY, BatchFields, PoolFields
 from alvar.projects import remember_project
 from alvar.queues import training_queue
 from alvar.scripts.project import connect_backend, create_project
-from alvar.scripts.select import batch_tabs, select_project
+from alvar.scripts.select import select_project
 from alvar.settings import Settings
 
 PROJECT_TITLE = "alvar safety dataset"
-BOOTSTRAP_STRATEGY = "bootstrap"
 FIRST_STRATEGY = "cluster"
 
 
-class InitError(RuntimeError):
+class InitError(AlvarError, RuntimeError):
     """A step of `alvar init` that cannot go on; the message says which and what to do."""
 
 
@@ -79,24 +81,30 @@ Report = Callable[[str], None]
 
 def find_project(client: LabelStudio, title: str) -> int | None:
     """The oldest project with this title (the one a previous `init` created), or None."""
-    ids = [int(project.id) for project in client.projects.list() if project.title == title]
+    projects: Iterable[Any] = client.projects.list()
+    ids = [int(project.id) for project in projects if project.title == title]
     return min(ids, default=None)
 
 
 def bootstrap_tasks(examples: Sequence[Example], control: ChoicesControl) -> list[dict[str, Any]]:
     """Labeled examples as tasks that arrive with one annotation each; an unknown label is an error."""
-    unknown = sorted({example.label for example in examples} - set(control.labels) - {None})
+    unknown = sorted({example.label for example in examples if example.label is not None} - set(control.labels))
     if unknown:
         raise InitError(f"bootstrap labels {unknown} are not choices of the project ({', '.join(control.labels)})")
+    seed = BatchFields(strategy=BOOTSTRAP_STRATEGY).data()
     return [
-        {"data": {control.data_key: example.text, "source_id": example.id, "strategy": BOOTSTRAP_STRATEGY},
+        {"data": {**_pool_data(example, control), **seed},
          "annotations": [{"result": control.choice_result(str(example.label))}]}
         for example in examples if example.label is not None
     ]
 
 
+def _pool_data(example: Example, control: ChoicesControl) -> dict[str, Any]:
+    return {control.data_key: example.text, **PoolFields(source_id=example.id).data()}
+
+
 def _pool_tasks(examples: Sequence[Example], control: ChoicesControl) -> list[dict[str, Any]]:
-    return [{"data": {control.data_key: example.text, "source_id": example.id}} for example in examples]
+    return [{"data": _pool_data(example, control)} for example in examples]
 
 
 def _import_once(client: LabelStudio, project_id: int, plan: InitPlan, control: ChoicesControl) -> int:
@@ -108,8 +116,9 @@ def _import_once(client: LabelStudio, project_id: int, plan: InitPlan, control: 
         tasks += bootstrap_tasks(read_dataset(plan.bootstrap).examples, control)
     if not tasks:
         return 0
-    response = client.projects.import_tasks(id=project_id, request=tasks, return_task_ids=True)
-    return len(response.task_ids or [])
+    # The SDK types the request as its own models and the answer without task_ids, which Label Studio sends.
+    response = client.projects.import_tasks(id=project_id, request=tasks, return_task_ids=True)  # type: ignore[arg-type]
+    return len(response.task_ids or [])  # type: ignore[attr-defined]
 
 
 def _wait_for_training(connection: Redis, job_id: str, timeout: float, report: Report) -> dict[str, Any]:
@@ -188,7 +197,8 @@ def initialize(settings: Settings, client: LabelStudio, connection: Redis, plan:
         done("no labels and no model yet: label a few tasks, the first model trains after "
              f"{settings.retrain_every} annotations; then `alvar select`")
         return outcome
-    if not batch_tabs(client, project_id):
+    latest = fetch_latest_batch(client, project_id)
+    if latest is None or not latest.complete:  # none yet, or one cut short: select completes it
         batch = select_project(settings, client, project_id, FIRST_STRATEGY, plan.budget, settings.seed)
         outcome.batch = batch.batch
         done(batch.message)

@@ -22,6 +22,7 @@ from rq.registry import (
     StartedJobRegistry,
 )
 from rq.utils import now
+from rq.worker import BaseWorker
 
 from alvar.generator.usage import total_usage
 from alvar.processes import process_alive
@@ -109,7 +110,7 @@ class WorkerRow:
     live: bool
 
 
-def _live(worker: Worker, age: float | None) -> bool:
+def _live(worker: BaseWorker, age: float | None) -> bool:
     """A fresh heartbeat, and (for a worker of this machine or container) its process still there: a worker
     that was SIGKILLed stays registered until its key expires, which can take minutes."""
     if age is None or age > HEARTBEAT_STALE_SECONDS:

@@ -12,6 +12,7 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from alvar.backend.model_store import shared_store
 from alvar.backend.training import new_learner
+from alvar.classifiers import likeliest
 from alvar.datafiles import Dataset, read_dataset, read_labeled
 from alvar.entropy import entropy
 from alvar.settings import Settings
@@ -64,7 +65,7 @@ def predict_file(settings: Settings, input_file: Path, out: Path | None, version
     version, learner = shared_store(settings.model_dir).load(
         version, inference_batch_size=settings.inference_batch_size, num_threads=settings.torch_threads)
     probabilities = learner.predict_proba(dataset.texts)
-    predicted = [learner.classes_[index] for index in probabilities.argmax(axis=1)]
+    predicted = likeliest(learner.classes_, probabilities)
     entropies = entropy(probabilities)
     rows: list[dict[str, Any]] = []
     for example, label, row, value in zip(dataset.examples, predicted, probabilities, entropies):

@@ -9,14 +9,17 @@ from typing import Any
 from label_studio_sdk import LabelStudio
 
 from alvar.datafiles import Example
+from alvar.labelstudio.task_data import PoolFields
 from alvar.settings import WEBHOOK_SECRET_HEADER
 
 
 def create_project(client: LabelStudio, title: str, label_config: str) -> int:
     """A new project whose tasks are ordered by prediction score (Label Studio's "Uncertainty sampling")."""
-    project = client.projects.create(title=title, label_config=label_config)
-    client.projects.update(id=project.id, sampling="Uncertainty sampling")
-    return int(project.id)
+    project_id = client.projects.create(title=title, label_config=label_config).id
+    if project_id is None:
+        raise RuntimeError(f"Label Studio created project {title!r} without an id")
+    client.projects.update(id=project_id, sampling="Uncertainty sampling")
+    return project_id
 
 
 def import_pool(client: LabelStudio, project_id: int, examples: Sequence[Example], text_key: str = "text",
@@ -25,9 +28,10 @@ def import_pool(client: LabelStudio, project_id: int, examples: Sequence[Example
     task_ids: list[int] = []
     for start in range(0, len(examples), chunk_size):
         chunk = examples[start : start + chunk_size]
-        request = [{"data": {text_key: example.text, "source_id": example.id}} for example in chunk]
-        response = client.projects.import_tasks(id=project_id, request=request, return_task_ids=True)
-        task_ids.extend(response.task_ids or [])
+        request = [{"data": {text_key: example.text, **PoolFields(source_id=example.id).data()}} for example in chunk]
+        # The SDK types the request as its own models and the answer without task_ids, which Label Studio sends.
+        response = client.projects.import_tasks(id=project_id, request=request, return_task_ids=True)  # type: ignore[arg-type]
+        task_ids.extend(response.task_ids or [])  # type: ignore[attr-defined]
     return task_ids
 
 

@@ -26,12 +26,13 @@ from rq import get_current_job
 
 from alvar.backend.retraining import check_training
 from alvar.generator.reconcile import catch_up_generation
+from alvar.generator.worker_resources import current_resources
 from alvar.labelstudio.client import iter_tasks, label_studio_client
 from alvar.labelstudio.label_config import LabelConfigError, parse_choices_control
 from alvar.labelstudio.training_data import is_variation, training_set
 from alvar.projects import known_projects, remember_project
-from alvar.queues import WAITING_STATUSES, generation_queue, job_status, training_queue
-from alvar.settings import Settings, llm_configured, load_settings
+from alvar.queues import generation_queue, training_queue, waiting_job
+from alvar.settings import Settings, llm_configured
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +63,8 @@ def enqueue_sweep(connection: Redis, settings: Settings) -> dict[str, Any]:
     count: one whose worker died mid-run would otherwise block the next until RQ gives up on it, and two sweeps
     at once are harmless (queueing is deduplicated per job)."""
     with connection.lock(f"{SWEEP_PENDING_KEY}:queueing", timeout=10, blocking_timeout=5):
-        pending = connection.get(SWEEP_PENDING_KEY)
-        if pending is not None and job_status(connection, pending.decode()) in WAITING_STATUSES:
-            return {"sweep": "already queued", "job_id": pending.decode()}
+        if (pending := waiting_job(connection, SWEEP_PENDING_KEY)) is not None:
+            return {"sweep": "already queued", "job_id": pending}
         # The generation queue's several workers take it at once; without an LLM only the training queue is served.
         queue = generation_queue(connection) if llm_configured(settings) else training_queue(connection)
         job = queue.enqueue(
@@ -76,14 +76,18 @@ def enqueue_sweep(connection: Redis, settings: Settings) -> dict[str, Any]:
 
 
 def sweep_projects() -> dict[str, Any]:
-    """The sweep job: reconcile every project this backend has heard of; one project's error spares the rest."""
-    settings = load_settings()
+    """The sweep job: reconcile every project this backend has heard of; one project's error spares the rest.
+
+    On the generation queue it uses its worker's settings and Label Studio client
+    (:func:`~alvar.generator.worker_resources.current_resources`); on the training queue, fresh ones.
+    """
     job = get_current_job()
     connection = job.connection if job is not None else None
     if connection is None:
         raise RuntimeError("sweep_projects runs as an RQ job (use `alvar reconcile` to sweep at once)")
-    client = label_studio_client(settings)
-    return {str(project_id): reconcile_project(settings, client, connection, project_id).as_dict()
+    resources = current_resources()
+    return {str(project_id): reconcile_project(resources.settings, resources.label_studio, connection,
+                                               project_id).as_dict()
             for project_id in known_projects(connection)}
 
 
@@ -92,7 +96,7 @@ def reconcile_project(settings: Settings, client: LabelStudio, connection: Redis
     """Queue what is missing in one project (see the module docstring); never raises for a project's state."""
     found = Reconciliation(project_id)
     try:
-        control = parse_choices_control(client.projects.get(id=project_id).label_config)
+        control = parse_choices_control(client.projects.get(id=project_id).label_config or "")
         annotated = [task for task in iter_tasks(client, project_id, only_annotated=True) if not is_variation(task)]
         generation = catch_up_generation(settings, client, connection, project_id, control, annotated)
     except (ApiError, LabelConfigError) as error:

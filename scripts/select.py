@@ -1,10 +1,10 @@
 """`alvar select`: the next annotation batch, from a file or in a Label Studio project.
 
-In Label Studio a batch is a round: its tasks get ``data.batch``, ``data.round``, ``data.cluster``,
-``data.entropy`` and ``data.strategy`` (merged into ``data``: an update replaces it whole), and a Data Manager
-tab "Batch <n> · <strategy>" lists them, most uncertain first. The tab is written last: a batch with a tab is
-complete. While the latest batch has unlabeled tasks, `select` leaves the project as it is (idempotent); a
-batch without its tab was cut short and is completed with the same picks.
+In Label Studio a batch is a round: its tasks get the batch fields
+(:class:`~alvar.labelstudio.task_data.BatchFields`, merged into ``data``: an update replaces it whole), and a
+Data Manager tab lists them, most uncertain first (:mod:`alvar.labelstudio.batches`). While the latest batch has
+unlabeled tasks, `select` leaves the project as it is (idempotent); a batch cut short (fewer of its tasks carry
+its number than its size says) is completed with the same picks.
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ import numpy as np
 from label_studio_sdk import LabelStudio
 
 from alvar.datafiles import read_dataset
-from alvar.labelstudio.client import COMPACT_COLUMNS, iter_tasks
+from alvar.labelstudio.batches import Batch, ensure_batch_tab, latest_batch
+from alvar.labelstudio.client import iter_tasks
 from alvar.labelstudio.label_config import parse_choices_control
+from alvar.labelstudio.task_data import BatchFields
 from alvar.labelstudio.training_data import is_variation
 from alvar.scripts.selection import SelectionRun, select_batch
 from alvar.settings import Settings
@@ -56,22 +58,23 @@ class BatchOutcome:
     run: SelectionRun | None = None
 
 
-def batch_tab_title(batch: int, strategy: str) -> str:
-    return f"Batch {batch} · {strategy}"
-
-
 def _is_labeled(task: dict[str, Any]) -> bool:
     return bool(task.get("total_annotations") or task.get("annotations"))
 
 
-def batch_tabs(client: LabelStudio, project_id: int) -> set[int]:
-    """Batches whose tab exists (the batch was written completely)."""
-    batches = set()
-    for view in client.views.list(project=project_id):
-        title = (view.data or {}).get("title", "")
-        if title.startswith("Batch ") and title.split(" ")[1].isdigit():
-            batches.add(int(title.split(" ")[1]))
-    return batches
+def _still_open(client: LabelStudio, project_id: int, latest: Batch | None, dry_run: bool) -> BatchOutcome | None:
+    """The outcome when the latest batch is complete and has unlabeled tasks: nothing changed (but for its tab,
+    made if a run was cut short before it)."""
+    if latest is None or not latest.complete:
+        return None
+    if not dry_run:
+        ensure_batch_tab(client, project_id, latest.number, latest.strategy)
+    open_tasks = [task for task in latest.tasks if not _is_labeled(task)]
+    if not open_tasks:
+        return None
+    return BatchOutcome(latest.number, [task["id"] for task in latest.tasks], False,
+                        f"batch {latest.number} is still open ({len(open_tasks)} of {len(latest.tasks)} tasks "
+                        "unlabeled): nothing changed")
 
 
 def select_project(settings: Settings, client: LabelStudio, project_id: int, strategy: str, budget: int, seed: int,
@@ -80,17 +83,12 @@ def select_project(settings: Settings, client: LabelStudio, project_id: int, str
     tasks = list(iter_tasks(client, project_id, page_size=1000))
     if not tasks:
         raise ValueError(f"project {project_id} has no tasks: import a pool first")
-    batch_of = [task["data"].get("batch") for task in tasks]
-    latest = max((int(b) for b in batch_of if isinstance(b, (int, float))), default=0)
-    complete = batch_tabs(client, project_id)
-    if latest and latest in complete:
-        members = [task for task, b in zip(tasks, batch_of) if b == latest]
-        open_tasks = [task for task in members if not _is_labeled(task)]
-        if open_tasks:
-            return BatchOutcome(latest, [task["id"] for task in members], False,
-                                f"batch {latest} is still open ({len(open_tasks)} of {len(members)} tasks unlabeled): "
-                                "nothing changed")
-    batch = latest if latest and latest not in complete else latest + 1
+    latest = latest_batch(tasks)
+    unchanged = _still_open(client, project_id, latest, dry_run)
+    if unchanged is not None:
+        return unchanged
+    batch = 1 if latest is None else latest.number if not latest.complete else latest.number + 1
+    batch_of = [BatchFields.of(task).batch for task in tasks]
     texts = [str(task["data"].get(control.data_key, "")) for task in tasks]
     eligible = np.array([
         not _is_labeled(task) and not is_variation(task) and (b is None or b == batch) and bool(text.strip())
@@ -102,16 +100,10 @@ def select_project(settings: Settings, client: LabelStudio, project_id: int, str
     if dry_run:
         return BatchOutcome(batch, [task["id"] for task in picked], False, "dry run: nothing changed", run)
     for task, index, cluster in zip(picked, run.selection.indices, run.selection.clusters):
-        fields = {"batch": batch, "round": batch, "cluster": int(cluster),
-                  "entropy": round(float(run.entropy[index]), 6), "strategy": strategy}
-        if any(task["data"].get(key) != value for key, value in fields.items()):
-            client.tasks.update(id=task["id"], data={**task["data"], **fields})
-    client.views.create(project=project_id, data={
-        "title": batch_tab_title(batch, strategy),
-        "filters": {"conjunction": "and", "items": [
-            {"filter": "filter:tasks:data.batch", "operator": "equal", "type": "Number", "value": batch}]},
-        "ordering": ["-tasks:data.entropy"],
-        "hiddenColumns": COMPACT_COLUMNS,
-    })
+        fields = BatchFields(batch=batch, round=batch, cluster=int(cluster), strategy=strategy,
+                             entropy=round(float(run.entropy[index]), 6), batch_size=len(picked))
+        if BatchFields.of(task) != fields:
+            client.tasks.update(id=task["id"], data={**task["data"], **fields.data()})
+    ensure_batch_tab(client, project_id, batch, strategy)
     return BatchOutcome(batch, [task["id"] for task in picked], True,
                         f"batch {batch}: {len(picked)} tasks by {strategy}", run)

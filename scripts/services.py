@@ -27,6 +27,7 @@ import redis
 import requests
 from rich.console import Console
 
+from alvar.errors import AlvarError
 from alvar.processes import process_alive
 from alvar.settings import LABEL_STUDIO_VERSION
 
@@ -36,7 +37,7 @@ PRIVATE_UMASK = 0o077
 LOOPBACK = "127.0.0.1"
 
 
-class ServiceError(RuntimeError):
+class ServiceError(AlvarError, RuntimeError):
     """A service could not be started or reached; the message says which and where its log is."""
 
 

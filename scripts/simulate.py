@@ -2,7 +2,8 @@
 
 From the bootstrap set, each round every strategy selects ``per_round`` items from the pool with the current
 learner's entropies (the selector's own code), takes their gold labels, optionally adds k LLM variations per
-new label (the generator's own code), retrains and scores macro-F1 on the eval set. ``fast`` learner:
+new label (the generator's own code and prompt rule: ALVAR_RELATION and ALVAR_CONTRAST_LABEL apply as in the
+job), retrains and scores macro-F1 on the eval set. ``fast`` learner:
 logistic regression on the cached sentence embeddings (seconds a round); ``transformer``: the real learner.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,17 +23,25 @@ from rich.progress import Progress
 from sklearn.metrics import f1_score
 from sklearn.model_selection import train_test_split
 
+from alvar.classifiers import ClassifierMixin, TextClassifier
 from alvar.datafiles import read_labeled
 from alvar.entropy import entropy
-from alvar.generator.validation import normal_form
+from alvar.errors import AlvarError
+from alvar.generator.generation import generate
+from alvar.generator.llm import ChatClient
+from alvar.generator.prompts import check_contrast_label, variation_prompt
+from alvar.generator.validation import Embed, normal_form
+from alvar.generator.worker_resources import near_duplicate_embed
 from alvar.metrics import class_count_std, class_counts
+from alvar.scripts.evaluate import make_model
 from alvar.settings import Settings, llm_configured
 from alvar.strategies import STRATEGIES, Pool, make_strategy
+from alvar.text_classifiers import EmbeddingLogisticRegression
 
 SUMMARY_COLUMNS = ("strategy", "seed", "round", "n_labeled", "macro_f1", "class_count_std")
 
 
-class SimulationError(ValueError):
+class SimulationError(AlvarError, ValueError):
     """A simulation that cannot run; the message says why."""
 
 
@@ -73,49 +82,59 @@ def halves(texts: Sequence[str], labels: Sequence[str], seed: int) -> tuple[Labe
     return Labeled(first, first_labels), Labeled(second, second_labels)
 
 
-class _Learner:
-    """``fast``: logistic regression on embeddings; ``transformer``: the loop's learner. Same calls for both."""
+class SimulationLearner(ClassifierMixin):
+    """``fast``: logistic regression on the simulation's embeddings; ``transformer``: the loop's learner."""
 
-    def __init__(self, kind: str, settings: Settings, seed: int, embed: Any) -> None:
-        self.kind, self.settings, self.seed, self.embed = kind, settings, seed, embed
+    def __init__(self, kind: str, settings: Settings, random_state: int, embed: Embed) -> None:
+        self.kind = kind
+        self.settings = settings
+        self.random_state = random_state
+        self.embed = embed
 
-    def fit(self, texts: Sequence[str], labels: Sequence[str]) -> _Learner:
+    def fit(self, texts: Sequence[str], labels: Sequence[str]) -> SimulationLearner:
         if self.kind == "fast":
-            from alvar.text_classifiers import EmbeddingLogisticRegression
-
-            model = EmbeddingLogisticRegression(self.settings.embedding_model, random_state=self.seed)
-            self.model = model.fit_vectors(self.embed(texts), labels)
+            model = EmbeddingLogisticRegression(self.settings.embedding_model, random_state=self.random_state)
+            self.model_: TextClassifier = model.fit_vectors(self.embed(texts), labels)
         else:
-            from alvar.scripts.evaluate import make_model
-
-            self.model = make_model("learner", self.settings, self.seed).fit(list(texts), list(labels))
+            self.model_ = make_model("learner", self.settings, self.random_state).fit(list(texts), list(labels))
+        self.classes_ = self.model_.classes_
         return self
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        if self.kind == "fast":
-            return self.model.predict_proba_vectors(self.embed(texts))
-        return self.model.predict_proba(list(texts))
-
-    def predict(self, texts: Sequence[str]) -> list[str]:
-        return [self.model.classes_[index] for index in self.predict_proba(texts).argmax(axis=1)]
+        if isinstance(self.model_, EmbeddingLogisticRegression):
+            return self.model_.predict_proba_vectors(self.embed(texts))
+        return self.model_.predict_proba(list(texts))
 
 
-def _variations(settings: Settings, texts: Sequence[str], labels: Sequence[str]) -> tuple[list[str], list[str]]:
-    """k LLM variations of each newly labelled text (several requests in flight), with the gold label."""
-    from alvar.generator.generation import generate
-    from alvar.generator.templates import VariationPrompt
-    from alvar.generator.worker_resources import chat_client, embed
+@dataclass(frozen=True)
+class VariationWriter:
+    """`--generator llm`: k LLM variations of each newly labelled text, through the job's prompt builder."""
 
-    client, screen = chat_client(settings), embed(settings)
+    settings: Settings
+    descriptions: Mapping[str, str]
+    client: ChatClient
+    screen: Embed | None
 
-    def one(text: str, label: str) -> list[str]:
-        prompt = VariationPrompt(text=text, label=label, k=settings.variations, max_chars=settings.max_variation_chars)
-        return generate(prompt, client, screen, settings.near_duplicate_threshold).variations
+    @classmethod
+    def for_labels(cls, settings: Settings, labels: Sequence[str]) -> VariationWriter:
+        """The labels play the project's (no descriptions); a contrast label that is not one of them fails now."""
+        check_contrast_label(settings, labels)
+        return cls(settings, dict.fromkeys(labels, ""), ChatClient.from_settings(settings),
+                   near_duplicate_embed(settings))
 
-    with ThreadPoolExecutor(max_workers=settings.generation_concurrency) as pool:
-        written = list(pool.map(one, texts, labels))
-    pairs = [(variation, label) for variations, label in zip(written, labels) for variation in variations]
-    return [text for text, _ in pairs], [label for _, label in pairs]
+    def write(self, texts: Sequence[str], labels: Sequence[str],
+              pool_ids: Sequence[int]) -> tuple[list[str], list[str]]:
+        """The variations (several requests in flight), each with the label its prompt gives them: the gold label
+        or the contrast target (the pool index turns the contrast rotation, as the task id does in the job)."""
+        with ThreadPoolExecutor(max_workers=self.settings.generation_concurrency) as pool:
+            written = list(pool.map(self._one, texts, labels, pool_ids))
+        pairs = [(variation, label) for variations, label in written for variation in variations]
+        return [text for text, _ in pairs], [label for _, label in pairs]
+
+    def _one(self, text: str, label: str, pool_id: int) -> tuple[list[str], str]:
+        prompt = variation_prompt(self.settings, self.descriptions, text, label, pool_id)
+        generation = generate(prompt, self.client, self.screen, self.settings.near_duplicate_threshold)
+        return generation.variations, prompt.variation_label
 
 
 def simulate(settings: Settings, pool_file: Path, eval_file: Path | None, bootstrap_file: Path,
@@ -136,6 +155,8 @@ def simulate(settings: Settings, pool_file: Path, eval_file: Path | None, bootst
     if len(set(bootstrap.labels)) < 2:
         raise SimulationError(f"the bootstrap set has one class only ({', '.join(set(bootstrap.labels))}): a "
                               "learner needs at least two")
+    labels = sorted(set(pool_data.labels) | set(bootstrap.labels))
+    writer = VariationWriter.for_labels(settings, labels) if generator == "llm" else None
     from alvar.embedder import settings_embedder
 
     embed = settings_embedder(settings).embed
@@ -158,11 +179,11 @@ def simulate(settings: Settings, pool_file: Path, eval_file: Path | None, bootst
                 raise SimulationError(f"{rounds} rounds of {per_round} need {rounds * per_round} pool items; the pool "
                                       f"has {len(pool.texts)}")
             pool_vectors = embed(pool.texts)
-            start = _Learner(learner, settings, seed, embed).fit(bootstrap.texts, bootstrap.labels)
+            start = SimulationLearner(learner, settings, seed, embed).fit(bootstrap.texts, bootstrap.labels)
             simulation.bootstrap_f1[seed] = _macro_f1(start, evaluation)
             for strategy in strategies:
                 _run_strategy(simulation, settings, strategy, seed, rounds, per_round, pool, pool_vectors, evaluation,
-                              bootstrap, start, learner, generator, embed, progress, task)
+                              bootstrap, start, learner, writer, embed, progress, task)
     eval_labels = set(fixed_eval.labels) if fixed_eval is not None else set(pool_data.labels)
     missing = sorted(eval_labels - set(bootstrap.labels) - set(pool_data.labels))
     if missing:
@@ -170,14 +191,15 @@ def simulate(settings: Settings, pool_file: Path, eval_file: Path | None, bootst
     return simulation
 
 
-def _macro_f1(model: _Learner, evaluation: Labeled) -> float:
+def _macro_f1(model: TextClassifier, evaluation: Labeled) -> float:
     """Over the classes in the eval labels or the predictions (scikit-learn's default), as `alvar evaluate`."""
     return float(f1_score(evaluation.labels, model.predict(evaluation.texts), average="macro", zero_division=0))
 
 
 def _run_strategy(simulation: Simulation, settings: Settings, strategy: str, seed: int, rounds: int, per_round: int,
-                  pool: Labeled, pool_vectors: np.ndarray, evaluation: Labeled, bootstrap: Any, start: _Learner,
-                  learner: str, generator: str, embed: Any, progress: Progress, task: Any) -> None:
+                  pool: Labeled, pool_vectors: np.ndarray, evaluation: Labeled, bootstrap: Any, start: TextClassifier,
+                  learner: str, writer: VariationWriter | None, embed: Embed, progress: Progress,
+                  task: Any) -> None:
     acquired = np.zeros(len(pool.texts), dtype=bool)
     train_texts, train_labels = list(bootstrap.texts), list(bootstrap.labels)
     model = start
@@ -192,11 +214,11 @@ def _run_strategy(simulation: Simulation, settings: Settings, strategy: str, see
         new_texts, new_labels = [pool.texts[i] for i in new], [pool.labels[i] for i in new]
         train_texts += new_texts
         train_labels += new_labels
-        if generator == "llm":
-            variation_texts, variation_labels = _variations(settings, new_texts, new_labels)
+        if writer is not None:
+            variation_texts, variation_labels = writer.write(new_texts, new_labels, new)
             train_texts += variation_texts
             train_labels += variation_labels
-        model = _Learner(learner, settings, seed, embed).fit(train_texts, train_labels)
+        model = SimulationLearner(learner, settings, seed, embed).fit(train_texts, train_labels)
         acquired_labels = [pool.labels[i] for i in picked]
         simulation.rows.append({"strategy": strategy, "seed": seed, "round": round_number,
                                 "n_labeled": len(bootstrap.texts) + len(picked),

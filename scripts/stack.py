@@ -88,11 +88,12 @@ def _local(argv: list[str]) -> list[str]:
     return [str(Path(sys.executable).with_name("alvar")), *argv[1:]]
 
 
-def service_env(settings: Settings, state: StackState, redis_url: str) -> dict[str, str]:
-    """The settings every service of the stack runs with; also written to ``alvar.env`` for later commands."""
+def stack_env(state: StackState, redis_url: str, model_dir: Path) -> dict[str, str]:
+    """What the stack fixes for all its services (where Redis, the models, Label Studio and the backend are, and
+    the credentials between them); written to ``alvar.env`` for later commands."""
     return {
         "REDIS_URL": redis_url,
-        "MODEL_DIR": str(settings.model_dir.resolve()),
+        "MODEL_DIR": str(model_dir.resolve()),
         "LABEL_STUDIO_URL": state.label_studio_url,
         "LABEL_STUDIO_API_KEY": state.token,
         "BASIC_AUTH_USER": state.backend_user,
@@ -103,20 +104,23 @@ def service_env(settings: Settings, state: StackState, redis_url: str) -> dict[s
 
 
 def start_services(settings: Settings, state: StackState) -> dict[str, str]:
-    """Start (or reuse) Redis, Label Studio, the backend and the worker; return the services' settings.
+    """Start (or reuse) Redis, Label Studio, the backend and the worker; return the services' environment.
 
-    Label Studio listens on ``settings.label_studio_bind``; ``state.label_studio_url`` becomes the address
-    this machine reaches it at. Secrets travel in the services' environment, never on their command lines.
+    The backend and the worker run with ``settings`` (global and command flags included) as their environment,
+    with what the stack fixes on top. Label Studio listens on ``settings.label_studio_bind``;
+    ``state.label_studio_url`` becomes the address this machine reaches it at. Secrets travel in the services'
+    environment, never on their command lines.
     """
     data_dir = services.secure_data_dir(settings.data_dir.resolve())
     redis_url = services.ensure_redis(data_dir, settings.redis_url)
     server = services.start_label_studio(data_dir, state.label_studio_port, state.username, state.password,
                                          state.token, settings.label_studio_venv, bind=settings.label_studio_bind)
     state.label_studio_url = server.url
-    env = service_env(settings, state, redis_url)
+    fixed = stack_env(state, redis_url, settings.model_dir)
     # The embedded Redis is found from the data dir; only a REDIS_URL of the person's own is written down.
-    kept = {name: value for name, value in env.items() if name != "REDIS_URL" or settings.redis_url}
+    kept = {name: value for name, value in fixed.items() if name != "REDIS_URL" or settings.redis_url}
     services.write_private(data_dir / STACK_ENV_FILE, "".join(f"{name}={value}\n" for name, value in kept.items()))
+    env = {**settings.as_env(), **fixed}
     if services.running_pid(data_dir, "backend") is None:
         auth = (state.backend_user, state.backend_password)
         services.start_and_wait(data_dir, "backend", _local(backend_argv("127.0.0.1", state.backend_port)),

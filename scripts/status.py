@@ -16,16 +16,11 @@ from label_studio_sdk import LabelStudio
 from redis import Redis
 
 from alvar.backend.model_store import serving
-from alvar.labelstudio.client import ANNOTATED, count_tasks, dm_filter
-from alvar.labelstudio.training_data import (
-    CURRENT_STATUS,
-    LLM_ORIGIN,
-    ORIGIN_FIELD,
-    STATUS_FIELD,
-)
+from alvar.labelstudio.batches import fetch_latest_batch
+from alvar.labelstudio.client import ANNOTATED, count_tasks
+from alvar.labelstudio.task_data import CURRENT_VARIATIONS, VARIATIONS, in_batch
 from alvar.scripts import services
 from alvar.scripts.jobs import WorkerRow, jobs_report, unserved_queues, worker_rows
-from alvar.scripts.select import batch_tabs
 from alvar.scripts.stack import StackState
 from alvar.settings import GENERATION_QUEUE, TRAINING_QUEUE, Settings, llm_configured
 
@@ -126,13 +121,12 @@ def stack_status(settings: Settings) -> StackStatus:
     project_id = status.project_id = state.project_id
     status.project_url = f"{state.label_studio_url}/projects/{project_id}"
     status.model_version = client.projects.get(id=project_id).model_version or None
-    status.batch = max(batch_tabs(client, project_id), default=None)
-    if status.batch is not None:
-        in_batch = dm_filter("data.batch", "equal", status.batch, "Number")
-        status.batch_progress = Progress(count_tasks(client, project_id, in_batch, ANNOTATED),
-                                         count_tasks(client, project_id, in_batch))
-    current = [dm_filter(f"data.{ORIGIN_FIELD}", "equal", LLM_ORIGIN),
-               dm_filter(f"data.{STATUS_FIELD}", "equal", CURRENT_STATUS)]
+    latest = fetch_latest_batch(client, project_id)
+    if latest is not None:
+        status.batch = latest.number
+        status.batch_progress = Progress(count_tasks(client, project_id, in_batch(latest.number), ANNOTATED),
+                                         len(latest.tasks))
+    current = [VARIATIONS, CURRENT_VARIATIONS]
     status.verification = Progress(count_tasks(client, project_id, *current, ANNOTATED),
                                    count_tasks(client, project_id, *current))
     return status

@@ -31,6 +31,7 @@ from redis.exceptions import RedisError
 from rq import Queue, Worker
 from rq.scheduler import RQScheduler
 
+from alvar.job_settings import jobs_use
 from alvar.queues import redis_connection
 from alvar.reconnect import REDIS_ERRORS, Backoff, ReconnectingWorker, describe
 from alvar.settings import GENERATION_QUEUE, TRAINING_QUEUE, Settings, llm_configured
@@ -124,12 +125,20 @@ def _redis_answers(connection: Redis, backoff: Backoff, stop: threading.Event) -
 
 
 def run_generation(settings: Settings, name: str, burst: bool) -> None:
-    """The generation child: several worker threads in one process."""
+    """The generation child: several worker threads in one process, sharing one WorkerResources."""
     from alvar.generator.threaded_workers import run_threaded_workers
+    from alvar.generator.worker_resources import WorkerResources
 
     _configure_logging()
     run_threaded_workers(redis_connection(settings), [GENERATION_QUEUE], settings.generation_concurrency, name,
-                         burst=burst)
+                         WorkerResources(settings), burst=burst)
+
+
+def run_child(target: Callable[[Settings, str, bool], None], settings: Settings, name: str, burst: bool) -> None:
+    """A child process's start: the jobs it runs read the supervisor's settings, flags included
+    (:func:`alvar.job_settings.job_settings`); then ``target``."""
+    with jobs_use(settings):
+        target(settings, name, burst)
 
 
 @dataclass
@@ -147,7 +156,7 @@ class Child:
 
     def start(self, settings: Settings, burst: bool) -> None:
         self.process = multiprocessing.get_context("spawn").Process(
-            target=self.target, args=(settings, self.name, burst), name=f"alvar-{self.role}")
+            target=run_child, args=(self.target, settings, self.name, burst), name=f"alvar-{self.role}")
         self.process.start()
         self.started_at = time.monotonic()
         self.restart_at = None

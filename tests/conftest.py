@@ -141,3 +141,14 @@ def seed_model_dir(run_root: Path, safety_dir: Path) -> Path:
 def copy_model_dir(source: Path, target: Path) -> Path:
     shutil.copytree(source, target)
     return target
+
+
+# Fixtures that start a real Label Studio (or a stack around one): tests using them are the slow tier.
+LABEL_STUDIO_FIXTURES = frozenset({"label_studio", "ls"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that needs Label Studio, so `pytest -m "not label_studio"` is the fast tier."""
+    for item in items:
+        if LABEL_STUDIO_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.label_studio)

@@ -7,7 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow  # bench/fuzz_backend.py, about a minute
 
 
 def test_the_fuzzer_finds_no_5xx_no_death_no_growth(seed_model_dir: Path, external_redis_url: str,

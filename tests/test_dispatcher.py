@@ -87,7 +87,8 @@ def test_other_label_studio_events_are_ignored(dispatcher: tuple[Dispatcher, Que
     ({"action": "START_TRAINING", "project": {"id": 0}}, "names no project id"),
     ({"action": "START_TRAINING", "project": {"id": True}}, "names no project id"),
 ])
-def test_malformed_events_are_refused(dispatcher: tuple[Dispatcher, Queue, Redis], payload: object, reason: str) -> None:
+def test_malformed_events_are_refused(dispatcher: tuple[Dispatcher, Queue, Redis], payload: object,
+                                      reason: str) -> None:
     dispatch, queue, _ = dispatcher
     with pytest.raises(WebhookError, match=reason):
         dispatch.dispatch(payload)

@@ -3,9 +3,10 @@
 `alvar up` (real Label Studio 1.23.2, embedded Redis, waitress backend, `alvar worker`, a loopback
 chat-completions server as the LLM) -> an annotator labels the first batch through Label Studio's API ->
 variations appear pre-labeled -> a reviewer verifies them (one marked invalid) and presses "Start training" ->
-the worker retrains and the project switches to the new version -> `alvar select` makes batch 2 -> `alvar export` -> `alvar evaluate` reads
-the export -> `alvar status` -> `alvar down` leaves no process behind. Beside it, headless Chromium opens a
-variation in Label Studio's labeling UI and finds its pre-label selected (screenshots kept in test-artifacts/).
+the worker retrains and the project switches to the new version -> `alvar select` makes batch 2 ->
+`alvar export` -> `alvar evaluate` reads the export -> `alvar status` -> `alvar down` leaves no process behind.
+Beside it, headless Chromium opens a variation in Label Studio's labeling UI and finds its pre-label selected
+(screenshots kept in test-artifacts/).
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from alvar.scripts.stack import SERVICES, StackState
 from tests.chat_server import ChatServer
 from tests.conftest import REPO, alvar_command, free_port, wait_for
 from tests.stack_processes import FOREIGN_SETTINGS, processes_in_sessions
+
+pytestmark = pytest.mark.label_studio  # `alvar up` starts the stack with its Label Studio
 
 BUDGET = 4
 VARIATIONS = 2

@@ -26,6 +26,8 @@ from alvar.scripts import services, stack
 from alvar.settings import load_settings
 from tests.conftest import free_port, wait_for
 
+pytestmark = pytest.mark.label_studio  # `alvar up` starts the stack with its Label Studio
+
 # Dashes first: a secret that looks like an option is the case that once went through argv as --opt=value.
 PASSWORD = "-exposure-password-7d1f"
 TOKEN = "exposure-token-5c0a9e3b2f4d"

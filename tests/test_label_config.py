@@ -22,8 +22,26 @@ def test_first_choices_bound_to_a_text_wins() -> None:
     assert control.chosen_label([]) is None
 
 
+def test_labels_are_what_results_carry_and_hints_describe_them() -> None:
+    config = """<View><Text name="t" value="$text"/><Choices name="c" toName="t">
+      <Choice value="Yes, it is harmful" alias="harmful" hint="It could hurt someone."/><Choice value="fine"/>
+    </Choices></View>"""
+    control = parse_choices_control(config)
+    assert control.labels == ("harmful", "fine"), "Label Studio's results carry a choice's alias"
+    assert (control.description("harmful"), control.description("fine")) == ("It could hurt someone.", "")
+
+
+LAUGHS = ('<?xml version="1.0"?><!DOCTYPE v [<!ENTITY a "aaaaaaaaaa">'
+          + "".join(f'<!ENTITY {chr(98 + i)} "{("&" + chr(97 + i) + ";") * 10}">' for i in range(8))
+          + ']><View><Text name="t" value="$text"/><Choices name="c" toName="t"><Choice value="&i;"/></Choices></View>')
+
+
 @pytest.mark.parametrize("config, reason", [
     ("", "empty"),
+    (None, "empty"),
+    ('<?xml version="1.0" encoding="UTF-8"?><View/>', "not valid XML"),
+    (LAUGHS, "not valid XML"),
+    ("<View>\x00</View>", "not valid XML"),
     ("<View><Text name='t' value='$text'>", "not valid XML"),
     ("<View><Choices name='c' toName='t'><Choice value='a'/></Choices></View>", "no <Text>"),
     ("<View><Text name='t' value='$text'/></View>", "no <Choices>"),

@@ -2,8 +2,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.exceptions import NotFittedError
 
-from alvar.backend.learner import NotFittedError, TransformerClassifier
+from alvar.backend.learner import TransformerClassifier
 from alvar.backend.model_store import ModelStore
 from alvar.datafiles import read_dataset
 from alvar.entropy import entropy
@@ -25,7 +26,8 @@ def fitted(small_set: tuple[list[str], list[str]]) -> TransformerClassifier:
     return make().fit(*small_set)
 
 
-def test_fit_predict_shapes_and_probabilities(fitted: TransformerClassifier, small_set: tuple[list[str], list[str]]) -> None:
+def test_fit_predict_shapes_and_probabilities(fitted: TransformerClassifier,
+                                              small_set: tuple[list[str], list[str]]) -> None:
     texts, labels = small_set
     assert fitted.classes_ == sorted(set(labels))
     probabilities = fitted.predict_proba(texts)

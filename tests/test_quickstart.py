@@ -15,6 +15,7 @@ import shlex
 import subprocess
 from pathlib import Path
 
+import pytest
 from redis import Redis
 from rq.job import Job
 from rq.registry import FinishedJobRegistry
@@ -41,6 +42,7 @@ def test_the_readme_opens_with_up_demo_status_and_down() -> None:
         [ALVAR_PREFIX, "up"], [ALVAR_PREFIX, "status"], [ALVAR_PREFIX, "down"]]
 
 
+@pytest.mark.label_studio  # `alvar up --demo` starts Label Studio
 def test_the_readme_commands_bring_the_demo_up_and_down(tmp_path: Path, safety_dir: Path) -> None:
     up, status, down = ([*alvar_command(), *command[1:]] for command in readme_alvar_commands())
     env = {key: value for key, value in os.environ.items()

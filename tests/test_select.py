@@ -13,9 +13,11 @@ from label_studio_sdk import LabelStudio
 from alvar.backend.model_store import ModelStore
 from alvar.datafiles import Example, read_dataset
 from alvar.label_config import load
+from alvar.labelstudio.batches import batch_tab_title, latest_batch
 from alvar.labelstudio.label_config import LabelConfigError, parse_choices_control
+from alvar.labelstudio.task_data import BatchFields, VariationFields
 from alvar.scripts.project import create_project, import_pool
-from alvar.scripts.select import batch_tab_title, select_project
+from alvar.scripts.select import select_project
 from alvar.scripts.selection import first_of_duplicates
 from alvar.settings import load_settings
 from tests.conftest import alvar_command
@@ -79,6 +81,38 @@ def test_select_a_batch_in_label_studio(ls: LabelStudio, settings, safety_dir: P
     assert not set(second.task_ids) & set(outcome.task_ids)
 
 
+def batch_titles(ls: LabelStudio, project_id: int) -> list[str]:
+    return [view.data["title"] for view in ls.views.list(project=project_id)]
+
+
+def test_a_batch_cut_short_is_completed_with_the_same_picks(ls: LabelStudio, settings, safety_dir: Path) -> None:
+    pool = read_dataset(safety_dir / "test_labeled.tsv").examples[60:100]
+    project_id = create_project(ls, "alvar select cut short", load("annotate"))
+    import_pool(ls, project_id, pool)
+    planned = select_project(settings, ls, project_id, "cluster", budget=8, seed=0, n_clusters=4, dry_run=True)
+    for task_id in planned.task_ids[:3]:  # a run stopped after writing three of its eight tasks, before the tab
+        data = ls.tasks.get(id=task_id).data
+        fields = BatchFields(batch=1, round=1, strategy="cluster", batch_size=len(planned.task_ids))
+        ls.tasks.update(id=task_id, data={**data, **fields.data()})
+    assert batch_titles(ls, project_id) == []
+
+    completed = select_project(settings, ls, project_id, "cluster", budget=8, seed=0, n_clusters=4)
+    assert completed.created and completed.batch == 1 and completed.task_ids == planned.task_ids
+    assert sorted(task.id for task in batch_tasks(ls, project_id, 1)) == sorted(planned.task_ids)
+    assert batch_titles(ls, project_id) == [batch_tab_title(1, "cluster")]
+
+    (tab,) = ls.views.list(project=project_id)
+    ls.views.update(id=str(tab.id), project=project_id, data={**tab.data, "title": "my batch"})
+    renamed = select_project(settings, ls, project_id, "cluster", budget=8, seed=0, n_clusters=4)
+    assert not renamed.created and "still open" in renamed.message
+    assert batch_titles(ls, project_id) == ["my batch"], "the tab is found by its filter, not its title"
+
+    ls.views.delete(id=str(tab.id))  # a run stopped after writing every task, before the tab
+    again = select_project(settings, ls, project_id, "cluster", budget=8, seed=0, n_clusters=4)
+    assert not again.created and "still open" in again.message and sorted(again.task_ids) == sorted(planned.task_ids)
+    assert batch_titles(ls, project_id) == [batch_tab_title(1, "cluster")]
+
+
 def alvar(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([*alvar_command(), *args], capture_output=True, text=True, timeout=600,
                           env={**os.environ, "ALVAR_TORCH_THREADS": "2"})
@@ -123,3 +157,17 @@ def test_projects_that_cannot_give_a_batch_say_why(ls: LabelStudio, settings) ->
 def test_repeated_texts_are_selected_once() -> None:
     texts = ["Is this legal?", "is this  legal?", "Is this legal?", "Is\tthis legal?", "Other"]
     assert first_of_duplicates(texts).tolist() == [True, True, False, False, True]
+
+
+def test_a_batch_is_complete_once_as_many_picked_tasks_carry_it_as_its_size_says() -> None:
+    def task(batch: int | None, size: int | None = None) -> dict:
+        return {"data": {"text": "t", **BatchFields(batch=batch, batch_size=size).data()}}
+
+    variation = {"data": {"text": "v", **VariationFields(source_task=1).data(), **BatchFields(batch=2).data()}}
+    tasks = [task(1, 2), task(1, 2), task(2, 3), task(None), variation, task(2, 3)]
+    latest = latest_batch(tasks)
+    assert latest is not None and latest.number == 2 and len(latest.tasks) == 3 and len(latest.picked) == 2
+    assert not latest.complete, "two of three picked tasks written"
+    assert latest_batch([*tasks, task(2, 3)]).complete
+    assert latest_batch([task(1)]).complete, "a batch written before sizes were recorded"
+    assert latest_batch([task(None), variation | {"data": {}}]) is None

@@ -6,6 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
 from label_studio_sdk import LabelStudio
 
 from alvar.backend.model_store import ModelStore
@@ -24,6 +25,7 @@ def alvar(*args: str) -> subprocess.CompletedProcess:
                           env={**env, "ALVAR_TORCH_THREADS": "1", "LABEL_STUDIO_PASSWORD": PASSWORD})
 
 
+@pytest.mark.label_studio  # `alvar up` starts Label Studio
 def test_up_reuses_and_down_stops_everything(run_root: Path, seed_model_dir: Path, safety_dir: Path) -> None:
     data_dir = run_root / "up"
     copy_model_dir(seed_model_dir, data_dir / "models")

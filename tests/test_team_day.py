@@ -112,7 +112,7 @@ def test_annotations_made_while_redis_is_down_get_variations_and_training_from_t
     finally:
         stack.start_redis()
     for task_id, label in labelled.items():
-        wait_for(lambda: exactly_k_current(ls, project_id, task_id, {label}), 120,
+        wait_for(lambda task_id=task_id, label=label: exactly_k_current(ls, project_id, task_id, {label}), 120,
                  f"the sweep's variations of task {task_id}")
         assert len(stack.llm.requests_for(text_of(ls, task_id))) == 1
         assert stack.finished(generation_key(project_id, task_id, label)).meta["queued_by"] == "sweep"
@@ -133,7 +133,7 @@ def test_generation_carries_on_through_a_redis_restart(ls: LabelStudio, stack: G
     time.sleep(2)
     stack.start_redis()
     for task_id in slow:
-        wait_for(lambda: exactly_k_current(ls, project_id, task_id, {"emergency-situation"}), 240,
+        wait_for(lambda task_id=task_id: exactly_k_current(ls, project_id, task_id, {"emergency-situation"}), 240,
                  f"variations of task {task_id} after the restart")
     time.sleep(SWEEP_SECONDS * 2)  # a later sweep or re-run adds nothing
     assert all(exactly_k_current(ls, project_id, task_id, {"emergency-situation"}) for task_id in slow)

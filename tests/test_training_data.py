@@ -1,8 +1,11 @@
 from alvar.label_config import load
 from alvar.labelstudio.label_config import parse_choices_control
+from alvar.labelstudio.task_data import CURRENT_STATUS, BatchFields, PoolFields, VariationFields
 from alvar.labelstudio.training_data import (
     LabelledItem,
     current_labels,
+    is_stale,
+    is_variation,
     labelled_items,
     training_set,
 )
@@ -85,3 +88,14 @@ def test_labels_outside_the_config_never_train() -> None:
     assert chosen.texts == ["fine"] and chosen.labels == ["discard"]
     assert CONTROL.chosen_label([{"from_name": "label", "type": "choices", "value": {"choices": [["x"]]}}]) is None
     assert CONTROL.chosen_label("not a list") is None and CONTROL.chosen_label([None, 3]) is None
+
+
+def test_task_data_fields_read_back_whatever_a_client_sent() -> None:
+    written = VariationFields(prelabel="discard", source_task=7, source_label="discard")
+    variation = {"data": {"text": "t", **written.data()}}
+    assert VariationFields.of(variation) == written and written.variation_status == CURRENT_STATUS
+    assert is_variation(variation) and not is_stale(variation) and "source_text" not in variation["data"]
+    junk = {"data": {"batch": "two", "round": True, "entropy": "high", "batch_size": 2.5, "source_task": [1]}}
+    assert BatchFields.of(junk) == BatchFields() and VariationFields.of(junk).source_task is None
+    assert BatchFields.of({"data": {"batch": 3.0, "entropy": 1}}) == BatchFields(batch=3, entropy=1.0)
+    assert PoolFields.of({"data": None}) == PoolFields() and PoolFields.of(object()) == PoolFields()

@@ -1,15 +1,23 @@
-"""What the backend needs from a Label Studio labeling config: the first Choices bound to a Text."""
+"""What alvar needs from a Label Studio labeling config: the first Choices bound to a Text.
+
+The config is read by the SDK's :class:`LabelInterface`, as Label Studio itself reads it (a ``<Choice>``'s
+``alias``, when it has one, is the label its results carry). alvar adds its own checks, each with a message that
+says what is missing, the ``hint`` of each choice, and the label an annotation's result picks.
+"""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from xml.etree import ElementTree
+
+from label_studio_sdk.label_interface import LabelInterface
+
+from alvar.errors import AlvarError
 
 log = logging.getLogger(__name__)
 
 
-class LabelConfigError(ValueError):
+class LabelConfigError(AlvarError, ValueError):
     """A labeling config the backend cannot work with; the message says why."""
 
 
@@ -64,35 +72,35 @@ class ChoicesControl:
         return None
 
 
-def parse_choices_control(label_config: str) -> ChoicesControl:
-    """The first ``<Choices>`` whose ``toName`` is a ``<Text>``; raises :class:`LabelConfigError` otherwise."""
+TEXT_OBJECTS = frozenset({"text", "hypertext"})
+
+
+def _interface(label_config: str | None) -> LabelInterface:
     if not isinstance(label_config, str) or not label_config.strip():
         raise LabelConfigError("the label config is empty")
     try:
-        root = ElementTree.fromstring(label_config)
-    except ElementTree.ParseError as error:
+        return LabelInterface(label_config)
+    except Exception as error:  # the SDK's XML syntax error, or lxml's ValueError (an encoding declaration, say)
         raise LabelConfigError(f"the label config is not valid XML: {error}") from None
-    texts = {
-        element.get("name"): element.get("value", "")
-        for element in root.iter()
-        if element.tag.lower() in ("text", "hypertext") and element.get("name")
-    }
+
+
+def parse_choices_control(label_config: str | None) -> ChoicesControl:
+    """The first ``<Choices>`` whose ``toName`` is a ``<Text>``; raises :class:`LabelConfigError` otherwise."""
+    interface = _interface(label_config)
+    texts = {tag.name: tag for tag in interface.objects or () if tag.tag.lower() in TEXT_OBJECTS}
     if not texts:
         raise LabelConfigError("the label config has no <Text> object to classify")
-    for element in root.iter():
-        if element.tag.lower() != "choices":
+    for control in interface.controls or ():
+        to_name = next((name for name in control.to_name or () if name in texts), None)
+        if control.tag.lower() != "choices" or to_name is None:
             continue
-        to_name = element.get("toName", "")
-        if to_name not in texts:
-            continue
-        choices = [choice for choice in element.iter() if choice.tag.lower() == "choice"]
-        labels = tuple(choice.get("value") or choice.get("alias") or "" for choice in choices)
-        hints = tuple(choice.get("hint") or "" for choice in choices)
-        if not labels or not all(labels):
-            raise LabelConfigError(f"<Choices name={element.get('name')!r}> has no or unnamed <Choice> values")
-        data_key = texts[to_name].lstrip("$")
+        labels = tuple(control.labels or ())
+        if not labels:
+            raise LabelConfigError(f"<Choices name={control.name!r}> has no or unnamed <Choice> values")
+        data_key = str(texts[to_name].value).lstrip("$")
         if not data_key:
             raise LabelConfigError(f"<Text name={to_name!r}> has no value like $text")
-        return ChoicesControl(from_name=element.get("name", ""), to_name=to_name, data_key=data_key, labels=labels,
+        hints = tuple(str(control.labels_attrs[label].attr.get("hint") or "") for label in labels)
+        return ChoicesControl(from_name=control.name, to_name=to_name, data_key=data_key, labels=labels,
                               hints=hints)
     raise LabelConfigError("the label config has no <Choices> bound to a <Text> (toName)")

@@ -1,11 +1,10 @@
 """Which Label Studio tasks the learner trains on, and with which label.
 
-Task fields that the generator writes and reviewers fill (named here, once):
-- ``data.origin``: ``"llm"`` marks a generated variation; anything else (or nothing) is a human-origin task.
-- ``data.prelabel``: the label a variation is pre-labelled with (the person's label of its source, or the
-  contrast target); ``data.variation_status``: ``"current"``, or ``"stale"`` once the source was relabelled.
-- a ``<Choices name="validity">`` control in the annotation: reviewers mark a variation ``valid`` or ``invalid``.
-- ``data.strategy``: how a task entered the project; ``"bootstrap"`` marks the seed labels `alvar init` imports.
+The task fields these rules read are defined in :mod:`alvar.labelstudio.task_data`: a variation (``origin``
+``"llm"``) carries its ``prelabel`` and a ``variation_status``; ``strategy="bootstrap"`` marks the seed labels
+`alvar init` imports. Reviewers mark a variation ``valid`` or ``invalid`` in a ``<Choices name="validity">``
+control of their annotation.
+
 A human-origin task trains with the label of its latest non-cancelled annotation. A variation trains only when
 its latest annotation marks it ``valid``, with the label that annotation confirms or corrects, and only while it
 is not stale. Labels that are not choices of the project's config count as no label (see
@@ -23,42 +22,36 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from alvar.labelstudio.label_config import ChoicesControl
+from alvar.labelstudio.task_data import (
+    BOOTSTRAP_STRATEGY,
+    LLM_ORIGIN,
+    STALE_STATUS,
+    BatchFields,
+    VariationFields,
+    data_of,
+)
 
-ORIGIN_FIELD = "origin"
-LLM_ORIGIN = "llm"
 VALIDITY_FROM_NAME = "validity"
 VALID_CHOICE = "valid"
-PRELABEL_FIELD = "prelabel"
-STATUS_FIELD = "variation_status"
-CURRENT_STATUS = "current"
-STALE_STATUS = "stale"
-STRATEGY_FIELD = "strategy"
-BOOTSTRAP_STRATEGY = "bootstrap"
-
-
-def _data(task: Mapping[str, Any]) -> Mapping[str, Any]:
-    """A task's ``data``, or an empty mapping when a client sent something else."""
-    data = task.get("data")
-    return data if isinstance(data, Mapping) else {}
 
 
 def is_variation(task: Mapping[str, Any]) -> bool:
-    return _data(task).get(ORIGIN_FIELD) == LLM_ORIGIN
+    return VariationFields.of(task).origin == LLM_ORIGIN
 
 
 def is_stale(task: Mapping[str, Any]) -> bool:
-    return _data(task).get(STATUS_FIELD) == STALE_STATUS
+    return VariationFields.of(task).variation_status == STALE_STATUS
 
 
 def prelabel(task: Mapping[str, Any], control: ChoicesControl) -> str | None:
     """A variation's pre-label when it is one of the control's labels, else None."""
-    value = _data(task).get(PRELABEL_FIELD) if is_variation(task) else None
-    return value if value in control.labels else None
+    fields = VariationFields.of(task)
+    return fields.prelabel if fields.origin == LLM_ORIGIN and fields.prelabel in control.labels else None
 
 
 def is_bootstrap(task: Mapping[str, Any]) -> bool:
     """A seed label imported by `alvar init`: trained on, never turned into variations."""
-    return _data(task).get(STRATEGY_FIELD) == BOOTSTRAP_STRATEGY
+    return BatchFields.of(task).strategy == BOOTSTRAP_STRATEGY
 
 
 def _recency(annotation: Mapping[str, Any]) -> tuple[str, int]:
@@ -127,7 +120,7 @@ def labelled_items(tasks: Iterable[Mapping[str, Any]], control: ChoicesControl,
     class, else their pre-label). Every other variation (stale, invalid, unjudged) is yielded as the bare
     task, so callers can count what was left out."""
     for task in tasks:
-        text = _data(task).get(control.data_key)
+        text = data_of(task).get(control.data_key)
         annotation = latest_annotation(task)
         label = control.chosen_label(annotation.get("result")) if annotation is not None else None
         if text is None:

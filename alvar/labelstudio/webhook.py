@@ -85,7 +85,7 @@ def human_label(annotation: Any, task: Mapping[str, Any], control: ChoicesContro
     if not isinstance(annotation, Mapping) or not _is_id(annotation.get("id")):
         return "the annotation has no id"
     task_ref = annotation.get("task")
-    task_id = task_ref.get("id") if isinstance(task_ref, Mapping) else task_ref
+    task_id: Any = task_ref.get("id") if isinstance(task_ref, Mapping) else task_ref
     if not _is_id(task_id):
         return "the annotation names no task"
     if is_variation(task):

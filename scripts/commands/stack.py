@@ -1,0 +1,144 @@
+"""The stack on one machine: `alvar up`, `alvar down`, `alvar status`, and `alvar init` for a stack run elsewhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from alvar.errors import AlvarError, user_facing
+from alvar.scripts import render
+from alvar.scripts.commands.options import (
+    DataDir,
+    LabelStudioApiKey,
+    LabelStudioUrl,
+    ModelDir,
+    RedisUrl,
+    command_settings,
+    run_settings,
+)
+from alvar.settings import Settings, cli_option, llm_configured
+
+app = typer.Typer()
+
+PoolFile = Annotated[Path | None, typer.Option("--pool", help="TSV/CSV/JSONL file of texts to import as "
+                                               "unlabeled tasks (labels in it are not imported).")]
+BootstrapFile = Annotated[Path | None, typer.Option("--bootstrap", help="Labeled TSV/CSV/JSONL file imported as "
+                                                    "annotated tasks: the first model trains on it.")]
+Demo = Annotated[bool, typer.Option("--demo", help="The safety demo: pool = the 2,700 test-split titles (labels "
+                                    "withheld), bootstrap = the 150 bootstrap labels (ALVAR_DATASETS or downloaded).")]
+Budget = Annotated[int, typer.Option(help="Size of the first batch (cluster strategy).")]
+
+
+def _import_files(settings: Settings, demo: bool, pool: Path | None, bootstrap: Path | None) -> tuple[Path | None,
+                                                                                                         Path | None]:
+    """The pool and bootstrap files: given ones, or the demo's."""
+    from alvar.demo_data import demo_files
+
+    if not demo:
+        return pool, bootstrap
+    if pool is not None or bootstrap is not None:
+        raise AlvarError("--demo brings its own pool and bootstrap: leave out --pool and --bootstrap")
+    files = demo_files(settings)
+    return files.pool, files.bootstrap
+
+
+def _with_stack_models(ctx: typer.Context, settings: Settings) -> Settings:
+    """The stack keeps its models in the data dir, unless MODEL_DIR or --model-dir says where."""
+    if "model_dir" in run_settings(ctx).flags:
+        return settings
+    return settings.model_copy(update={"model_dir": settings.data_dir / "models"})
+
+
+@app.command()
+def up(
+    ctx: typer.Context,
+    data_dir: DataDir = None,
+    demo: Demo = False,
+    pool: PoolFile = None,
+    bootstrap: BootstrapFile = None,
+    budget: Budget = 20,
+    port: Annotated[int | None, cli_option("label_studio_port", "--port")] = None,
+    backend_port: Annotated[int | None, cli_option("backend_port")] = None,
+    model_dir: ModelDir = None,
+    redis_url: RedisUrl = None,
+    label_studio_bind: Annotated[str | None, cli_option("label_studio_bind")] = None,
+) -> None:
+    """Start Label Studio, Redis, the ML backend and a worker; set up the project and its first batch."""
+    from alvar.scripts.stack import up as start_stack
+
+    settings = command_settings(ctx, data_dir=data_dir, redis_url=redis_url, label_studio_port=port,
+                                backend_port=backend_port, label_studio_bind=label_studio_bind, model_dir=model_dir)
+    if model_dir is None:
+        settings = _with_stack_models(ctx, settings)
+    pool, bootstrap = _import_files(settings, demo, pool, bootstrap)
+    state, outcome = start_stack(settings, pool, bootstrap, budget, report=render.say)
+    render.stack_up(state, outcome, settings.data_dir)
+    render.llm_note(settings, llm_configured(settings))
+    render.next_steps(state, outcome, settings.data_dir)
+
+
+@app.command()
+def init(
+    ctx: typer.Context,
+    demo: Demo = False,
+    pool: PoolFile = None,
+    bootstrap: BootstrapFile = None,
+    budget: Budget = 20,
+    backend_url: Annotated[str | None, cli_option("backend_url")] = None,
+    title: Annotated[str, typer.Option(help="Project title (an existing project of this title is reused).")]
+    = "alvar safety dataset",
+    label_studio_url: LabelStudioUrl = None,
+    label_studio_api_key: LabelStudioApiKey = None,
+    redis_url: RedisUrl = None,
+    model_dir: ModelDir = None,
+) -> None:
+    """Set up the project in a running Label Studio (e.g. docker compose): import, connect, first model, first batch."""
+    from redis import Redis
+
+    from alvar.labelstudio.client import label_studio_client
+    from alvar.scripts.initialize import InitPlan, initialize
+
+    settings = command_settings(ctx, backend_url=backend_url, label_studio_url=label_studio_url,
+                                label_studio_api_key=label_studio_api_key, redis_url=redis_url, model_dir=model_dir)
+    pool, bootstrap = _import_files(settings, demo, pool, bootstrap)
+    if not settings.redis_url:
+        raise AlvarError("alvar init needs the stack's Redis: set REDIS_URL")
+    auth = (settings.basic_auth_user, settings.basic_auth_pass or "") if settings.basic_auth_user else None
+    plan = InitPlan(backend_url=settings.backend_url, pool=pool, bootstrap=bootstrap, budget=budget, title=title,
+                    backend_auth=auth, webhook_secret=settings.webhook_secret)
+    with user_facing(RuntimeError):
+        outcome = initialize(settings, label_studio_client(settings), Redis.from_url(settings.redis_url), plan,
+                             report=render.say)
+    render.initialized(outcome, settings.label_studio_url)
+    render.llm_note(settings, llm_configured(settings))
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    data_dir: DataDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
+) -> None:
+    """Services up or down, model version, queues, failed jobs, LLM usage, batch and verification progress.
+
+    Exits with 1 when a service is down.
+    """
+    from alvar.scripts.status import stack_status
+
+    result = stack_status(command_settings(ctx, data_dir=data_dir))
+    if as_json:
+        render.json_document(result.as_dict())
+    else:
+        render.stack_status(result)
+    if not result.all_up:
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def down(ctx: typer.Context, data_dir: DataDir = None) -> None:
+    """Stop the services `alvar up` started in the data dir (by PID; nothing else)."""
+    from alvar.scripts.stack import down as stop_stack
+
+    render.stopped(stop_stack(command_settings(ctx, data_dir=data_dir)))
