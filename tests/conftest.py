@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis
@@ -112,13 +113,26 @@ def embedded_redis_url(run_root: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def external_redis_url() -> str:
-    """REDIS_URL when set, else this machine's Redis, database 15 (emptied first: it is the tests' database)."""
-    url = os.environ.get("REDIS_URL") or EXTERNAL_REDIS_DEFAULT
+def external_redis_url(worker_id: str) -> str:
+    """REDIS_URL when set, else this machine's Redis, database 15 (emptied first: it is the tests' database).
+
+    Under pytest-xdist (``-n 2``) worker ``gwN`` takes the database N below it, so workers never empty each
+    other's.
+    """
+    url = _database_below(os.environ.get("REDIS_URL") or EXTERNAL_REDIS_DEFAULT,
+                          int(worker_id.removeprefix("gw")) if worker_id.startswith("gw") else 0)
     if not services.redis_reachable(url):
         pytest.fail(f"no Redis answers at {url}: start one or set REDIS_URL")
     redis.Redis.from_url(url).flushdb()
     return url
+
+
+def _database_below(url: str, offset: int) -> str:
+    parts = urlsplit(url)
+    database = int(parts.path.strip("/") or 0) - offset
+    if database < 0:
+        pytest.fail(f"{url}: no Redis database {offset} below it for this xdist worker")
+    return urlunsplit(parts._replace(path=f"/{database}"))
 
 
 @pytest.fixture(params=["embedded", "external"])

@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from alvar.backend.model_store import ModelStore
 from alvar.entropy import entropy
@@ -19,6 +20,7 @@ def alvar(*args: str, env: dict[str, str] | None = None) -> subprocess.Completed
                           env={**os.environ, "ALVAR_TORCH_THREADS": "2", **(env or {})})
 
 
+@pytest.mark.slow  # `alvar` subprocesses that load torch and train or embed
 def test_train_then_predict(tmp_path: Path, safety_dir: Path) -> None:
     train_file = tmp_path / "train.tsv"
     lines = (safety_dir / "bootstrap_labeled.tsv").read_text().splitlines()
@@ -52,6 +54,7 @@ def test_train_then_predict(tmp_path: Path, safety_dir: Path) -> None:
     assert "macro_f1" in predicted.stderr
 
 
+@pytest.mark.slow  # `alvar` subprocesses that load torch and train or embed
 def test_bad_input_gives_a_clear_error_and_no_traceback(tmp_path: Path) -> None:
     bad = tmp_path / "bad.tsv"
     bad.write_text("text\tlabel\nfine\ta\nbroken\tb\textra\n")

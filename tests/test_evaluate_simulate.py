@@ -91,6 +91,7 @@ def test_simulate_writes_one_row_per_strategy_seed_and_round(safety_dir: Path, t
         assert (tmp_path / "sim" / plot).stat().st_size > 1000
 
 
+@pytest.mark.slow  # `alvar` subprocesses that load torch and train or embed
 def test_simulate_with_llm_variations_asks_for_each_new_label(safety_dir: Path, tmp_path: Path) -> None:
     pool = slice_of(safety_dir / "test_labeled.tsv", tmp_path / "pool.tsv", 120)
     with ChatServer() as llm:
@@ -104,6 +105,7 @@ def test_simulate_with_llm_variations_asks_for_each_new_label(safety_dir: Path, 
     assert len(read_csv(tmp_path / "sim" / "summary.csv")) == 2
 
 
+@pytest.mark.slow  # `alvar` subprocesses that load torch and train or embed
 def test_simulate_with_the_transformer_learner(safety_dir: Path, tmp_path: Path) -> None:
     pool = slice_of(safety_dir / "test_labeled.tsv", tmp_path / "pool.tsv", 80)
     done = alvar("simulate", "--pool", str(pool), "--bootstrap", str(safety_dir / "bootstrap_labeled.tsv"),

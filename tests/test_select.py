@@ -118,6 +118,7 @@ def alvar(*args: str) -> subprocess.CompletedProcess:
                           env={**os.environ, "ALVAR_TORCH_THREADS": "2"})
 
 
+@pytest.mark.slow  # `alvar` subprocesses that load torch and train or embed
 def test_select_from_files(tmp_path: Path, settings, safety_dir: Path) -> None:
     pool = safety_dir / "dev_labeled.tsv"
     labeled = tmp_path / "labeled.tsv"
