@@ -32,11 +32,6 @@ def generation_queue(connection: Redis) -> Queue:
     return Queue(GENERATION_QUEUE, connection=connection)
 
 
-def all_queue_names() -> list[str]:
-    """The queues `alvar worker` serves, in priority order."""
-    return [TRAINING_QUEUE, GENERATION_QUEUE]
-
-
 def waiting_job(connection: Redis, pending_key: str) -> str | None:
     """The id of the job recorded under ``pending_key`` when that job has not started yet, else None."""
     pending = cast(bytes | None, connection.get(pending_key))

@@ -264,7 +264,7 @@ class Settings(BaseSettings):
 
     def as_env(self) -> dict[str, str]:
         """Every setting that has a value, under its environment variable: the environment of a process that
-        must run with these settings (a service `alvar up` starts, a worker's job process)."""
+        must run with these settings (a service `alvar up` starts)."""
         names = _field_help()
         return {names[field][0]: str(value) for field, value in self if value is not None}
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from alvar.generator.parsing import Answer
 from alvar.generator.refusals import is_assistant_speaking
+from alvar.settings import Settings
 
 # Text that addresses the labeller or the model instead of reading as a post: a steered LLM's tell.
 _INSTRUCTION = re.compile(
@@ -103,3 +104,18 @@ def _drop_near_duplicates(screened: Screened, source: str, already_kept: list[st
         reference.append(index)
         kept.append(text)
     screened.kept = kept
+
+
+def near_duplicate_embed(settings: Settings) -> Embed | None:
+    """A new embedder for near-duplicate screening, its model loaded now; None when that screening is off.
+
+    A worker keeps one in its :class:`WorkerResources`; `alvar generate` and `alvar simulate` build one for
+    their run.
+    """
+    if settings.near_duplicate_threshold is None:
+        return None
+    from alvar.embedder import settings_embedder
+
+    embedder = settings_embedder(settings)
+    embedder.encoder  # noqa: B018 - load the model now (under the caller's lock, in a worker)
+    return embedder.embed

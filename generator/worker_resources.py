@@ -1,11 +1,11 @@
 """What the job threads of one generation worker process share: settings, clients, the embedder, known tabs.
 
-One :class:`WorkerResources` is made when the generation worker process starts
-(:func:`alvar.generator.threaded_workers.run_threaded_workers`) and handed to each of its worker threads. Each
+One :class:`WorkerResources` is made when the generation worker process starts (`alvar worker`'s generation
+child) and handed to each of its worker threads (:func:`alvar.generator.threaded_workers.run_threaded_workers`). Each
 thread's ``ThreadWorker`` runs every job inside :func:`serving`, so a job function reaches the resources with
 :func:`current_resources` (as it reaches its RQ job with ``rq.get_current_job``): job functions take only what
-RQ stores in Redis, never live objects. A job run anywhere else (a plain RQ worker, a test calling it directly)
-gets fresh resources built from the environment.
+RQ stores in Redis, never live objects. A job run anywhere else (the training worker's sweep, a test calling it
+directly) gets fresh resources built from the worker's settings (:func:`alvar.job_settings.job_settings`).
 
 Each resource is built on first use, under its own lock, so the first jobs do not build it twice and no job
 waits on another's HTTP call.
@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from label_studio_sdk import LabelStudio
 
 from alvar.generator.llm import ChatClient
-from alvar.generator.validation import Embed
+from alvar.generator.validation import Embed, near_duplicate_embed
 from alvar.generator.variation_tasks import ensure_verify_tab
 from alvar.job_settings import job_settings
 from alvar.labelstudio.client import label_studio_client
@@ -32,21 +32,6 @@ T = TypeVar("T")
 
 # The resources of the worker running the current job, in the thread running it (see the module docstring).
 _serving: ContextVar[WorkerResources | None] = ContextVar("alvar_worker_resources", default=None)
-
-
-def near_duplicate_embed(settings: Settings) -> Embed | None:
-    """A new embedder for near-duplicate screening, its model loaded now; None when that screening is off.
-
-    A worker keeps one in its :class:`WorkerResources`; `alvar generate` and `alvar simulate` build one for
-    their run.
-    """
-    if settings.near_duplicate_threshold is None:
-        return None
-    from alvar.embedder import settings_embedder
-
-    embedder = settings_embedder(settings)
-    embedder.encoder  # noqa: B018 - load the model now (under the caller's lock, in a worker)
-    return embedder.embed
 
 
 class WorkerResources:

@@ -1,6 +1,7 @@
 """The backend as alvar runs it: the ML backend's app with its two webhook reactions, training and generation.
 
-This is the one place that joins the two halves: ``backend/`` and ``generator/`` never import each other.
+``backend/`` and ``generator/`` never import each other; ``scripts/`` joins them: here for the webhook, and in
+:mod:`alvar.scripts.reconcile` for the sweep.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ from alvar.label_config import load
 from alvar.labelstudio.batches import fetch_latest_batch
 from alvar.labelstudio.client import ANNOTATED, count_tasks
 from alvar.labelstudio.label_config import ChoicesControl, parse_choices_control
-from alvar.labelstudio.task_data import BOOTSTRAP_STRATEGY, BatchFields, PoolFields
+from alvar.labelstudio.task_data import BOOTSTRAP_STRATEGY, BatchFields, pool_data
 from alvar.projects import remember_project
 from alvar.queues import training_queue
 from alvar.scripts.project import connect_backend, create_project
@@ -93,18 +93,14 @@ def bootstrap_tasks(examples: Sequence[Example], control: ChoicesControl) -> lis
         raise InitError(f"bootstrap labels {unknown} are not choices of the project ({', '.join(control.labels)})")
     seed = BatchFields(strategy=BOOTSTRAP_STRATEGY).data()
     return [
-        {"data": {**_pool_data(example, control), **seed},
+        {"data": {**pool_data(control.data_key, example), **seed},
          "annotations": [{"result": control.choice_result(str(example.label))}]}
         for example in examples if example.label is not None
     ]
 
 
-def _pool_data(example: Example, control: ChoicesControl) -> dict[str, Any]:
-    return {control.data_key: example.text, **PoolFields(source_id=example.id).data()}
-
-
 def _pool_tasks(examples: Sequence[Example], control: ChoicesControl) -> list[dict[str, Any]]:
-    return [{"data": _pool_data(example, control)} for example in examples]
+    return [{"data": pool_data(control.data_key, example)} for example in examples]
 
 
 def _import_once(client: LabelStudio, project_id: int, plan: InitPlan, control: ChoicesControl) -> int:

@@ -9,7 +9,7 @@ from typing import Any
 from label_studio_sdk import LabelStudio
 
 from alvar.datafiles import Example
-from alvar.labelstudio.task_data import PoolFields
+from alvar.labelstudio.task_data import pool_data
 from alvar.settings import WEBHOOK_SECRET_HEADER
 
 
@@ -28,7 +28,7 @@ def import_pool(client: LabelStudio, project_id: int, examples: Sequence[Example
     task_ids: list[int] = []
     for start in range(0, len(examples), chunk_size):
         chunk = examples[start : start + chunk_size]
-        request = [{"data": {text_key: example.text, **PoolFields(source_id=example.id).data()}} for example in chunk]
+        request = [{"data": pool_data(text_key, example)} for example in chunk]
         # The SDK types the request as its own models and the answer without task_ids, which Label Studio sends.
         response = client.projects.import_tasks(id=project_id, request=request, return_task_ids=True)  # type: ignore[arg-type]
         task_ids.extend(response.task_ids or [])  # type: ignore[attr-defined]

@@ -10,7 +10,7 @@ its number than its size says) is completed with the same picks.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ import numpy as np
 from label_studio_sdk import LabelStudio
 
 from alvar.datafiles import read_dataset
-from alvar.labelstudio.batches import Batch, ensure_batch_tab, latest_batch
+from alvar.labelstudio.batches import Batch, ensure_batch_tab, has_batch_tab, latest_batch
 from alvar.labelstudio.client import iter_tasks
 from alvar.labelstudio.label_config import parse_choices_control
 from alvar.labelstudio.task_data import BatchFields
@@ -84,6 +84,8 @@ def select_project(settings: Settings, client: LabelStudio, project_id: int, str
     if not tasks:
         raise ValueError(f"project {project_id} has no tasks: import a pool first")
     latest = latest_batch(tasks)
+    if latest is not None:
+        latest = replace(latest, tabbed=has_batch_tab(client, project_id, latest.number))
     unchanged = _still_open(client, project_id, latest, dry_run)
     if unchanged is not None:
         return unchanged

@@ -30,8 +30,7 @@ from alvar.errors import AlvarError
 from alvar.generator.generation import generate
 from alvar.generator.llm import ChatClient
 from alvar.generator.prompts import check_contrast_label, variation_prompt
-from alvar.generator.validation import Embed, normal_form
-from alvar.generator.worker_resources import near_duplicate_embed
+from alvar.generator.validation import Embed, near_duplicate_embed, normal_form
 from alvar.metrics import class_count_std, class_counts
 from alvar.scripts.evaluate import make_model
 from alvar.settings import Settings, llm_configured

@@ -113,6 +113,20 @@ def test_a_batch_cut_short_is_completed_with_the_same_picks(ls: LabelStudio, set
     assert batch_titles(ls, project_id) == [batch_tab_title(1, "cluster")]
 
 
+def test_a_written_batch_stays_closed_when_a_picked_task_is_deleted(ls: LabelStudio, settings,
+                                                                      safety_dir: Path) -> None:
+    pool = read_dataset(safety_dir / "test_labeled.tsv").examples[100:140]
+    project_id = create_project(ls, "alvar select deleted task", load("annotate"))
+    import_pool(ls, project_id, pool)
+    first = select_project(settings, ls, project_id, "cluster", budget=6, seed=0, n_clusters=3)
+    ls.tasks.delete(id=first.task_ids[0])
+
+    again = select_project(settings, ls, project_id, "cluster", budget=6, seed=0, n_clusters=3)
+    assert not again.created and again.batch == 1 and "still open" in again.message
+    assert sorted(task.id for task in batch_tasks(ls, project_id, 1)) == sorted(first.task_ids[1:]), \
+        "no new task joins a batch whose tab was written"
+
+
 def alvar(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([*alvar_command(), *args], capture_output=True, text=True, timeout=600,
                           env={**os.environ, "ALVAR_TORCH_THREADS": "2"})

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Self
 
+from alvar.datafiles import Example
 from alvar.labelstudio.client import dm_filter
 
 LLM_ORIGIN = "llm"
@@ -72,6 +73,11 @@ class PoolFields(_Fields):
     variation, its source's followed by ``~v<n>``)."""
 
     source_id: str | None = None
+
+
+def pool_data(data_key: str, example: Example) -> dict[str, Any]:
+    """A pool task's ``data``: the example's text under the label config's data key, and its ``source_id``."""
+    return {data_key: example.text, **PoolFields(source_id=example.id).data()}
 
 
 @dataclass(frozen=True, kw_only=True)

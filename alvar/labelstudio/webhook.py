@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from alvar.labelstudio.label_config import ChoicesControl, parse_choices_control
+from alvar.labelstudio.task_data import data_of
 from alvar.labelstudio.training_data import is_bootstrap, is_variation
 
 NEW_ANNOTATION_ACTIONS = frozenset({"ANNOTATION_CREATED", "ANNOTATIONS_CREATED"})
@@ -97,8 +98,7 @@ def human_label(annotation: Any, task: Mapping[str, Any], control: ChoicesContro
     label = control.chosen_label(annotation.get("result"))
     if label is None:
         return f"no choice of {control.from_name} given (labels outside the config are ignored)"
-    data = task.get("data")
-    text = data.get(control.data_key) if isinstance(data, Mapping) else None
+    text = data_of(task).get(control.data_key)
     return HumanLabel(task_id, annotation["id"], label, text if isinstance(text, str) else None)
 
 

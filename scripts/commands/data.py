@@ -153,7 +153,7 @@ def generate(
     from alvar.generator.generation import generate as run_generation
     from alvar.generator.llm import ChatClient
     from alvar.generator.prompts import variation_prompt
-    from alvar.generator.worker_resources import near_duplicate_embed
+    from alvar.generator.validation import near_duplicate_embed
 
     settings = command_settings(ctx, variations=k, relation=relation, contrast_label=contrast_label,
                                 llm_model=llm_model)
