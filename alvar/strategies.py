@@ -1,4 +1,5 @@
-"""Which pool items people should label next: random, top-N entropy, coreset, and per-cluster uncertainty.
+"""Which pool items people should label next: random, top-N entropy, coreset, per-cluster uncertainty, and
+entropy-weighted k-means.
 
 Each strategy follows scikit-learn's conventions (parameters in ``__init__``, ``random_state`` for every random
 choice, no hidden state) and picks exactly ``budget`` distinct items among the eligible ones.
@@ -132,6 +133,28 @@ class CoresetStrategy:
         return _no_clusters(candidates[np.array(picked)])
 
 
+def fit_kmeans(points: np.ndarray, n_clusters: int, random_state: int,
+               weights: np.ndarray | None = None) -> KMeans | MiniBatchKMeans:
+    """k-means centres fitted on at most ``SAMPLE_PER_CLUSTER`` points per cluster (the rule faiss uses; more
+    points move the centres little), each weighted by ``weights`` when given. Pools below
+    ``MINIBATCH_THRESHOLD`` are fitted with KMeans, larger ones with MiniBatchKMeans."""
+    sample_size = min(len(points), SAMPLE_PER_CLUSTER * n_clusters)
+    rng = np.random.default_rng(random_state)
+    sample = slice(None) if sample_size == len(points) else np.sort(
+        rng.choice(len(points), size=sample_size, replace=False))
+    if len(points) < MINIBATCH_THRESHOLD:
+        method = "KMeans"
+        model: KMeans | MiniBatchKMeans = KMeans(n_clusters=n_clusters, random_state=random_state, n_init=1,
+                                                 max_iter=30)
+    else:
+        method = "MiniBatchKMeans"
+        model = MiniBatchKMeans(n_clusters=n_clusters, random_state=random_state, batch_size=4096, n_init=1,
+                                max_iter=50)
+    log.info("%d items: %s with %d clusters fitted on %d of them", len(points), method, n_clusters, sample_size)
+    model.fit(points[sample], sample_weight=None if weights is None else weights[sample])
+    return model
+
+
 def _squared_distances(points: np.ndarray, squared_norms: np.ndarray, centers: np.ndarray) -> np.ndarray:
     center_norms = np.einsum("ij,ij->i", centers, centers)
     distances = squared_norms[:, None] - 2.0 * (points @ centers.T) + center_norms[None, :]
@@ -175,19 +198,7 @@ class ClusterStrategy:
         """
         if n_clusters == 1:
             return np.zeros(len(points), dtype=np.int64)
-        sample_size = min(len(points), SAMPLE_PER_CLUSTER * n_clusters)
-        rng = np.random.default_rng(self.random_state)
-        sample = points if sample_size == len(points) else points[
-            np.sort(rng.choice(len(points), size=sample_size, replace=False))]
-        if len(points) < MINIBATCH_THRESHOLD:
-            method = "KMeans"
-            model = KMeans(n_clusters=n_clusters, random_state=self.random_state, n_init=1, max_iter=30)
-        else:
-            method = "MiniBatchKMeans"
-            model = MiniBatchKMeans(n_clusters=n_clusters, random_state=self.random_state, batch_size=4096,
-                                    n_init=1, max_iter=50)
-        log.info("%d items: %s with %d clusters fitted on %d of them", len(points), method, n_clusters, sample_size)
-        model.fit(sample)
+        model = fit_kmeans(points, n_clusters, self.random_state)
         return np.concatenate([model.predict(points[start : start + ASSIGN_CHUNK])
                                for start in range(0, len(points), ASSIGN_CHUNK)])
 
@@ -216,8 +227,47 @@ class ClusterStrategy:
         return Selection(indices=candidates[picks], clusters=labels[picks], pool_clusters=pool_clusters)
 
 
+class WeightedKMeansStrategy:
+    """Weighted k-means (Zhdanov 2019): ``budget`` centres fitted with each item's entropy as its weight, and the
+    item nearest each centre. The weights pull centres toward uncertain regions; one item per centre keeps the
+    batch diverse. Ranked by the picked item's entropy, most uncertain first."""
+
+    name = "wkmeans"
+    # Added to every weight: items the learner is sure of still count a little, and an all-certain pool fits.
+    WEIGHT_FLOOR = 1e-3
+
+    def __init__(self, random_state: int = 0) -> None:
+        self.random_state = random_state
+
+    def select(self, pool: Pool, budget: int) -> Selection:
+        candidates = _eligible_or_fail(pool, budget)
+        points = pool.embeddings[candidates].astype(np.float64)
+        weights = pool.entropy[candidates].astype(np.float64) + self.WEIGHT_FLOOR
+        if budget == len(candidates):
+            picks, centres = np.arange(budget), np.arange(budget)
+        else:
+            model = fit_kmeans(points, budget, self.random_state, weights)
+            picks, centres = _nearest_distinct(points, model.cluster_centers_)
+        order = np.argsort(-pool.entropy[candidates][picks], kind="stable")
+        return Selection(indices=candidates[picks][order], clusters=centres[order])
+
+
+def _nearest_distinct(points: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each centre, the nearest point no earlier centre took (centres taken in order of their nearest
+    distance, so a point shared by two centres goes to the closer one); returns (points, their centres)."""
+    squared_norms = np.einsum("ij,ij->i", points, points)
+    distances = _squared_distances(points, squared_norms, centres)
+    taken = np.zeros(len(points), dtype=bool)
+    picks = np.empty(len(centres), dtype=np.int64)
+    for centre in np.argsort(distances.min(axis=0), kind="stable"):
+        column = np.where(taken, np.inf, distances[:, centre])
+        picks[centre] = int(np.argmin(column))
+        taken[picks[centre]] = True
+    return picks, np.arange(len(centres))
+
+
 STRATEGIES = {"random": RandomStrategy, "topn": TopNStrategy, "coreset": CoresetStrategy,
-              "cluster": ClusterStrategy}
+              "cluster": ClusterStrategy, "wkmeans": WeightedKMeansStrategy}
 
 
 def make_strategy(name: str, random_state: int = 0, n_clusters: int | None = None,

@@ -110,3 +110,18 @@ def test_more_clusters_than_items_falls_back(caplog: pytest.LogCaptureFixture) -
 def test_unknown_strategy() -> None:
     with pytest.raises(SelectionError, match="unknown strategy 'best'"):
         make_strategy("best")
+
+
+def test_weighted_kmeans_spends_the_budget_where_the_learner_is_unsure() -> None:
+    """Two equal blobs, one uncertain and one certain: the weighted centres go mostly to the uncertain blob,
+    while the unweighted clusters split the batch between them."""
+    rng = np.random.default_rng(0)
+    unsure = rng.normal(loc=0.0, size=(200, 4))
+    sure = rng.normal(loc=8.0, size=(200, 4))
+    embeddings = np.vstack([unsure, sure]).astype(np.float32)
+    entropy = np.concatenate([rng.uniform(0.8, 1.0, 200), rng.uniform(0.0, 0.05, 200)])
+    pool = Pool(embeddings, entropy, np.ones(400, dtype=bool))
+    weighted = make_strategy("wkmeans").select(pool, 10).indices
+    clustered = make_strategy("cluster").select(pool, 10).indices
+    assert (weighted < 200).sum() >= 9
+    assert 3 <= (clustered < 200).sum() <= 7

@@ -27,7 +27,7 @@ app = typer.Typer()
 @app.command()
 def select(
     ctx: typer.Context,
-    strategy: Annotated[str, typer.Option(help="random, topn, coreset or cluster.")] = "cluster",
+    strategy: Annotated[str, typer.Option(help="random, topn, coreset, cluster or wkmeans.")] = "cluster",
     budget: Annotated[int, typer.Option(help="How many items the batch holds (exactly).")] = 20,
     clusters: Annotated[int | None, typer.Option("--clusters", help="K for cluster (default: budget / "
                                                  "per-cluster).")] = None,
