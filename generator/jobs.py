@@ -124,7 +124,7 @@ def generate_variations(project_id: int, task_id: int, label: str, text: str | N
     client = resources.label_studio
     project = client.projects.get(id=project_id)
     control = parse_choices_control(project.label_config or "")
-    descriptions = {choice: control.description(choice) for choice in control.labels}
+    descriptions = control.descriptions()
     outcome: dict[str, Any] = {"project": project_id, "task": task_id, "label": label}
     generation: Generation | None = None
     prompt: VariationPrompt | None = None

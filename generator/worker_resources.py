@@ -87,5 +87,5 @@ def serving(resources: WorkerResources) -> Iterator[WorkerResources]:
 
 def current_resources() -> WorkerResources:
     """The resources of the worker running the current job; outside a serving worker, fresh ones built from the
-    environment (each resource still built only when used)."""
+    worker's settings (:func:`alvar.job_settings.job_settings`; each resource still built only when used)."""
     return _serving.get() or WorkerResources(job_settings())

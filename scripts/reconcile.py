@@ -41,7 +41,9 @@ SWEEP_PENDING_KEY = "alvar:reconcile:pending"
 
 @dataclass
 class Reconciliation:
-    """What one sweep of one project found and did."""
+    """What one sweep of one project found and did: the generator's catch-up
+    (:class:`~alvar.generator.reconcile.GenerationCatchUp`, same field names) and the training check
+    (:class:`~alvar.backend.retraining.TrainingCheck`, same field names), side by side."""
 
     project: int
     sources: int = 0
@@ -94,20 +96,16 @@ def sweep_projects() -> dict[str, Any]:
 def reconcile_project(settings: Settings, client: LabelStudio, connection: Redis,
                       project_id: int) -> Reconciliation:
     """Queue what is missing in one project (see the module docstring); never raises for a project's state."""
-    found = Reconciliation(project_id)
     try:
         control = parse_choices_control(client.projects.get(id=project_id).label_config or "")
         annotated = [task for task in iter_tasks(client, project_id, only_annotated=True) if not is_variation(task)]
         generation = catch_up_generation(settings, client, connection, project_id, control, annotated)
     except (ApiError, LabelConfigError) as error:
-        found.error = f"{type(error).__name__}: {error}"
-        log.warning("reconcile project %s: %s", project_id, found.error)
-        return found
-    found.sources, found.queued, found.pending = generation.sources, generation.queued, generation.pending
-    found.restated, found.error = generation.restated, generation.error
-    found.human_labels = training_set(annotated, control).human
-    training = check_training(settings, connection, project_id, found.human_labels)
-    found.trained_on, found.training = training.trained_on, training.training
+        log.warning("reconcile project %s: %s: %s", project_id, type(error).__name__, error)
+        return Reconciliation(project_id, error=f"{type(error).__name__}: {error}")
+    human_labels = training_set(annotated, control).human
+    training = check_training(settings, connection, project_id, human_labels)
+    found = Reconciliation(project_id, human_labels=human_labels, **asdict(generation), **asdict(training))
     if found.queued or found.training:
         log.info("reconcile project %s: queued %d generation jobs, training %s", project_id, len(found.queued),
                  found.training)

@@ -35,6 +35,10 @@ class ChoicesControl:
         """The ``hint`` of a label's ``<Choice>`` (what the class means, for people and prompts), or ""."""
         return dict(zip(self.labels, self.hints)).get(label, "")
 
+    def descriptions(self) -> dict[str, str]:
+        """Each label, in config order, with its description: what the prompt builder takes."""
+        return {label: self.description(label) for label in self.labels}
+
     def choice_result(self, label: str) -> list[dict[str, object]]:
         """A Label Studio result selecting ``label`` in this control."""
         return [

@@ -132,7 +132,7 @@ def _label_descriptions(labels_file: Path | None) -> dict[str, str]:
         control = parse_choices_control(config)
     except (OSError, LabelConfigError) as error:
         raise AlvarError(f"cannot read labels from {labels_file}: {error}") from error
-    return {label: control.description(label) for label in control.labels}
+    return control.descriptions()
 
 
 @app.command()
