@@ -7,13 +7,10 @@ so a changed or truncated file is an error, never a silently different demo.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import pooch
-
-from alvar.errors import AlvarError
+from alvar.pinned_files import PinnedFileError, PinnedFiles
 from alvar.settings import Settings
 
 DATASET_NAME = "active-learning-safety"
@@ -25,7 +22,7 @@ FILE_HASHES = {
 }
 
 
-class DemoDataError(AlvarError, RuntimeError):
+class DemoDataError(PinnedFileError):
     """The demo files are missing, unreachable or not the released ones; the message says which."""
 
 
@@ -38,40 +35,8 @@ class DemoFiles:
     held_out: Path
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _local_file(folder: Path, name: str) -> Path:
-    path = folder / DATASET_NAME / name
-    if not path.is_file():
-        raise DemoDataError(f"ALVAR_DATASETS={folder} has no {DATASET_NAME}/{name}")
-    if _sha256(path) != FILE_HASHES[name]:
-        raise DemoDataError(f"{path} is not the released file (SHA-256 differs)")
-    return path
-
-
-def _downloaded_file(settings: Settings, name: str) -> Path:
-    fetcher = pooch.create(
-        path=settings.cache_dir / "datasets" / DATASET_NAME,
-        base_url=settings.demo_dataset_url.rstrip("/") + "/",
-        registry={file: f"sha256:{digest}" for file, digest in FILE_HASHES.items()},
-        retry_if_failed=3,
-    )
-    try:
-        return Path(fetcher.fetch(name, progressbar=True))
-    except ValueError as error:
-        raise DemoDataError(f"{name} from {settings.demo_dataset_url}: {error}") from None
-    except OSError as error:
-        raise DemoDataError(f"could not download {name} from {settings.demo_dataset_url} ({error}); "
-                            f"set ALVAR_DATASETS to a folder holding {DATASET_NAME}/") from None
-
-
 def demo_files(settings: Settings) -> DemoFiles:
     """The demo's files, from ALVAR_DATASETS or the download cache, each checked against its SHA-256."""
-    if settings.datasets_dir is not None:
-        fetch = lambda name: _local_file(settings.datasets_dir, name)  # noqa: E731
-    else:
-        fetch = lambda name: _downloaded_file(settings, name)  # noqa: E731
-    return DemoFiles(pool=fetch("test_labeled.tsv"), bootstrap=fetch("bootstrap_labeled.tsv"),
-                     held_out=fetch("dev_labeled.tsv"))
+    files = PinnedFiles(DATASET_NAME, settings.demo_dataset_url, FILE_HASHES).paths(settings, DemoDataError)
+    return DemoFiles(pool=files["test_labeled.tsv"], bootstrap=files["bootstrap_labeled.tsv"],
+                     held_out=files["dev_labeled.tsv"])

@@ -43,9 +43,9 @@ from alvar.queues import training_queue
 from alvar.scripts.project import connect_backend, create_project
 from alvar.scripts.select import select_project
 from alvar.settings import Settings
+from alvar.strategies import DEFAULT_STRATEGY
 
 PROJECT_TITLE = "alvar safety dataset"
-FIRST_STRATEGY = "cluster"
 
 
 class InitError(AlvarError, RuntimeError):
@@ -195,7 +195,7 @@ def initialize(settings: Settings, client: LabelStudio, connection: Redis, plan:
         return outcome
     latest = fetch_latest_batch(client, project_id)
     if latest is None or not latest.complete:  # none yet, or one cut short: select completes it
-        batch = select_project(settings, client, project_id, FIRST_STRATEGY, plan.budget, settings.seed)
+        batch = select_project(settings, client, project_id, DEFAULT_STRATEGY, plan.budget, settings.seed)
         outcome.batch = batch.batch
         done(batch.message)
     return outcome

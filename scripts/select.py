@@ -22,21 +22,26 @@ from alvar.labelstudio.batches import Batch, ensure_batch_tab, has_batch_tab, la
 from alvar.labelstudio.client import iter_tasks
 from alvar.labelstudio.label_config import parse_choices_control
 from alvar.labelstudio.task_data import BatchFields
-from alvar.labelstudio.training_data import is_variation
+from alvar.labelstudio.training_data import LabelledItem, is_variation, labelled_items
 from alvar.scripts.selection import SelectionRun, select_batch
 from alvar.settings import Settings
+from alvar.strategies import resolve_strategy
 from alvar.vector_cache import text_key
 
 
 def select_file(settings: Settings, pool_file: Path, out: Path, strategy: str, budget: int, seed: int,
                 labeled_file: Path | None = None, n_clusters: int | None = None, per_cluster: int = 1,
                 text_col: str | None = None, label_col: str | None = None) -> tuple[SelectionRun, list[dict]]:
-    """Select from a pool file; texts also in the labeled file are never picked. Writes JSONL rows."""
+    """Select from a pool file; texts also in the labeled file are never picked, and its labels are the class
+    counts so far. Writes JSONL rows."""
+    strategy = resolve_strategy(strategy)
     pool = read_dataset(pool_file, text_col, label_col)
-    labeled = read_dataset(labeled_file, text_col, label_col).texts if labeled_file else []
-    labeled_keys = {text_key(text) for text in labeled}
+    labeled = read_dataset(labeled_file, text_col, label_col).examples if labeled_file else []
+    labeled_keys = {text_key(example.text) for example in labeled}
     eligible = np.array([text_key(text) not in labeled_keys for text in pool.texts])
-    run = select_batch(settings, pool.texts, eligible, strategy, budget, seed, n_clusters, per_cluster, labeled)
+    run = select_batch(settings, pool.texts, eligible, strategy, budget, seed, n_clusters, per_cluster,
+                       [example.text for example in labeled],
+                       labeled_labels=[example.label for example in labeled if example.label is not None])
     rows = [
         {"id": pool.examples[index].id, "text": pool.examples[index].text, "cluster": int(cluster),
          "entropy": round(float(run.entropy[index]), 6), "strategy": strategy, "rank": rank}
@@ -79,6 +84,9 @@ def _still_open(client: LabelStudio, project_id: int, latest: Batch | None, dry_
 
 def select_project(settings: Settings, client: LabelStudio, project_id: int, strategy: str, budget: int, seed: int,
                    n_clusters: int | None = None, per_cluster: int = 1, dry_run: bool = False) -> BatchOutcome:
+    """The next batch in a project (``strategy`` may be ``default``); the class counts so far are the human
+    labels of its annotated tasks."""
+    strategy = resolve_strategy(strategy)
     control = parse_choices_control(client.projects.get(id=project_id).label_config)
     tasks = list(iter_tasks(client, project_id, page_size=1000))
     if not tasks:
@@ -96,8 +104,11 @@ def select_project(settings: Settings, client: LabelStudio, project_id: int, str
         not _is_labeled(task) and not is_variation(task) and (b is None or b == batch) and bool(text.strip())
         for task, b, text in zip(tasks, batch_of, texts)
     ])
+    human_labels = [item.label for item in labelled_items(tasks, control)
+                    if isinstance(item, LabelledItem) and not item.is_variation]
     run = select_batch(settings, texts, eligible, strategy, budget, seed, n_clusters, per_cluster,
-                       [text for task, text in zip(tasks, texts) if _is_labeled(task)], project_id=project_id)
+                       [text for task, text in zip(tasks, texts) if _is_labeled(task)], project_id=project_id,
+                       labeled_labels=human_labels)
     picked = [tasks[index] for index in run.selection.indices]
     if dry_run:
         return BatchOutcome(batch, [task["id"] for task in picked], False, "dry run: nothing changed", run)

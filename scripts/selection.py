@@ -14,23 +14,26 @@ import numpy as np
 from alvar.backend.model_store import serving
 from alvar.embedder import settings_embedder
 from alvar.entropy import entropy
+from alvar.metrics import class_counts
 from alvar.settings import Settings
-from alvar.strategies import Pool, Selection, make_strategy
+from alvar.strategies import Pool, Selection, make_strategy, resolve_strategy
 from alvar.vector_cache import VectorCache, normalize_text, text_key
 
 log = logging.getLogger(__name__)
 
 
-def pool_entropy(settings: Settings, texts: Sequence[str], project_id: int | None = None) -> tuple[str, np.ndarray]:
-    """Predictive entropy of each text under the version serving the project (the shared one without a project),
-    cached per version."""
+def pool_probabilities(settings: Settings, texts: Sequence[str],
+                       project_id: int | None = None) -> tuple[str, list[str], np.ndarray]:
+    """Class probabilities of each text under the version serving the project (the shared one without a project),
+    cached per version: (version, its classes in column order, an (n, C) array)."""
     found = serving(settings.model_dir, project_id)
     if found is None:
         where = settings.model_dir if project_id is None else f"{settings.model_dir} (project {project_id} or shared)"
         raise FileNotFoundError(f"no current model version under {where}: train one first "
                                 "(alvar train, or annotate in Label Studio)")
     store, version = found.store, found.version
-    cache = VectorCache(settings.cache_dir / "vectors.sqlite", f"entropy:{store.root.resolve()}:{version}")
+    classes = [str(label) for label in store.metadata(version)["classes"]]
+    cache = VectorCache(settings.cache_dir / "vectors.sqlite", f"proba:{store.root.resolve()}:{version}")
     keys = [text_key(text) for text in texts]
     known = cache.get(keys)
     missing = sorted({key for key in keys if key not in known})
@@ -38,10 +41,18 @@ def pool_entropy(settings: Settings, texts: Sequence[str], project_id: int | Non
         by_key = {key: text for key, text in zip(keys, texts)}
         _, learner = store.load(version, inference_batch_size=settings.inference_batch_size,
                                 num_threads=settings.torch_threads)
-        values = entropy(learner.predict_proba([normalize_text(by_key[key]) for key in missing]))
-        cache.put(missing, values.astype(np.float32)[:, None])
-        known.update(zip(missing, values.astype(np.float32)[:, None]))
-    return version, np.array([known[key][0] for key in keys], dtype=np.float64)
+        values = np.asarray(learner.predict_proba([normalize_text(by_key[key]) for key in missing]), np.float32)
+        cache.put(missing, values)
+        known.update(zip(missing, values))
+    probabilities = np.array([known[key] for key in keys], dtype=np.float64).reshape(len(keys), len(classes))
+    return version, classes, probabilities
+
+
+def pool_entropy(settings: Settings, texts: Sequence[str], project_id: int | None = None) -> tuple[str, np.ndarray]:
+    """Predictive entropy of each text under the version serving the project (the shared one without a project),
+    from the cached probabilities (:func:`pool_probabilities`)."""
+    version, _, probabilities = pool_probabilities(settings, texts, project_id)
+    return version, entropy(probabilities)
 
 
 def first_of_duplicates(texts: Sequence[str]) -> np.ndarray:
@@ -69,27 +80,35 @@ class SelectionRun:
 
 def select_batch(settings: Settings, texts: Sequence[str], eligible: np.ndarray, strategy: str, budget: int,
                  seed: int, n_clusters: int | None = None, per_cluster: int = 1,
-                 labeled_texts: Sequence[str] = (), project_id: int | None = None) -> SelectionRun:
+                 labeled_texts: Sequence[str] = (), project_id: int | None = None,
+                 labeled_labels: Sequence[str] = ()) -> SelectionRun:
     """Pick ``budget`` of the eligible texts; duplicates of an earlier text are never eligible.
 
-    Only eligible texts are scored (the others' entropy is left at 0): labeled tasks need no uncertainty. They
-    are scored with the project's model when ``project_id`` is given (:func:`serving`), else the shared one.
+    Only eligible texts are scored (the others' entropy and probabilities are left at 0): labeled tasks need no
+    uncertainty. They are scored with the project's model when ``project_id`` is given (:func:`serving`), else
+    the shared one. ``labeled_labels`` (the human labels so far) give the class counts that class-balancing
+    strategies even out; without them the counts are zeros. ``strategy`` may be ``default``.
     """
+    strategy = resolve_strategy(strategy)
     unique = first_of_duplicates(texts)
     duplicates = int((eligible & ~unique).sum())
     if duplicates:
         log.warning("%d pool text(s) repeat an earlier text and are left out of the selection", duplicates)
     eligible = eligible & unique
     candidates = np.flatnonzero(eligible)
-    version, candidate_entropy = pool_entropy(settings, [texts[index] for index in candidates], project_id)
+    version, classes, candidate_probabilities = pool_probabilities(
+        settings, [texts[index] for index in candidates], project_id)
+    probabilities = np.zeros((len(texts), len(classes)))
+    probabilities[candidates] = candidate_probabilities
     uncertainty = np.zeros(len(texts))
-    uncertainty[candidates] = candidate_entropy
+    uncertainty[candidates] = entropy(candidate_probabilities)
     encode = settings_embedder(settings, show_progress=True)
     embeddings = encode.embed(texts)
     labeled = encode.embed(labeled_texts) if labeled_texts and strategy == "coreset" else None
     chosen = make_strategy(strategy, random_state=seed, n_clusters=n_clusters, per_cluster=per_cluster)
-    selection = chosen.select(Pool(embeddings, uncertainty, eligible, labeled), budget)
-    return SelectionRun(version, strategy, selection, uncertainty, eligible)
+    counts = np.array(class_counts(labeled_labels, classes))
+    pool = Pool(embeddings, uncertainty, eligible, labeled, probabilities, counts)
+    return SelectionRun(version, strategy, chosen.select(pool, budget), uncertainty, eligible)
 
 
 def cluster_table(run: SelectionRun) -> list[tuple[int, int, int, float]]:

@@ -35,6 +35,7 @@ from alvar.labelstudio.label_config import parse_choices_control
 from alvar.labelstudio.training_data import VALIDITY_FROM_NAME
 from alvar.scripts import services
 from alvar.scripts.stack import SERVICES, StackState
+from alvar.strategies import DEFAULT_STRATEGY
 from tests.chat_server import ChatServer
 from tests.conftest import REPO, alvar_command, free_port, wait_for
 from tests.stack_processes import FOREIGN_SETTINGS, processes_in_sessions
@@ -137,7 +138,7 @@ def _first_round(loop: Loop, pool: Path, bootstrap: Path, gold_by_id: dict[str, 
     assert project_store(loop.data_dir / "models", state.project_id).current_version() == loop.first_version
 
     batch = _tasks(loop.client, state.project_id, batch=1)
-    assert len(batch) == BUDGET and all(task["data"]["strategy"] == "cluster" for task in batch)
+    assert len(batch) == BUDGET and all(task["data"]["strategy"] == DEFAULT_STRATEGY for task in batch)
     assert all(not task["annotations"] for task in batch)
     control = parse_choices_control(project.label_config)
     for task in batch:
@@ -200,14 +201,14 @@ def test_the_labeling_ui_shows_a_variation_with_its_pre_label_selected(loop: Loo
         browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
         wait.until(lambda driver: "/user/login" not in driver.current_url)
 
-        browser.get(f"{project_url}/data?tab={_tab_id(loop, 'Batch 1 · cluster')}")
+        browser.get(f"{project_url}/data?tab={_tab_id(loop, f'Batch 1 · {DEFAULT_STRATEGY}')}")
         wait.until(expected_conditions.presence_of_element_located(
             (By.CSS_SELECTOR, "input[aria-label^='Select Task ']")))
         rows = browser.find_elements(By.CSS_SELECTOR, "input[aria-label^='Select Task ']")
         # The batch's tasks and, carrying their source's batch, its variations.
         listed = {task for task in [*loop.gold, *(variation["id"] for variation in loop.variations)]}
         assert {row.get_attribute("aria-label") for row in rows} == {f"Select Task {task}" for task in listed}
-        assert "Batch 1 · cluster" in browser.page_source and VERIFY_TAB in browser.page_source
+        assert f"Batch 1 · {DEFAULT_STRATEGY}" in browser.page_source and VERIFY_TAB in browser.page_source
         browser.save_screenshot(str(SCREENSHOTS / "batch-tab.png"))
 
         browser.get(f"{project_url}/data?tab={_tab_id(loop, VERIFY_TAB)}&task={variation['id']}")

@@ -23,6 +23,7 @@ from rq.registry import FinishedJobRegistry
 from alvar.scripts import services
 from alvar.scripts.stack import SERVICES
 from alvar.settings import TRAINING_QUEUE
+from alvar.strategies import DEFAULT_STRATEGY
 from tests.conftest import REPO, alvar_command, free_port
 from tests.stack_processes import FOREIGN_SETTINGS, processes_in_sessions
 
@@ -58,7 +59,7 @@ def test_the_readme_commands_bring_the_demo_up_and_down(tmp_path: Path, safety_d
     try:
         started = run(up)
         assert started.returncode == 0, started.stderr + started.stdout
-        assert "imported 2850 tasks" in started.stdout and "batch 1: 20 tasks by cluster" in started.stdout
+        assert "imported 2850 tasks" in started.stdout and f"batch 1: 20 tasks by {DEFAULT_STRATEGY}" in started.stdout
         assert "No LLM configured" in started.stdout
         sessions = {pid for name in SERVICES if (pid := services.running_pid(data_dir, name))}
         assert len(sessions) == len(SERVICES)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from alvar.scripts.project import create_project, import_pool
 from alvar.scripts.select import select_project
 from alvar.scripts.selection import first_of_duplicates
 from alvar.settings import load_settings
+from alvar.strategies import DEFAULT_STRATEGY
 from tests.conftest import alvar_command
 
 CONTROL = parse_choices_control(load("annotate"))
@@ -73,6 +75,14 @@ def test_select_a_batch_in_label_studio(ls: LabelStudio, settings, safety_dir: P
 
     for task in listed:
         ls.annotations.create(id=task.id, result=CONTROL.choice_result(by_id[task.id].label), was_cancelled=False)
+    human = Counter(by_id[task_id].label for task_id in [*task_ids[:2], *outcome.task_ids])
+    default = select_project(settings, ls, project_id, "default", budget=10, seed=0, dry_run=True)
+    assert default.run is not None and default.run.strategy == DEFAULT_STRATEGY
+    balanced = select_project(settings, ls, project_id, "balanced", budget=10, seed=0, dry_run=True)
+    open_ids = [task_id for task_id in task_ids if task_id not in {*task_ids[:2], *outcome.task_ids}]
+    predicted = dict(zip(open_ids, learner.predict([by_id[task_id].text for task_id in open_ids])))
+    rarest = min(sorted(set(predicted.values())), key=lambda label: human[label])
+    assert predicted[balanced.task_ids[0]] == rarest, "the annotations' labels are the counts balanced evens out"
     dry = select_project(settings, ls, project_id, "topn", budget=10, seed=0, dry_run=True)
     assert not dry.created and dry.batch == 2 and len(dry.task_ids) == 10
     assert all("batch" not in ls.tasks.get(id=task_id).data for task_id in dry.task_ids)
@@ -150,6 +160,12 @@ def test_select_from_files(tmp_path: Path, settings, safety_dir: Path) -> None:
     assert not {row["text"] for row in rows} & labeled_texts
     assert {row["cluster"] for row in rows} == set(range(5))
     assert "cluster" in result.stdout and "picked" in result.stdout
+
+    default = alvar(*common[2:], "select", "--pool", str(pool), "--labeled", str(labeled), *common[:2],
+                    "--budget", "5", "--out", str(out))
+    assert default.returncode == 0, default.stderr
+    assert {json.loads(line)["strategy"] for line in out.read_text().splitlines()} == {DEFAULT_STRATEGY}
+    assert f"5 items by {DEFAULT_STRATEGY}" in default.stdout
 
     too_many = alvar(*common[2:], "select", "--pool", str(pool), *common[:2], "--budget", "151", "--out", str(out))
     assert too_many.returncode == 2 and "larger than the 150 selectable" in too_many.stderr

@@ -20,6 +20,7 @@ from alvar.scripts.commands.options import (
     command_settings,
 )
 from alvar.settings import cli_option
+from alvar.strategies import DEFAULT_STRATEGY, strategy_names
 
 app = typer.Typer()
 
@@ -27,10 +28,10 @@ app = typer.Typer()
 @app.command()
 def select(
     ctx: typer.Context,
-    strategy: Annotated[str, typer.Option(help="random, topn, coreset, cluster or wkmeans.")] = "cluster",
+    strategy: Annotated[str, typer.Option(help=f"One of {strategy_names()}.")] = DEFAULT_STRATEGY,
     budget: Annotated[int, typer.Option(help="How many items the batch holds (exactly).")] = 20,
     clusters: Annotated[int | None, typer.Option("--clusters", help="K for cluster (default: budget / "
-                                                 "per-cluster).")] = None,
+                                                 "per-cluster) and clustermargin (default: budget).")] = None,
     per_cluster: Annotated[int, typer.Option(help="n: most uncertain items taken from each cluster.")] = 1,
     seed: Annotated[int, typer.Option(help="random_state of the strategy.")] = 0,
     project: Annotated[int | None, typer.Option(help="Label Studio project to select in.")] = None,
@@ -47,7 +48,7 @@ def select(
     text_col: TextCol = None,
     label_col: LabelCol = None,
 ) -> None:
-    """Select the next batch: the most uncertain items of each cluster (or a baseline strategy)."""
+    """Select the next batch of items for people to label, by a selection strategy."""
     from alvar.labelstudio.client import label_studio_client
     from alvar.scripts.select import select_file, select_project
     from alvar.scripts.selection import cluster_table

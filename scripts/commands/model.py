@@ -13,6 +13,7 @@ from alvar.errors import user_facing
 from alvar.scripts import render
 from alvar.scripts.commands.options import LabelCol, ModelDir, TextCol, command_settings
 from alvar.settings import cli_option
+from alvar.strategies import strategy_names
 
 app = typer.Typer()
 
@@ -93,7 +94,8 @@ def simulate(
     out: Annotated[Path, typer.Option(help="Folder for summary.csv, report.md and PNG plots.")],
     eval_file: Annotated[Path | None, typer.Option("--eval", help="Labeled eval file; without it each seed splits "
                                                    "--pool into two stratified halves: pool and eval.")] = None,
-    strategies: Annotated[str, typer.Option(help="Comma-separated strategies.")] = "random,topn,coreset,cluster",
+    strategies: Annotated[str, typer.Option(help=f"Comma-separated, from {strategy_names()}.")] = \
+        "random,topn,coreset,cluster",
     rounds: Annotated[int, typer.Option(help="Selection rounds.")] = 5,
     per_round: Annotated[int, typer.Option(help="Labels acquired per round.")] = 20,
     seeds: Annotated[int, typer.Option(help="Seeds (splits, strategies and learners).")] = 5,
