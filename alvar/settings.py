@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, get_args
 
 import typer
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LABEL_STUDIO_VERSION = "1.23.2"
@@ -198,7 +198,22 @@ class Settings(BaseSettings):
     )
     variations: int = Field(
         5, ge=1, le=50, validation_alias=AliasChoices("ALVAR_VARIATIONS"),
-        description="k: variations written for each human annotation.",
+        description="k: variations written for each human annotation (under the balance policy, the k of a "
+        "class at the mean count).",
+    )
+    variation_policy: str = Field(
+        "fixed", pattern="^(fixed|balance)$", validation_alias=AliasChoices("ALVAR_VARIATION_POLICY"),
+        description="fixed: k = ALVAR_VARIATIONS for every label; balance: per label, k plus how far its class "
+        "count (human labels and current variations) lies below the mean, within ALVAR_VARIATIONS_MIN..MAX.",
+    )
+    variations_min: int = Field(
+        1, ge=0, le=50, validation_alias=AliasChoices("ALVAR_VARIATIONS_MIN"),
+        description="Fewest variations a human label gets under the balance policy (0: none for a class above "
+        "the mean).",
+    )
+    variations_max: int = Field(
+        20, ge=1, le=50, validation_alias=AliasChoices("ALVAR_VARIATIONS_MAX"),
+        description="Most variations a human label gets under the balance policy.",
     )
     relation: str = Field(
         "same_label", pattern="^(same_label|contrast)$", validation_alias=AliasChoices("ALVAR_RELATION"),
@@ -261,6 +276,13 @@ class Settings(BaseSettings):
         "127.0.0.1", validation_alias=AliasChoices("ALVAR_LABEL_STUDIO_BIND"),
         description="Interface the Label Studio of `alvar up` listens on (0.0.0.0: every interface).",
     )
+
+    @model_validator(mode="after")
+    def _variation_bounds_in_order(self) -> Settings:
+        if self.variations_min > self.variations_max:
+            raise ValueError(f"ALVAR_VARIATIONS_MIN ({self.variations_min}) is above ALVAR_VARIATIONS_MAX "
+                             f"({self.variations_max})")
+        return self
 
     def as_env(self) -> dict[str, str]:
         """Every setting that has a value, under its environment variable: the environment of a process that

@@ -9,6 +9,10 @@ itself. A re-run (a retry, a worker killed mid-job, the sweep) therefore finds i
 attempt (the LLM or Label Studio unreachable) is retried; a configuration error (an unusable label config,
 ALVAR_CONTRAST_LABEL, a broken prompt template) fails the job at once (:func:`record_failure`).
 
+How many: ALVAR_VARIATION_POLICY (:mod:`alvar.generator.budget`). Under ``balance`` the job reads the project's
+class counts first (cached per project in Redis, :mod:`alvar.generator.class_counts`), and every variation records
+its k and why (``variation_k``, ``variation_reason``); a k of 0 imports nothing and settles the job as skipped.
+
 Statuses follow the task's current labels (each annotator's latest annotation): every job ends by marking the
 source's variations ``current`` when their label is among them and ``stale`` otherwise, which training and the
 "Verify variations" tab leave out. So a second annotator who agrees changes nothing, one who disagrees adds a set
@@ -29,8 +33,10 @@ from redis import Redis
 from rq import get_current_job
 from rq.job import Job
 
+from alvar.generator.budget import BALANCE, VariationBudget, budgeted_prompt
+from alvar.generator.class_counts import add_written, class_counts
 from alvar.generator.generation import Generation, generate
-from alvar.generator.prompts import ContrastLabelError, variation_prompt
+from alvar.generator.prompts import ContrastLabelError
 from alvar.generator.source_state import import_lock, source_lock
 from alvar.generator.templates import TemplateError, VariationPrompt
 from alvar.generator.usage import record_usage
@@ -43,6 +49,7 @@ from alvar.generator.variation_tasks import (
 from alvar.generator.worker_resources import WorkerResources, current_resources
 from alvar.labelstudio.client import as_dict
 from alvar.labelstudio.label_config import ChoicesControl, LabelConfigError, parse_choices_control
+from alvar.labelstudio.task_data import VariationFields
 from alvar.labelstudio.training_data import (
     current_labels,
     is_bootstrap,
@@ -128,15 +135,18 @@ def generate_variations(project_id: int, task_id: int, label: str, text: str | N
     outcome: dict[str, Any] = {"project": project_id, "task": task_id, "label": label}
     generation: Generation | None = None
     prompt: VariationPrompt | None = None
+    budget: VariationBudget | None = None
     llm = ThreadPoolExecutor(max_workers=1, thread_name_prefix=generation_key(project_id, task_id, label))
     if label not in control.labels:
         llm.shutdown()
         return {**outcome, "status": f"skipped: {label!r} is not a choice of the project"}
     try:
+        counts = class_counts(connection, client, project_id, control) \
+            if settings.variation_policy == BALANCE else None
         pending = None
         if text and text.strip() and len(text) <= settings.max_text_chars:
-            pending = llm.submit(_generate, resources, variation_prompt(settings, descriptions, text, label, task_id),
-                                 connection)
+            early, _ = budgeted_prompt(settings, descriptions, text, label, task_id, counts)
+            pending = llm.submit(_generate, resources, early, connection) if early is not None else None
         task = as_dict(client.tasks.get(id=str(task_id)))
         reason = _why_not(task, control, label)
         if reason is None and _has_set(variation_tasks(client, project_id, source_task=task_id), label):
@@ -147,7 +157,11 @@ def generate_variations(project_id: int, task_id: int, label: str, text: str | N
         if reason is None and not source_text.strip():
             reason = "skipped: the source text is empty"
         if reason is None:
-            prompt = variation_prompt(settings, descriptions, source_text, label, task_id)
+            prompt, budget = budgeted_prompt(settings, descriptions, source_text, label, task_id, counts)
+            outcome["variation_reason"] = budget.reason
+            if prompt is None:
+                reason = f"skipped: {budget.reason}"
+        if reason is None and prompt is not None:
             generation = _result(pending) if pending is not None and source_text == text else \
                 _generate(resources, prompt, connection)
             outcome.update(generation.summary())
@@ -155,7 +169,7 @@ def generate_variations(project_id: int, task_id: int, label: str, text: str | N
     finally:
         llm.shutdown(wait=False, cancel_futures=True)
     with source_lock(connection, project_id, task_id) if connection is not None else nullcontext():
-        outcome.update(_settle(client, project_id, task_id, label, control, prompt, generation,
+        outcome.update(_settle(client, project_id, task_id, label, control, prompt, generation, budget,
                                project.model_version, connection))
     if reason is not None and reason.startswith("superseded") and outcome["status"] == "superseded" \
             and label in outcome["current_labels"]:
@@ -175,6 +189,14 @@ def _record(job: Job | None, outcome: dict[str, Any]) -> None:
         job.save_meta()
 
 
+def _with_budget(request: list[dict[str, Any]], budget: VariationBudget | None) -> list[dict[str, Any]]:
+    """The import request with the k each variation's job asked for and why, in every task's data."""
+    if budget is None:
+        return request
+    fields = VariationFields(variation_k=budget.k, variation_reason=budget.reason).data()
+    return [{**item, "data": {**item["data"], **fields}} for item in request]
+
+
 def restore_predictions(client: Any, project_id: int, task_ids: list[int],
                         request: list[dict[str, Any]]) -> None:
     """Import the pre-labels that an import lost (another client imported at the same moment)."""
@@ -190,8 +212,8 @@ def restore_predictions(client: Any, project_id: int, task_ids: list[int],
 
 
 def _settle(client: Any, project_id: int, task_id: int, label: str, control: ChoicesControl,
-            prompt: VariationPrompt | None, generation: Generation | None, project_version: str | None,
-            connection: Redis | None) -> dict[str, Any]:
+            prompt: VariationPrompt | None, generation: Generation | None, budget: VariationBudget | None,
+            project_version: str | None, connection: Redis | None) -> dict[str, Any]:
     """Under the source's lock, with what Label Studio shows now: import the generation when its label is still
     current and has no set yet, then sync every variation's status with the current labels."""
     task = as_dict(client.tasks.get(id=task_id))
@@ -201,7 +223,8 @@ def _settle(client: Any, project_id: int, task_id: int, label: str, control: Cho
     if generation is not None and prompt is not None and label in labels and not _has_set(earlier, label):
         annotation_id = annotation_with(task, control, label)
         key = generation_key(project_id, task_id, label)
-        request = build_tasks(generation, prompt, task, annotation_id, key, control, project_version)
+        request = _with_budget(build_tasks(generation, prompt, task, annotation_id, key, control, project_version),
+                              budget)
         task_ids: list[int] = []
         if request:
             with import_lock(connection, project_id) if connection is not None else nullcontext():
@@ -211,6 +234,7 @@ def _settle(client: Any, project_id: int, task_id: int, label: str, control: Cho
             expected = sum(len(item["predictions"]) for item in request)
             if (response.prediction_count or 0) < expected:
                 restore_predictions(client, project_id, task_ids, request)
+            add_written(connection, project_id, {prompt.variation_label: len(task_ids)})
         outcome = {"status": "imported", "task_ids": task_ids, "imported": len(task_ids)}
     outcome["stale"] = sync_statuses(client, earlier, labels)
     outcome["current_labels"] = labels

@@ -66,7 +66,8 @@ def write_card(rows: Sequence[Any], classes: Sequence[str], annotations: Mapping
         *_balance_table(rows, classes), "",
         "## Provenance", "",
         "Every row keeps `origin` (human | llm), `source_task` and `source_id` (the task a variation was written "
-        "from), `relation`, `strategy`, `round`, `batch`, `annotators`, `verified` and `llm_model`.", "",
+        "from), `relation`, `strategy`, `round`, `batch`, `annotators`, `verified`, `llm_model`, and `variation_k` and "
+        "`variation_reason` (how many variations its source's set was given, and why).", "",
     ]
     if models:
         lines += [f"- LLM `{model}`: {count} variations" for model, count in models.most_common()]

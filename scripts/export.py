@@ -44,6 +44,8 @@ class DatasetRow:
     verified: bool
     llm_model: str
     source_task: str
+    variation_k: str
+    variation_reason: str
 
 
 def _annotator(annotation: Mapping[str, Any]) -> str:
@@ -76,6 +78,7 @@ def _row(item: LabelledItem, control: ChoicesControl) -> DatasetRow:
         relation=_column(variation.relation), strategy=_column(batch.strategy), round=_column(batch.round),
         batch=_column(batch.batch), annotators=",".join(annotators(item.task, control)), verified=item.verified,
         llm_model=_column(variation.llm_model), source_task=_column(variation.source_task),
+        variation_k=_column(variation.variation_k), variation_reason=_column(variation.variation_reason),
     )
 
 

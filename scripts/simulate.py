@@ -27,17 +27,21 @@ from alvar.classifiers import ClassifierMixin, TextClassifier
 from alvar.datafiles import read_labeled
 from alvar.entropy import entropy
 from alvar.errors import AlvarError
+from alvar.generator.budget import budgeted_prompt
 from alvar.generator.generation import generate
 from alvar.generator.llm import ChatClient
-from alvar.generator.prompts import check_contrast_label, variation_prompt
+from alvar.generator.prompts import check_contrast_label
+from alvar.generator.templates import VariationPrompt
 from alvar.generator.validation import Embed, near_duplicate_embed, normal_form
 from alvar.metrics import class_count_std, class_counts
 from alvar.scripts.evaluate import make_model
 from alvar.settings import Settings, llm_configured
-from alvar.strategies import STRATEGIES, Pool, make_strategy
+from alvar.strategies import STRATEGIES, Pool, make_strategy, resolve_strategies, strategy_names
 from alvar.text_classifiers import EmbeddingLogisticRegression
 
-SUMMARY_COLUMNS = ("strategy", "seed", "round", "n_labeled", "macro_f1", "class_count_std")
+# dataset_class_count_std: over the acquired labels and their variations (the paper's Table 3 measure on 600 rows).
+SUMMARY_COLUMNS = ("strategy", "seed", "round", "n_labeled", "macro_f1", "class_count_std", "variation_policy",
+                   "n_variations", "dataset_class_count_std")
 
 
 class SimulationError(AlvarError, ValueError):
@@ -121,17 +125,32 @@ class VariationWriter:
         return cls(settings, dict.fromkeys(labels, ""), ChatClient.from_settings(settings),
                    near_duplicate_embed(settings))
 
-    def write(self, texts: Sequence[str], labels: Sequence[str],
-              pool_ids: Sequence[int]) -> tuple[list[str], list[str]]:
+    def write(self, texts: Sequence[str], labels: Sequence[str], pool_ids: Sequence[int],
+              dataset: Sequence[str] = ()) -> tuple[list[str], list[str]]:
         """The variations (several requests in flight), each with the label its prompt gives them: the gold label
-        or the contrast target (the pool index turns the contrast rotation, as the task id does in the job)."""
+        or the contrast target (the pool index turns the contrast rotation, as the task id does in the job).
+        Each label's k comes from ALVAR_VARIATION_POLICY; under ``balance``, from the class counts of ``dataset``
+        (the labels of the simulated dataset so far) plus the variations planned for this batch's earlier
+        labels, as the job reads the project's current counts."""
+        prompts = self._prompts(texts, labels, pool_ids, dataset)
         with ThreadPoolExecutor(max_workers=self.settings.generation_concurrency) as pool:
-            written = list(pool.map(self._one, texts, labels, pool_ids))
+            written = list(pool.map(self._one, prompts))
         pairs = [(variation, label) for variations, label in written for variation in variations]
         return [text for text, _ in pairs], [label for _, label in pairs]
 
-    def _one(self, text: str, label: str, pool_id: int) -> tuple[list[str], str]:
-        prompt = variation_prompt(self.settings, self.descriptions, text, label, pool_id)
+    def _prompts(self, texts: Sequence[str], labels: Sequence[str], pool_ids: Sequence[int],
+                 dataset: Sequence[str]) -> list[VariationPrompt]:
+        classes = list(self.descriptions)
+        counts = dict(zip(classes, class_counts(dataset, classes)))
+        prompts = []
+        for text, label, pool_id in zip(texts, labels, pool_ids):
+            prompt, _ = budgeted_prompt(self.settings, self.descriptions, text, label, pool_id, counts)
+            if prompt is not None:
+                prompts.append(prompt)
+                counts[prompt.variation_label] += prompt.k
+        return prompts
+
+    def _one(self, prompt: VariationPrompt) -> tuple[list[str], str]:
         generation = generate(prompt, self.client, self.screen, self.settings.near_duplicate_threshold)
         return generation.variations, prompt.variation_label
 
@@ -139,9 +158,10 @@ class VariationWriter:
 def simulate(settings: Settings, pool_file: Path, eval_file: Path | None, bootstrap_file: Path,
              strategies: Sequence[str], rounds: int, per_round: int, seeds: int, learner: str = "fast",
              generator: str = "none", text_col: str | None = None, label_col: str | None = None) -> Simulation:
-    unknown = [name for name in strategies if name not in STRATEGIES]
+    unknown = [name for name in strategies if name not in STRATEGIES and name != "default"]
     if unknown or not strategies:
-        raise SimulationError(f"unknown strategy {', '.join(unknown) or '(none)'}: choose from {', '.join(STRATEGIES)}")
+        raise SimulationError(f"unknown strategy {', '.join(unknown) or '(none)'}: choose from {strategy_names()}")
+    strategies = resolve_strategies(strategies)
     if learner not in ("fast", "transformer") or generator not in ("none", "llm"):
         raise SimulationError("--learner is fast or transformer; --generator is none or llm")
     if min(rounds, per_round, seeds) < 1:
@@ -203,10 +223,13 @@ def _run_strategy(simulation: Simulation, settings: Settings, strategy: str, see
     train_texts, train_labels = list(bootstrap.texts), list(bootstrap.labels)
     model = start
     picked: list[int] = []
+    variations: list[str] = []
     for round_number in range(1, rounds + 1):
-        uncertainty = entropy(model.predict_proba(pool.texts))
+        probabilities = model.predict_proba(pool.texts)
+        human_counts = np.array(class_counts([*bootstrap.labels, *(pool.labels[i] for i in picked)], model.classes_))
         selection = make_strategy(strategy, random_state=1000 * seed + round_number).select(
-            Pool(pool_vectors, uncertainty, ~acquired, embed(train_texts)), per_round)
+            Pool(pool_vectors, entropy(probabilities), ~acquired, embed(train_texts), probabilities, human_counts),
+            per_round)
         new = [int(index) for index in selection.indices]
         acquired[new] = True
         picked += new
@@ -214,15 +237,20 @@ def _run_strategy(simulation: Simulation, settings: Settings, strategy: str, see
         train_texts += new_texts
         train_labels += new_labels
         if writer is not None:
-            variation_texts, variation_labels = writer.write(new_texts, new_labels, new)
+            variation_texts, variation_labels = writer.write(new_texts, new_labels, new, train_labels)
             train_texts += variation_texts
             train_labels += variation_labels
+            variations += variation_labels
         model = SimulationLearner(learner, settings, seed, embed).fit(train_texts, train_labels)
         acquired_labels = [pool.labels[i] for i in picked]
         simulation.rows.append({"strategy": strategy, "seed": seed, "round": round_number,
                                 "n_labeled": len(bootstrap.texts) + len(picked),
                                 "macro_f1": round(_macro_f1(model, evaluation), 6),
-                                "class_count_std": round(class_count_std(acquired_labels, simulation.classes), 4)})
+                                "class_count_std": round(class_count_std(acquired_labels, simulation.classes), 4),
+                                "variation_policy": settings.variation_policy if writer is not None else "none",
+                                "n_variations": len(variations),
+                                "dataset_class_count_std": round(
+                                    class_count_std([*acquired_labels, *variations], simulation.classes), 4)})
         progress.advance(task)
     simulation.acquired[(strategy, seed)] = [pool.labels[i] for i in picked]
 
@@ -240,12 +268,16 @@ def write_outputs(simulation: Simulation, out: Path, command: str) -> list[Path]
     lines = ["# Simulation", "", f"`{command}`", "",
              f"Bootstrap only: macro-F1 {100 * statistics.mean(bootstrap):.1f} ± {_sd(bootstrap, 100):.1f}. "
              f"After round {last} (mean ± sd over {len(bootstrap)} seeds):", "",
-             "| strategy | n labeled | macro-F1 % | class-count std of the acquired labels |", "|---|---|---|---|"]
+             "| strategy | n labeled | macro-F1 % | class-count std of the acquired labels | variations "
+             f"({simulation.rows[0]['variation_policy']}) | class-count std of the dataset (labels + variations) |",
+             "|---|---|---|---|---|---|"]
     for strategy in strategies:
         final = [row for row in simulation.rows if row["strategy"] == strategy and row["round"] == last]
         f1s, stds = [row["macro_f1"] for row in final], [row["class_count_std"] for row in final]
+        made, dataset_stds = [row["n_variations"] for row in final], [row["dataset_class_count_std"] for row in final]
         lines.append(f"| {strategy} | {final[0]['n_labeled']} | {100 * statistics.mean(f1s):.1f} ± {_sd(f1s, 100):.1f} "
-                     f"| {statistics.mean(stds):.1f} ± {_sd(stds):.1f} |")
+                     f"| {statistics.mean(stds):.1f} ± {_sd(stds):.1f} | {statistics.mean(made):.0f} "
+                     f"| {statistics.mean(dataset_stds):.1f} ± {_sd(dataset_stds):.1f} |")
     lines += ["", "Acquired labels per class (mean over seeds):", "",
               "| strategy | " + " | ".join(simulation.classes) + " |", "|---|" + "---|" * len(simulation.classes)]
     for strategy in strategies:

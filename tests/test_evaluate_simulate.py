@@ -79,7 +79,8 @@ def test_simulate_writes_one_row_per_strategy_seed_and_round(safety_dir: Path, t
                  "--rounds", "3", "--per-round", "6", "--seeds", "2", "--out", str(tmp_path / "sim"))
     assert done.returncode == 0, done.stderr
     rows = read_csv(tmp_path / "sim" / "summary.csv")
-    assert list(rows[0]) == ["strategy", "seed", "round", "n_labeled", "macro_f1", "class_count_std"]
+    assert list(rows[0]) == ["strategy", "seed", "round", "n_labeled", "macro_f1", "class_count_std",
+                             "variation_policy", "n_variations", "dataset_class_count_std"]
     assert sorted((r["strategy"], r["seed"], r["round"]) for r in rows) == sorted(
         (strategy, str(seed), str(number)) for strategy in ("random", "topn", "coreset", "cluster")
         for seed in range(2) for number in range(1, 4))

@@ -16,7 +16,7 @@ from alvar.generator.parsing import parse_variations
 from alvar.generator.prompts import ContrastLabelError, variation_prompt
 from alvar.generator.templates import TemplateError, VariationPrompt
 from alvar.generator.validation import normal_form, screen_variations
-from alvar.scripts.simulate import VariationWriter
+from alvar.scripts.simulate import VariationWriter, budgeted_prompt
 from alvar.settings import load_settings
 from tests.chat_server import ChatServer, Reply, client_for, default_variations
 from tests.conftest import alvar_command
@@ -182,7 +182,7 @@ def test_the_prompt_rule_contrast_targets_the_other_labels_in_turn() -> None:
 
 
 def test_the_job_and_simulate_ask_with_the_one_prompt_rule(llm: ChatServer, tmp_path: Path) -> None:
-    assert jobs.variation_prompt is variation_prompt
+    assert jobs.budgeted_prompt is budgeted_prompt
     settings = load_settings(relation="contrast", contrast_label=None, variations=2)
     writer = VariationWriter(settings, DESCRIPTIONS, client_for(llm, tmp_path / "cache"), None)
     texts, labels, pool_ids = ["I want to die tonight", "can my landlord keep my deposit"], ["self-harm"] * 2, [0, 1]

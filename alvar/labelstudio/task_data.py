@@ -104,8 +104,10 @@ class VariationFields(_Fields):
     """What the generator writes onto each variation: ``origin="llm"``; ``prelabel``, the label it is
     pre-labelled with (its source's label, or the contrast target); ``variation_status``, ``"current"`` or
     ``"stale"`` once no annotator's latest annotation carries ``source_label`` any more; the source task,
-    annotation, text and label it was written from; the relation, template and LLM model that wrote it; and
-    ``generation``, the key of the job that imported it."""
+    annotation, text and label it was written from; the relation, template and LLM model that wrote it;
+    ``generation``, the key of the job that imported it; ``variation_k``, how many variations the job asked for
+    (ALVAR_VARIATION_POLICY), and ``variation_reason``, why that many (``"fixed: k 5"``, ``"balance: medical-advice
+    12 vs mean 30.0 → k 20"``)."""
 
     origin: str | None = LLM_ORIGIN
     prelabel: str | None = None
@@ -118,6 +120,8 @@ class VariationFields(_Fields):
     template: str | None = None
     llm_model: str | None = None
     generation: str | None = None
+    variation_k: int | None = None
+    variation_reason: str | None = None
 
 
 def _key(group: type[_Fields], name: str) -> str:
