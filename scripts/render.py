@@ -113,6 +113,8 @@ def stack_status(result: StackStatus) -> None:
     overview.add_row("model version", f"{result.model_version or '-'} (backend serves {result.serving_version or '-'})")
     overview.add_row(f"batch {result.batch or '-'} labeled", _progress(result.batch_progress))
     overview.add_row("variations reviewed", _progress(result.verification))
+    if result.label_cover is not None:
+        overview.add_row("clusters", result.label_cover.line())
     for queue, counts in result.queues.items():
         overview.add_row(f"queue {queue}", ", ".join(f"{state} {count}" for state, count in counts.items()))
     usage = result.llm

@@ -4,7 +4,9 @@ Services are up when they answer (Label Studio's and the backend's ``/health``, 
 when a PID file exists; the workers are up when each queue that should be served (generation only with an
 LLM) has a live RQ worker: a heartbeat under 90 s old and, on this machine, its process still there. Task
 counts come from Label Studio's Data Manager filters (one small request each), so status stays quick on a
-large pool.
+large pool. Counting the clusters that hold no label yet (:func:`alvar.scripts.coverage.cached_label_cover`)
+reads every task's text and clusters the pool: a few seconds on the 2,850-task demo pool, so it is asked for
+(``label_cover=True``), never done by default.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from alvar.labelstudio.batches import fetch_latest_batch
 from alvar.labelstudio.client import ANNOTATED, count_tasks
 from alvar.labelstudio.task_data import CURRENT_VARIATIONS, VARIATIONS, in_batch
 from alvar.scripts import services
+from alvar.scripts.coverage import LabelCover, cached_label_cover
 from alvar.scripts.jobs import WorkerRow, jobs_report, unserved_queues, worker_rows
 from alvar.scripts.stack import StackState
 from alvar.settings import GENERATION_QUEUE, TRAINING_QUEUE, Settings, llm_configured
@@ -55,6 +58,7 @@ class StackStatus:
     batch: int | None = None
     batch_progress: Progress | None = None
     verification: Progress | None = None
+    label_cover: LabelCover | None = None
 
     @property
     def all_up(self) -> bool:
@@ -99,8 +103,9 @@ def _redis(settings: Settings) -> Redis | None:
     return Redis.from_url(url, socket_connect_timeout=2) if services.redis_reachable(url) else None
 
 
-def stack_status(settings: Settings) -> StackStatus:
-    """Everything `alvar status` shows, gathered from the services themselves."""
+def stack_status(settings: Settings, label_cover: bool = False) -> StackStatus:
+    """Everything `alvar status` shows, gathered from the services themselves; with ``label_cover``, also how many
+    of the pool's clusters hold no labelled task yet (from cached embeddings: status never embeds)."""
     state = StackState.load(settings.data_dir.resolve())
     connection = _redis(settings)
     workers = worker_rows(connection) if connection is not None else []
@@ -129,4 +134,6 @@ def stack_status(settings: Settings) -> StackStatus:
     current = [VARIATIONS, CURRENT_VARIATIONS]
     status.verification = Progress(count_tasks(client, project_id, *current, ANNOTATED),
                                    count_tasks(client, project_id, *current))
+    if label_cover:
+        status.label_cover = cached_label_cover(settings, client, project_id)
     return status

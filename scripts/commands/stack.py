@@ -120,6 +120,9 @@ def status(
     ctx: typer.Context,
     data_dir: DataDir = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
+    clusters: Annotated[bool, typer.Option("--clusters", help="Also count the pool's clusters that hold no "
+                                           "labelled task yet (k-means over cached embeddings: a few seconds on "
+                                           "a large pool).")] = False,
 ) -> None:
     """Services up or down, model version, queues, failed jobs, LLM usage, batch and verification progress.
 
@@ -127,7 +130,7 @@ def status(
     """
     from alvar.scripts.status import stack_status
 
-    result = stack_status(command_settings(ctx, data_dir=data_dir))
+    result = stack_status(command_settings(ctx, data_dir=data_dir), label_cover=clusters)
     if as_json:
         render.json_document(result.as_dict())
     else:
