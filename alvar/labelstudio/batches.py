@@ -5,16 +5,19 @@ They are written task by task, and the batch's tab last: a batch is written comp
 carry its number as its size says, or once its tab exists (so deleting a picked task later does not reopen it);
 one cut short is completed by the next `alvar select`. Its Data Manager tab, "Batch <n> ·
 <strategy>", lists its tasks most uncertain first; people use it, and it is found by its filter on
-``data.batch`` (renaming it makes no second one).
+``data.batch`` (renaming it makes no second one). The tab declares each numeric batch field's column a Number:
+Label Studio otherwise shows it as text and, on PostgreSQL, sorts it as text when a person sorts by it (cluster
+10 before cluster 9).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, get_args, get_type_hints
 
 from label_studio_sdk import LabelStudio
+from label_studio_sdk.types import View
 
 from alvar.labelstudio.client import COMPACT_COLUMNS, as_dict, dm_number_order, dm_query
 from alvar.labelstudio.task_data import BATCH_COLUMN, BATCHED, ENTROPY_COLUMN, BatchFields, in_batch
@@ -76,6 +79,17 @@ def fetch_latest_batch(client: LabelStudio, project_id: int) -> Batch | None:
                  has_batch_tab(client, project_id, number))
 
 
+def _number_columns() -> dict[str, str]:
+    """The Data Manager display type ``Number`` for the column of each numeric batch field (batch, round, cluster,
+    entropy, batch size)."""
+    hints = get_type_hints(BatchFields)
+    numeric = [field.name for field in fields(BatchFields) if {int, float} & set(get_args(hints[field.name]))]
+    return {f"tasks:data.{name}": "Number" for name in numeric}
+
+
+NUMBER_COLUMNS = _number_columns()
+
+
 def batch_tab_title(batch: int, strategy: str) -> str:
     return f"Batch {batch} · {strategy}"
 
@@ -86,19 +100,41 @@ def _shows_batch(view: Any, batch: int) -> bool:
     return any(isinstance(item, dict) and shown <= item.items() for item in filters.get("items") or [])
 
 
+def batch_tab(client: LabelStudio, project_id: int, batch: int) -> View | None:
+    """The Data Manager tab of the project that filters on the batch (whatever its title), or None."""
+    return next((view for view in client.views.list(project=project_id) if _shows_batch(view, batch)), None)
+
+
 def has_batch_tab(client: LabelStudio, project_id: int, batch: int) -> bool:
     """Whether a Data Manager tab of the project filters on the batch (whatever its title)."""
-    return any(_shows_batch(view, batch) for view in client.views.list(project=project_id))
+    return batch_tab(client, project_id, batch) is not None
 
 
 def ensure_batch_tab(client: LabelStudio, project_id: int, batch: int, strategy: str) -> bool:
-    """The batch's tab, most uncertain first, made unless a tab filters on the batch already; True when made."""
-    if has_batch_tab(client, project_id, batch):
+    """The batch's tab, most uncertain first, made unless a tab filters on the batch already; True when made.
+
+    A tab made before its numeric columns were declared Numbers gets the missing declarations (the display types
+    a person set are kept).
+    """
+    view = batch_tab(client, project_id, batch)
+    if view is not None:
+        _declare_number_columns(client, view)
         return False
+    order = dm_number_order(ENTROPY_COLUMN)
     client.views.create(project=project_id, data={
         "title": batch_tab_title(batch, strategy),
         "filters": {"conjunction": "and", "items": [in_batch(batch)]},
-        **dm_number_order(ENTROPY_COLUMN),
+        **order,
+        "columnsDisplayType": {**NUMBER_COLUMNS, **order["columnsDisplayType"]},
         "hiddenColumns": COMPACT_COLUMNS,
     })
     return True
+
+
+def _declare_number_columns(client: LabelStudio, view: View) -> None:
+    data = dict(view.data or {})
+    declared = dict(data.get("columnsDisplayType") or {})
+    if NUMBER_COLUMNS.keys() <= declared.keys():
+        return
+    client.views.update(id=str(view.id), project=view.project,
+                        data={**data, "columnsDisplayType": {**NUMBER_COLUMNS, **declared}})
