@@ -12,14 +12,8 @@ def entropy(probabilities: np.ndarray) -> np.ndarray:
     return -(probabilities * np.log(safe)).sum(axis=-1)
 
 
-def normalized_entropy(probabilities: np.ndarray) -> np.ndarray:
-    """Entropy divided by its maximum, log(n_classes): 0 = certain, 1 = uniform."""
-    n_classes = np.asarray(probabilities).shape[-1]
-    if n_classes < 2:
-        return np.zeros(np.asarray(probabilities).shape[:-1])
-    return entropy(probabilities) / np.log(n_classes)
-
-
-def certainty_score(probabilities: np.ndarray) -> np.ndarray:
-    """1 - normalized entropy: Label Studio's prediction score, so an ascending sort serves the most uncertain first."""
-    return 1.0 - normalized_entropy(probabilities)
+def confidence_score(probabilities: np.ndarray) -> np.ndarray:
+    """The probability of the likeliest class: Label Studio's prediction score. An ascending sort (Label Studio's
+    "Uncertainty sampling") serves the least confident first, and the number reads as it is (0.21: the learner
+    gives its label 21 %), where 1 - normalized entropy of a nearly uniform first model shows 0.000."""
+    return np.asarray(probabilities, dtype=np.float64).max(axis=-1)

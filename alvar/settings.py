@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Annotated, Any, get_args
 
 import typer
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from alvar.errors import AlvarError
 
 LABEL_STUDIO_VERSION = "1.23.2"
 TRAINING_QUEUE = "alvar-training"
@@ -328,8 +330,29 @@ def load_settings(**overrides: Any) -> Settings:
     command given the same ``--data-dir`` reaches the stack's Label Studio, Redis and models.
     """
     values = {key: value for key, value in overrides.items() if value is not None}
-    settings = Settings(**values)
-    stack_env = settings.data_dir / STACK_ENV_FILE
-    if stack_env.is_file():
-        return Settings(_env_file=stack_env, **values)  # type: ignore[call-arg]
+    try:
+        settings = Settings(**values)
+        stack_env = settings.data_dir / STACK_ENV_FILE
+        if stack_env.is_file():
+            return Settings(_env_file=stack_env, **values)  # type: ignore[call-arg]
+    except ValidationError as error:
+        raise SettingsError(_settings_problems(error)) from None
     return settings
+
+
+class SettingsError(AlvarError, ValueError):
+    """A setting (environment variable, flag or alvar.env line) with a value alvar cannot use."""
+
+
+def _settings_problems(error: ValidationError) -> str:
+    """Each bad setting under its environment variable, with what is wrong: ``ALVAR_RELATION='x': String
+    should match pattern ...``."""
+    aliases = {name: str(field.validation_alias.choices[0])  # type: ignore[union-attr]
+               for name, field in Settings.model_fields.items()}
+    problems = []
+    for problem in error.errors():
+        name = str(problem["loc"][0]) if problem["loc"] else ""
+        where = aliases.get(name, name)
+        given = f"={problem['input']!r}" if where else ""
+        problems.append(f"{where}{given}: {problem['msg']}" if where else str(problem["msg"]))
+    return "bad setting: " + "; ".join(problems)

@@ -483,7 +483,7 @@ class BadgeStrategy:
         points = pool.embeddings[candidates].astype(np.float64)
         squared_norms = np.einsum("ij,ij->i", residual, residual) * np.einsum("ij,ij->i", points, points)
         rng = np.random.default_rng(self.random_state)
-        nearest = squared_norms.copy()
+        nearest: np.ndarray = np.full(len(candidates), np.inf)  # distance to the nearest pick: none yet
         picked = np.zeros(len(candidates), dtype=bool)
         picks = np.empty(budget, dtype=np.int64)
         for slot in range(budget):

@@ -14,7 +14,7 @@ import numpy as np
 from alvar.backend.learner import TransformerClassifier
 from alvar.backend.model_store import serving, shared_store
 from alvar.classifiers import likeliest
-from alvar.entropy import certainty_score, entropy
+from alvar.entropy import confidence_score, entropy
 from alvar.labelstudio.label_config import ChoicesControl
 from alvar.labelstudio.training_data import prelabel
 from alvar.settings import Settings
@@ -136,7 +136,7 @@ class Predictor:
 
 def predict_tasks(learner: TransformerClassifier, version: str, tasks: Sequence[Any],
                   control: ChoicesControl) -> list[dict[str, Any]]:
-    """One Label Studio prediction per task, in order: the likeliest Choice and score = 1 - normalized entropy.
+    """One Label Studio prediction per task, in order: the likeliest Choice and score = its probability.
 
     The entropy and class probabilities ride along in the result's ``meta`` text, which Label Studio shows.
     A generated variation keeps its pre-label (the person's label) as the prediction's choice, so reviewers see
@@ -148,7 +148,7 @@ def predict_tasks(learner: TransformerClassifier, version: str, tasks: Sequence[
     predictions: list[dict[str, Any]] = [
         {"result": [], "score": 0.0, "model_version": version, "error": found.error} for found in texts
     ]
-    scores = certainty_score(probabilities)
+    scores = confidence_score(probabilities)
     entropies = entropy(probabilities)
     best = likeliest(learner.classes_, probabilities)
     for row, index in enumerate(scorable):

@@ -8,24 +8,27 @@ their way into the dataset, and a class whose variations wait for review must no
 Reading it lists the annotated tasks and the current variations nobody has reviewed (about 2 s on a 3,000-task
 project, `bench/class_counts_read.py`), so a busy worker reads it at most once per project every
 :data:`COUNTS_TTL` seconds: the counts live in a Redis hash shared by every
-worker, and each import adds what it wrote, so jobs in between see each other's variations.
+worker; a job adds the k it chose when it chooses it and corrects that by what it imported, so jobs in between
+budget against each other's sets. Human labels given since the read are seen at the next read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any, cast
 
 from label_studio_sdk import LabelStudio
 from redis import Redis
 
-from alvar.labelstudio.client import ANNOTATED, as_dict, dm_filter, dm_query
+from alvar.labelstudio.client import as_dict, dm_filter, dm_query, iter_tasks
 from alvar.labelstudio.label_config import ChoicesControl
-from alvar.labelstudio.task_data import CURRENT_VARIATIONS, VARIATIONS, VariationFields
+from alvar.labelstudio.task_data import CURRENT_VARIATIONS, VARIATIONS
 from alvar.labelstudio.training_data import LabelledItem, labelled_items
 
 COUNTS_TTL = 60
-UNREVIEWED = dm_filter("total_annotations", "equal", 0, "Number")
+UNANNOTATED = dm_filter("total_annotations", "equal", 0, "Number")
 
 
 def _key(project_id: int) -> str:
@@ -33,24 +36,19 @@ def _key(project_id: int) -> str:
 
 
 def read_class_counts(client: LabelStudio, project_id: int, control: ChoicesControl) -> dict[str, int]:
-    """The project's dataset by class, every label of the control included (zeros too), read from Label Studio."""
+    """The project's dataset by class, every label of the control included (zeros too), read from Label Studio:
+    the annotated tasks and the current variations nobody has annotated, through export's own rule."""
     counts = dict.fromkeys(control.labels, 0)
-    # A Data Manager filter, not ``only_annotated``: Label Studio 1.23.2's task list ignores that parameter.
-    annotated: Iterable[Any] = client.tasks.list(project=project_id, query=dm_query(ANNOTATED), fields="all",
-                                                 page_size=500)
-    for item in labelled_items((as_dict(task) for task in annotated), control):
+    unannotated = dm_query(VARIATIONS, CURRENT_VARIATIONS, UNANNOTATED)
+    unannotated_variations: Iterable[Any] = client.tasks.list(project=project_id, query=unannotated, page_size=500)
+    tasks = chain(iter_tasks(client, project_id, only_annotated=True), map(as_dict, unannotated_variations))
+    for item in labelled_items(tasks, control, include_unverified=True):
         if isinstance(item, LabelledItem) and item.label in counts:
             counts[item.label] += 1
-    query = dm_query(VARIATIONS, CURRENT_VARIATIONS, UNREVIEWED)
-    task: Any  # the SDK's pager leaves its item type open
-    for task in client.tasks.list(project=project_id, query=query, fields="task_only", page_size=500):
-        prelabel = VariationFields.of(task).prelabel
-        if prelabel in counts:
-            counts[prelabel] += 1
     return counts
 
 
-def class_counts(connection: Redis | None, client: LabelStudio, project_id: int,
+def project_class_counts(connection: Redis | None, client: LabelStudio, project_id: int,
                  control: ChoicesControl) -> dict[str, int]:
     """The counts from the cache; read from Label Studio (by one job at a time) when absent or expired."""
     if connection is None:
@@ -71,11 +69,40 @@ def class_counts(connection: Redis | None, client: LabelStudio, project_id: int,
     return {label: stored.get(label, 0) for label in control.labels}
 
 
-def add_written(connection: Redis | None, project_id: int, written: Mapping[str, int]) -> None:
-    """Count an import's variations in the cached counts (when they are cached: else the next read sees them)."""
-    if connection is None:
-        return
-    key = _key(project_id)
-    script = "if redis.call('exists', KEYS[1]) == 1 then return redis.call('hincrby', KEYS[1], ARGV[1], ARGV[2]) end"
-    for label, count in written.items():
-        connection.eval(script, 1, key, label, str(count))
+_ADD_IF_CACHED = ("if redis.call('exists', KEYS[1]) == 1 then "
+                  "return redis.call('hincrby', KEYS[1], ARGV[1], ARGV[2]) end")
+
+
+def _add_if_cached(connection: Redis | None, project_id: int, label: str, count: int) -> bool:
+    """Add to a label's cached count; False when nothing is cached (the next read sees Label Studio's count)."""
+    if connection is None or not count:
+        return False
+    return connection.eval(_ADD_IF_CACHED, 1, _key(project_id), label, str(count)) is not None
+
+
+@dataclass
+class CountReservation:
+    """The cached counts as one generation job changes them. The k the job chose is counted as soon as it is
+    chosen (:meth:`reserve`), so jobs running at the same time budget against each other's sets as the
+    simulation does; on exit it is replaced by what the job imported (:meth:`imported`), nothing when the job
+    failed or imported nothing. Only a reservation the cache took is taken back."""
+
+    connection: Redis | None
+    project_id: int
+    reserved: dict[str, int] = field(default_factory=dict)
+    written: dict[str, int] = field(default_factory=dict)
+
+    def reserve(self, label: str, k: int) -> None:
+        if _add_if_cached(self.connection, self.project_id, label, k):
+            self.reserved[label] = self.reserved.get(label, 0) + k
+
+    def imported(self, label: str, count: int) -> None:
+        self.written[label] = self.written.get(label, 0) + count
+
+    def __enter__(self) -> CountReservation:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for label in self.reserved.keys() | self.written.keys():
+            _add_if_cached(self.connection, self.project_id, label,
+                           self.written.get(label, 0) - self.reserved.get(label, 0))

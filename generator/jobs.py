@@ -34,7 +34,7 @@ from rq import get_current_job
 from rq.job import Job
 
 from alvar.generator.budget import BALANCE, VariationBudget, budgeted_prompt
-from alvar.generator.class_counts import add_written, class_counts
+from alvar.generator.class_counts import CountReservation, project_class_counts
 from alvar.generator.generation import Generation, generate
 from alvar.generator.prompts import ContrastLabelError
 from alvar.generator.source_state import import_lock, source_lock
@@ -140,47 +140,52 @@ def generate_variations(project_id: int, task_id: int, label: str, text: str | N
     if label not in control.labels:
         llm.shutdown()
         return {**outcome, "status": f"skipped: {label!r} is not a choice of the project"}
-    try:
-        counts = class_counts(connection, client, project_id, control) \
-            if settings.variation_policy == BALANCE else None
-        pending = None
-        if text and text.strip() and len(text) <= settings.max_text_chars:
-            early, _ = budgeted_prompt(settings, descriptions, text, label, task_id, counts)
-            pending = llm.submit(_generate, resources, early, connection) if early is not None else None
-        task = as_dict(client.tasks.get(id=str(task_id)))
-        reason = _why_not(task, control, label)
-        if reason is None and _has_set(variation_tasks(client, project_id, source_task=task_id), label):
-            reason = "already imported"
-        source_text = str((task.get("data") or {}).get(control.data_key) or "")
-        if reason is None and len(source_text) > settings.max_text_chars:
-            reason = f"skipped: the text is longer than ALVAR_MAX_TEXT_CHARS ({settings.max_text_chars})"
-        if reason is None and not source_text.strip():
-            reason = "skipped: the source text is empty"
-        if reason is None:
-            prompt, budget = budgeted_prompt(settings, descriptions, source_text, label, task_id, counts)
-            outcome["variation_reason"] = budget.reason
-            if prompt is None:
-                reason = f"skipped: {budget.reason}"
-        if reason is None and prompt is not None:
-            generation = _result(pending) if pending is not None and source_text == text else \
-                _generate(resources, prompt, connection)
-            outcome.update(generation.summary())
-            _record(job, outcome)  # kept even when the import below fails and the job is retried
-    finally:
-        llm.shutdown(wait=False, cancel_futures=True)
-    with source_lock(connection, project_id, task_id) if connection is not None else nullcontext():
-        outcome.update(_settle(client, project_id, task_id, label, control, prompt, generation, budget,
-                               project.model_version, connection))
-    if reason is not None and reason.startswith("superseded") and outcome["status"] == "superseded" \
-            and label in outcome["current_labels"]:
-        # The label came back while this job ran without it (A -> B -> A): its webhook found this job running
-        # and queued nothing, so this job runs again (RQ's retry) and writes the set.
-        raise LabelReturned(f"{label!r} is current again on task {task_id}; the job runs again to write its set")
-    if reason is not None and outcome["status"] != "imported":
-        outcome["status"] = reason
-    resources.ensure_verify_tab(project_id)
-    _record(job, outcome)
-    return outcome
+    with CountReservation(connection, project_id) as reservation:
+        try:
+            counts = project_class_counts(connection, client, project_id, control) \
+                if settings.variation_policy == BALANCE else None
+            pending = None
+            if text and text.strip() and len(text) <= settings.max_text_chars:
+                early, _ = budgeted_prompt(settings, descriptions, text, label, task_id, counts)
+                pending = llm.submit(_generate, resources, early, connection) if early is not None else None
+            task = as_dict(client.tasks.get(id=str(task_id)))
+            reason = _why_not(task, control, label)
+            if reason is None and _has_set(variation_tasks(client, project_id, source_task=task_id), label):
+                reason = "already imported"
+            source_text = str((task.get("data") or {}).get(control.data_key) or "")
+            if reason is None and len(source_text) > settings.max_text_chars:
+                reason = f"skipped: the text is longer than ALVAR_MAX_TEXT_CHARS ({settings.max_text_chars})"
+            if reason is None and not source_text.strip():
+                reason = "skipped: the source text is empty"
+            if reason is None:
+                prompt, budget = budgeted_prompt(settings, descriptions, source_text, label, task_id, counts)
+                outcome["variation_reason"] = budget.reason
+                if prompt is None:
+                    reason = f"skipped: {budget.reason}"
+                elif counts is not None:
+                    reservation.reserve(prompt.variation_label, budget.k)
+            if reason is None and prompt is not None:
+                generation = _result(pending) if pending is not None and source_text == text else \
+                    _generate(resources, prompt, connection)
+                outcome.update(generation.summary())
+                _record(job, outcome)  # kept even when the import below fails and the job is retried
+        finally:
+            llm.shutdown(wait=False, cancel_futures=True)
+        with source_lock(connection, project_id, task_id) if connection is not None else nullcontext():
+            outcome.update(_settle(client, project_id, task_id, label, control, prompt, generation, budget,
+                                   project.model_version, connection))
+        if prompt is not None and outcome["status"] == "imported":
+            reservation.imported(prompt.variation_label, outcome["imported"])
+        if reason is not None and reason.startswith("superseded") and outcome["status"] == "superseded" \
+                and label in outcome["current_labels"]:
+            # The label came back while this job ran without it (A -> B -> A): its webhook found this job running
+            # and queued nothing, so this job runs again (RQ's retry) and writes the set.
+            raise LabelReturned(f"{label!r} is current again on task {task_id}; the job runs again to write its set")
+        if reason is not None and outcome["status"] != "imported":
+            outcome["status"] = reason
+        resources.ensure_verify_tab(project_id)
+        _record(job, outcome)
+        return outcome
 
 
 def _record(job: Job | None, outcome: dict[str, Any]) -> None:
@@ -234,7 +239,6 @@ def _settle(client: Any, project_id: int, task_id: int, label: str, control: Cho
             expected = sum(len(item["predictions"]) for item in request)
             if (response.prediction_count or 0) < expected:
                 restore_predictions(client, project_id, task_ids, request)
-            add_written(connection, project_id, {prompt.variation_label: len(task_ids)})
         outcome = {"status": "imported", "task_ids": task_ids, "imported": len(task_ids)}
     outcome["stale"] = sync_statuses(client, earlier, labels)
     outcome["current_labels"] = labels

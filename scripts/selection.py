@@ -107,6 +107,10 @@ def select_batch(settings: Settings, texts: Sequence[str], eligible: np.ndarray,
     labeled = encode.embed(labeled_texts) if labeled_texts and strategy == "coreset" else None
     chosen = make_strategy(strategy, random_state=seed, n_clusters=n_clusters, per_cluster=per_cluster)
     counts = np.array(class_counts(labeled_labels, classes))
+    unknown = len(labeled_labels) - int(counts.sum())
+    if unknown or (labeled_texts and not labeled_labels):
+        log.warning("%d labeled text(s) carry no label among the model's classes (%s): the class counts that "
+                    "balancing strategies even out leave them out", unknown or len(labeled_texts), ", ".join(classes))
     pool = Pool(embeddings, uncertainty, eligible, labeled, probabilities, counts)
     return SelectionRun(version, strategy, chosen.select(pool, budget), uncertainty, eligible)
 

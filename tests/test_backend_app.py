@@ -9,7 +9,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from alvar.backend.model_store import ModelStore, project_store
-from alvar.entropy import certainty_score
+from alvar.entropy import confidence_score
 from alvar.label_config import load
 from alvar.scripts.backend_app import backend_app
 from alvar.settings import load_settings
@@ -51,7 +51,7 @@ def test_predict_scores_every_task_in_order(client: FlaskClient, seed_model_dir:
     for result, row in zip(results, probabilities):
         assert result["result"][0]["value"]["choices"] == [learner.classes_[row.argmax()]]
         assert result["result"][0]["from_name"] == "label" and result["result"][0]["to_name"] == "text"
-        assert result["score"] == pytest.approx(float(certainty_score(row[None])[0]), abs=1e-5)
+        assert result["score"] == pytest.approx(float(confidence_score(row[None])[0]), abs=1e-5)
         assert set(result["probabilities"]) == set(learner.classes_)
         assert result["result"][0]["meta"]["text"][0].startswith("entropy ")
 

@@ -1,6 +1,6 @@
 import numpy as np
 
-from alvar.entropy import certainty_score, entropy, normalized_entropy
+from alvar.entropy import confidence_score, entropy
 
 
 def test_entropy_bounds_and_order() -> None:
@@ -8,6 +8,6 @@ def test_entropy_bounds_and_order() -> None:
     values = entropy(probabilities)
     assert values[0] == 0.0
     np.testing.assert_allclose(values[1], np.log(2))
-    np.testing.assert_allclose(normalized_entropy(probabilities)[2], 1.0)
-    np.testing.assert_allclose(certainty_score(probabilities), [1.0, 1 - np.log(2) / np.log(3), 0.0], atol=1e-12)
+    np.testing.assert_allclose(values[2], np.log(3))
+    np.testing.assert_allclose(confidence_score(probabilities), [1.0, 0.5, 1 / 3], atol=1e-12)
     assert np.all(np.diff(values) > 0)

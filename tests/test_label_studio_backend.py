@@ -21,7 +21,7 @@ from rq.registry import FailedJobRegistry
 from alvar.backend.dispatcher import TrainingReaction
 from alvar.backend.model_store import ModelStore, project_store
 from alvar.datafiles import read_dataset
-from alvar.entropy import certainty_score, entropy
+from alvar.entropy import confidence_score
 from alvar.label_config import load
 from alvar.labelstudio.label_config import parse_choices_control
 from alvar.scripts import services
@@ -110,7 +110,7 @@ def test_label_studio_stores_our_predictions_and_sorts_by_uncertainty(ls: LabelS
 
     predictions = task_predictions(ls, project_id)
     probabilities = learner.predict_proba([example.text for example in pool])
-    expected_scores = certainty_score(probabilities)
+    expected_scores = confidence_score(probabilities)
     assert len(predictions) == len(pool) >= 100
     for task_id, row, score in zip(task_ids, probabilities, expected_scores):
         (prediction,) = predictions[task_id]
@@ -121,7 +121,7 @@ def test_label_studio_stores_our_predictions_and_sorts_by_uncertainty(ls: LabelS
 
     view = ls.views.create(project=project_id, data={"title": "by score", "ordering": ["tasks:predictions_score"]})
     ordered = [task.id for task in ls.tasks.list(project=project_id, view=view.id, page_size=500)]
-    assert ordered[0] == task_ids[int(np.argmax(entropy(probabilities)))]
+    assert ordered[0] == task_ids[int(np.argmin(probabilities.max(axis=1)))], "the least confident first"
     assert len(ordered) == len(task_ids)
 
 

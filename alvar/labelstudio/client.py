@@ -24,9 +24,10 @@ def as_dict(item: Any) -> dict[str, Any]:
 
 def iter_tasks(client: LabelStudio, project_id: int, only_annotated: bool = False,
                page_size: int = 500) -> Iterator[dict[str, Any]]:
-    """Every task of a project with its annotations, page by page."""
-    pager: Iterable[Any] = client.tasks.list(project=project_id, fields="all",
-                                             only_annotated=only_annotated or None, page_size=page_size)
+    """Every task of a project with its annotations, page by page; with ``only_annotated``, those with at least
+    one annotation (a Data Manager filter: Label Studio 1.23.2's task list ignores its ``only_annotated``)."""
+    query = dm_query(ANNOTATED) if only_annotated else None
+    pager: Iterable[Any] = client.tasks.list(project=project_id, fields="all", query=query, page_size=page_size)
     for task in pager:
         yield as_dict(task)
 

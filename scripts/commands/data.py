@@ -73,7 +73,7 @@ def select(
         run, rows = select_file(settings, pool, out, strategy, budget, seed, labeled, clusters, per_cluster,
                                 text_col, label_col)
     render.clusters(run, cluster_table(run))
-    render.line(f"{len(rows)} items by {strategy} (model {run.model_version}) -> {out}")
+    render.line(f"{len(rows)} items by {run.strategy} (model {run.model_version}) -> {out}")
 
 
 @app.command()
