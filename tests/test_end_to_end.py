@@ -22,8 +22,6 @@ from typing import Any
 
 import pytest
 from label_studio_sdk import LabelStudio
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
@@ -36,6 +34,7 @@ from alvar.labelstudio.training_data import VALIDITY_FROM_NAME
 from alvar.scripts import services
 from alvar.scripts.stack import SERVICES, StackState
 from alvar.strategies import DEFAULT_STRATEGY
+from tests.browser import chromium, log_in
 from tests.chat_server import ChatServer
 from tests.conftest import REPO, alvar_command, free_port, wait_for
 from tests.stack_processes import FOREIGN_SETTINGS, processes_in_sessions
@@ -45,8 +44,6 @@ pytestmark = pytest.mark.label_studio  # `alvar up` starts the stack with its La
 BUDGET = 4
 VARIATIONS = 2
 PER_CLASS_BOOTSTRAP = 5
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
 
 
@@ -170,18 +167,6 @@ def test_variations_arrive_pre_labeled_with_the_human_label(loop: Loop) -> None:
         assert not variation["annotations"]
 
 
-def _chromium() -> webdriver.Chrome:
-    missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.exists()]
-    if missing:
-        pytest.fail(f"{', '.join(missing)} missing: install Debian's chromium and chromium-driver (.ci/run does)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for argument in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                     "--disable-dev-shm-usage", "--window-size=1600,1000"):
-        options.add_argument(argument)
-    return webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
-
-
 def _tab_id(loop: Loop, title: str) -> int:
     return next(int(view.id) for view in loop.client.views.list(project=loop.state.project_id)
                 if (view.data or {}).get("title") == title)
@@ -192,14 +177,10 @@ def test_the_labeling_ui_shows_a_variation_with_its_pre_label_selected(loop: Loo
     variation = loop.variations[0]
     prelabel = variation["data"]["prelabel"]
     project_url = f"{loop.state.label_studio_url}/projects/{loop.state.project_id}"
-    browser = _chromium()
+    browser = chromium()
     try:
         wait = WebDriverWait(browser, 60)
-        browser.get(f"{loop.state.label_studio_url}/user/login/")
-        browser.find_element(By.NAME, "email").send_keys(loop.state.username)
-        browser.find_element(By.NAME, "password").send_keys(loop.state.password)
-        browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
-        wait.until(lambda driver: "/user/login" not in driver.current_url)
+        log_in(browser, loop.state.label_studio_url, loop.state.username, loop.state.password)
 
         browser.get(f"{project_url}/data?tab={_tab_id(loop, f'Batch 1 · {DEFAULT_STRATEGY}')}")
         wait.until(expected_conditions.presence_of_element_located(

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from label_studio_sdk import LabelStudio
-from pydantic import ValidationError
 
 from alvar.backend.model_store import ModelStore
 from alvar.backend.publishing import publish_predictions
@@ -20,7 +19,7 @@ from alvar.generator.jobs import generation_key
 from alvar.scripts import services
 from alvar.scripts.export import build_export, project_tasks
 from alvar.scripts.simulate import VariationWriter
-from alvar.settings import load_settings
+from alvar.settings import SettingsError, load_settings
 from tests.chat_server import ChatServer
 from tests.generator_stack import CONTROL, GeneratorStack, annotate, generator_stack, new_project, variations
 
@@ -53,7 +52,7 @@ def test_fixed_gives_every_label_k_whatever_the_counts() -> None:
 
 
 def test_the_bounds_must_be_in_order() -> None:
-    with pytest.raises(ValidationError, match="ALVAR_VARIATIONS_MIN \\(6\\) is above ALVAR_VARIATIONS_MAX \\(3\\)"):
+    with pytest.raises(SettingsError, match="ALVAR_VARIATIONS_MIN \\(6\\) is above ALVAR_VARIATIONS_MAX \\(3\\)"):
         load_settings(variations_min=6, variations_max=3)
 
 
