@@ -1,6 +1,7 @@
-"""Public labelled text-classification data sets with skewed classes, to measure selection strategies beyond the
-safety data: each pinned to one upstream commit, every file checked by SHA-256 (:mod:`alvar.pinned_files`), with
-its licence, its citation and a converter to alvar's labelled rows (text, label).
+"""Public data sets to measure selection strategies beyond the safety data: labelled text-classification sets with
+skewed classes, and (input, output) pair sets with a subgroup per pair for generative projects. Each is pinned to
+one upstream commit, every file checked by SHA-256 (:mod:`alvar.pinned_files`), with its licence, its citation and
+a converter to alvar's rows ((text, label) or (input, output, group)).
 
 Nothing here is shipped with alvar: the files are downloaded on the user's machine the first time (or read from
 ``ALVAR_DATASETS/<name>/``), as the demo's are.
@@ -128,12 +129,86 @@ REGISTRY: dict[str, PublicDataset] = {dataset.name: dataset for dataset in (DAVI
 
 
 def public_dataset(name: str) -> PublicDataset:
-    """The registered data set of that name; an unknown name is an error that lists the known ones."""
+    """The registered classification data set of that name; an unknown name is an error that lists the known ones
+    (pair data sets included, since `alvar datasets prepare` takes either)."""
     if name not in REGISTRY:
-        raise PublicDataError(f"no public data set {name!r}; known: {', '.join(sorted(REGISTRY))}")
+        known = sorted([*REGISTRY, *PAIR_REGISTRY])
+        raise PublicDataError(f"no public data set {name!r}; known: {', '.join(known)}")
     return REGISTRY[name]
 
 
 def load(dataset: PublicDataset, settings: Settings) -> list[LabeledRow]:
     """The data set's (text, label) rows, from its checked files (ALVAR_DATASETS or the download cache)."""
+    return dataset.convert(dataset.files.paths(settings, PublicDataError))
+
+
+# (input, output, group)
+PairRow = tuple[str, str, str]
+
+
+@dataclass(frozen=True)
+class PublicPairDataset:
+    """One registered data set of (input, output) pairs with a subgroup per pair, for generative projects."""
+
+    name: str
+    description: str
+    files: PinnedFiles
+    source: str
+    licence: str
+    citation: str
+    cleaning: str
+    # Pairs per subgroup, measured once on the pinned file (shown by `alvar datasets list` without a download).
+    group_counts: Mapping[str, int]
+    convert: Callable[[Mapping[str, Path]], list[PairRow]]
+
+    @property
+    def size(self) -> int:
+        return sum(self.group_counts.values())
+
+    def shares(self) -> dict[str, float]:
+        """Each subgroup's share of the pairs, largest first."""
+        ordered = sorted(self.group_counts.items(), key=lambda item: (-item[1], item[0]))
+        return {group: count / self.size for group, count in ordered}
+
+
+CONAN_FILE = "Multitarget-CONAN.csv"
+
+
+def _convert_conan(paths: Mapping[str, Path]) -> list[PairRow]:
+    return [(one_line(row["HATE_SPEECH"]), one_line(row["COUNTER_NARRATIVE"]), row["TARGET"].strip())
+            for row in _csv_rows(paths[CONAN_FILE])]
+
+
+MULTITARGET_CONAN = PublicPairDataset(
+    name="multitarget-conan",
+    description="5,003 hate-speech / counter-narrative pairs written by NGO operators with an LLM in the loop, each "
+                "with its target group",
+    files=PinnedFiles(
+        "multitarget-conan",
+        "https://raw.githubusercontent.com/marcoguerini/CONAN/627faf12d73ee75291d0c99a1dffd54c811a93cb/"
+        "Multitarget-CONAN",
+        {CONAN_FILE: "1ab624c9e74ac4ef4f4913991802f7305b4a0bad21b8693e4d61ce22c874da26"},
+    ),
+    source="github.com/marcoguerini/CONAN @ 627faf1: Multitarget-CONAN/Multitarget-CONAN.csv",
+    licence="research use only, no redistribution (downloaded on your machine, never shipped)",
+    citation="Fanton, Bonaldi, Tekiroğlu and Guerini. Human-in-the-Loop for Data Collection: a Multi-Target Counter "
+             "Narrative Dataset to Fight Online Hate Speech. ACL 2021.",
+    cleaning="whitespace collapsed; HATE_SPEECH -> input, COUNTER_NARRATIVE -> output, TARGET -> group",
+    group_counts={"MUSLIMS": 1335, "MIGRANTS": 957, "WOMEN": 662, "LGBT+": 617, "JEWS": 594, "POC": 352,
+                  "other": 266, "DISABLED": 220},
+    convert=_convert_conan,
+)
+
+PAIR_REGISTRY: dict[str, PublicPairDataset] = {MULTITARGET_CONAN.name: MULTITARGET_CONAN}
+
+
+def public_pair_dataset(name: str) -> PublicPairDataset:
+    """The registered pair data set of that name; an unknown name is an error that lists the known ones."""
+    if name not in PAIR_REGISTRY:
+        raise PublicDataError(f"no public pair data set {name!r}; known: {', '.join(sorted(PAIR_REGISTRY))}")
+    return PAIR_REGISTRY[name]
+
+
+def load_pairs(dataset: PublicPairDataset, settings: Settings) -> list[PairRow]:
+    """The data set's (input, output, group) rows, from its checked files (ALVAR_DATASETS or the download cache)."""
     return dataset.convert(dataset.files.paths(settings, PublicDataError))

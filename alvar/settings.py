@@ -279,6 +279,53 @@ class Settings(BaseSettings):
         description="Interface the Label Studio of `alvar up` listens on (0.0.0.0: every interface).",
     )
 
+    student_model: str = Field(
+        default_factory=_default_base_model,
+        validation_alias=AliasChoices("ALVAR_STUDENT_MODEL"),
+        description="Generative projects: the student G, a text-to-text model id or path (seq2seq such as "
+        "google/flan-t5-base, or a causal LM); a BERT-family encoder (the default: the offline all-MiniLM-L6-v2 "
+        "files) is warm-started as an encoder-decoder.",
+    )
+    student_epochs: int = Field(
+        10, ge=1, validation_alias=AliasChoices("ALVAR_STUDENT_EPOCHS"),
+        description="Generative projects: fine-tuning epochs of the student G.",
+    )
+    student_learning_rate: float = Field(
+        1e-4, gt=0, validation_alias=AliasChoices("ALVAR_STUDENT_LEARNING_RATE"),
+        description="Generative projects: AdamW learning rate of the student G.",
+    )
+    max_output_length: int = Field(
+        48, ge=4, le=1024, validation_alias=AliasChoices("ALVAR_MAX_OUTPUT_LENGTH"),
+        description="Generative projects: most tokens the student G writes (and learns) per output.",
+    )
+    attribute_model: str | None = Field(
+        None, validation_alias=AliasChoices("ALVAR_ATTRIBUTE_MODEL"),
+        description="Generative projects: the auxiliary classifier R that judges outputs, a sequence-"
+        "classification model id or path (unset: MODEL_DIR/attribute, written by `alvar attribute train`).",
+    )
+    attribute_value: str | None = Field(
+        None, validation_alias=AliasChoices("ALVAR_ATTRIBUTE_VALUE"),
+        description="Generative projects: H, the value of R's attribute that outputs must have (unset: the first "
+        "choice of the label config's attribute control).",
+    )
+    teacher_model: str | None = Field(
+        None, validation_alias=AliasChoices("ALVAR_TEACHER_MODEL"),
+        description="Generative projects: the chat model that drafts outputs (unset: ALVAR_LLM_MODEL).",
+    )
+    teacher_attempts: int = Field(
+        3, ge=1, le=10, validation_alias=AliasChoices("ALVAR_TEACHER_ATTEMPTS"),
+        description="Generative projects: teacher requests per input before its draft is given up as screened out.",
+    )
+    screen_confidence: float = Field(
+        0.9, gt=0.5, le=1, validation_alias=AliasChoices("ALVAR_SCREEN_CONFIDENCE"),
+        description="Generative projects: a teacher draft is screened out when R gives a value other than H at "
+        "least this probability.",
+    )
+    max_output_chars: int = Field(
+        1000, ge=10, validation_alias=AliasChoices("ALVAR_MAX_OUTPUT_CHARS"),
+        description="Generative projects: longer teacher drafts are screened out.",
+    )
+
     @model_validator(mode="after")
     def _variation_bounds_in_order(self) -> Settings:
         if self.variations_min > self.variations_max:

@@ -25,14 +25,17 @@ from redis.exceptions import RedisError
 from werkzeug.datastructures import Authorization
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from alvar.attribute_model import AttributeModelError
 from alvar.backend.dispatcher import ReactionFactory
 from alvar.backend.metrics import BackendMetrics
 from alvar.backend.model import AlvarModel
+from alvar.labelstudio.generation_config import GENERATION, GenerationControl, parse_generation_control, project_kind
 from alvar.labelstudio.label_config import (
     ChoicesControl,
     LabelConfigError,
     parse_choices_control,
 )
+from alvar.labelstudio.task_data import DraftFields
 from alvar.labelstudio.webhook import TRAINING_ACTION, WebhookError
 from alvar.queues import redis_connection
 from alvar.settings import WEBHOOK_SECRET_HEADER, Settings
@@ -147,23 +150,37 @@ def parse_json_object(body: bytes, max_containers: int) -> dict[str, Any]:
     return payload
 
 
-def bounded_control(label_config: Any) -> ChoicesControl:
-    """The label config's Choices control, refused (400) when its names or choices exceed the bounds."""
-    control = parse_choices_control(label_config)
-    if len(control.labels) > MAX_CHOICES:
-        raise BadRequest(f"<Choices name={control.from_name[:MAX_NAME_CHARS]!r}> has {len(control.labels)} "
+def _check_names(named: dict[str, str], choices: tuple[str, ...], control_name: str) -> None:
+    """Refuse (400) more than :data:`MAX_CHOICES` choices, or a name or choice longer than :data:`MAX_NAME_CHARS`."""
+    if len(choices) > MAX_CHOICES:
+        raise BadRequest(f"<Choices name={control_name[:MAX_NAME_CHARS]!r}> has {len(choices)} "
                          f"choices; the most is {MAX_CHOICES}")
-    named = {"Choices name": control.from_name, "Choices toName": control.to_name, "Text value": control.data_key}
-    named |= {f"Choice #{index} value": label for index, label in enumerate(control.labels)}
+    named = named | {f"Choice #{index} value": label for index, label in enumerate(choices)}
     for what, name in named.items():
         if len(name) > MAX_NAME_CHARS:
             raise BadRequest(f"the label config's {what} is {len(name)} characters long; "
                              f"the most is {MAX_NAME_CHARS}")
+
+
+def bounded_control(label_config: Any) -> ChoicesControl | GenerationControl:
+    """The label config's control (a generative project's when it has a ``<TextArea>``), refused (400) when its
+    names or choices exceed the bounds."""
+    if project_kind(label_config) == GENERATION:
+        generation = parse_generation_control(label_config)
+        _check_names({"Text name": generation.input_name, "Text value": generation.data_key,
+                      "TextArea name": generation.output_name, "Choices name": generation.attribute_name,
+                      "verdict Choices name": generation.verdict_name},
+                     generation.attributes, generation.attribute_name)
+        return generation
+    control = parse_choices_control(label_config)
+    _check_names({"Choices name": control.from_name, "Choices toName": control.to_name, "Text value": control.data_key},
+                 control.labels, control.from_name)
     return control
 
 
-def check_tasks(tasks: list[Any], control: ChoicesControl, settings: Settings) -> None:
-    """Refuse (400) more tasks than ALVAR_MAX_TASKS_PER_REQUEST or a text longer than ALVAR_MAX_TEXT_CHARS.
+def check_tasks(tasks: list[Any], control: ChoicesControl | GenerationControl, settings: Settings) -> None:
+    """Refuse (400) more tasks than ALVAR_MAX_TASKS_PER_REQUEST or a text longer than ALVAR_MAX_TEXT_CHARS (in a
+    generative project, the teacher's draft too: it comes back as the prediction).
 
     A task without a usable text is left to the predictor, which answers it with its own error entry.
     """
@@ -172,13 +189,16 @@ def check_tasks(tasks: list[Any], control: ChoicesControl, settings: Settings) -
                          f"{settings.max_tasks_per_request}")
     for position, task in enumerate(tasks):
         data = task.get("data") if isinstance(task, dict) else None
-        value = data.get(control.data_key) if isinstance(data, dict) else None
-        if value is None:
+        if not isinstance(data, dict):
             continue
-        length = len(value if isinstance(value, str) else str(value))
-        if length > settings.max_text_chars:
-            raise BadRequest(f"task #{position} has a text of {length} characters; ALVAR_MAX_TEXT_CHARS is "
-                             f"{settings.max_text_chars}")
+        texts = {"text": data.get(control.data_key)}
+        if isinstance(control, GenerationControl):
+            texts["draft"] = DraftFields.of(task).draft
+        for what, value in texts.items():
+            length = len(value if isinstance(value, str) else str(value)) if value is not None else 0
+            if length > settings.max_text_chars:
+                raise BadRequest(f"task #{position} has a {what} of {length} characters; ALVAR_MAX_TEXT_CHARS "
+                                 f"is {settings.max_text_chars}")
 
 
 @contextmanager
@@ -186,7 +206,7 @@ def client_errors(what: str) -> Iterator[None]:
     """Turn a type or value error raised while reading a client's body into a 400 (logged with its trace)."""
     try:
         yield
-    except (BadRequest, LabelConfigError, WebhookError):
+    except (BadRequest, LabelConfigError, WebhookError, AttributeModelError):
         raise
     except (TypeError, ValueError, KeyError, AttributeError) as error:
         log.warning("%s: a malformed body raised %s", what, type(error).__name__, exc_info=True)
@@ -253,6 +273,7 @@ def create_app(settings: Settings, reactions: Sequence[ReactionFactory] = (), mo
     @app.errorhandler(BadRequest)
     @app.errorhandler(LabelConfigError)
     @app.errorhandler(WebhookError)
+    @app.errorhandler(AttributeModelError)
     def bad_request(error: Exception) -> tuple[Response, int]:
         return jsonify(error=str(error)), 400
 
@@ -310,7 +331,8 @@ def create_app(settings: Settings, reactions: Sequence[ReactionFactory] = (), mo
             with client_errors("/predict"):
                 results = model.predict(tasks, label_config, project=payload.get("project"))
         metrics.tasks_scored.inc(len(tasks))
-        return jsonify(results=results, model_version=model.serving_version(payload.get("project")))
+        kind = GENERATION if project_kind(label_config) == GENERATION else None
+        return jsonify(results=results, model_version=model.serving_version(payload.get("project"), kind))
 
     @app.post("/webhook")
     def webhook() -> tuple[Response, int]:

@@ -18,6 +18,7 @@ from redis import Redis
 from rq import Queue
 
 from alvar.backend.training import pending_training_key, train_project
+from alvar.labelstudio.generation_config import GENERATION
 from alvar.labelstudio.label_config import LabelConfigError
 from alvar.labelstudio.webhook import (
     NEW_ANNOTATION_ACTIONS,
@@ -25,6 +26,7 @@ from alvar.labelstudio.webhook import (
     WebhookEvent,
     human_labels,
     parse_event,
+    verified_reviews,
 )
 from alvar.projects import remember_project
 from alvar.queues import training_queue, waiting_job
@@ -38,7 +40,8 @@ ReactionFactory = Callable[[Settings, Redis], Reaction]
 class TrainingReaction:
     """Queue a training job on START_TRAINING and after every ``retrain_every`` new human labels.
 
-    Only new human labels of source tasks count: reviews of variations, edits and skips do not.
+    Only new human labels of source tasks count: reviews of variations, edits and skips do not. In a generative
+    project the new verified reviews count (accept or edit with an output); rejections and emptied outputs do not.
 
     At most one training job per project waits in the queue: its id sits under a Redis key that the job
     clears when it starts, so later annotations can queue the next one.
@@ -62,12 +65,17 @@ class TrainingReaction:
             return self.enqueue(event.project_id, reason="START_TRAINING")
         if event.action not in NEW_ANNOTATION_ACTIONS:
             return None
+        generative = event.kind() == GENERATION
         try:
-            new_labels = len(human_labels(event.annotations(), event.control()))
+            if generative:
+                new_labels = len(verified_reviews(event.annotations(), event.generation_control()))
+            else:
+                new_labels = len(human_labels(event.annotations(), event.control()))
         except LabelConfigError:
             return {"training": "skipped", "reason": "no usable label config in the payload"}
         if new_labels == 0:
-            return {"training": "not counted", "reason": "no new human label of a source task"}
+            reason = "no new verified output (accept or edit)" if generative else "no new human label of a source task"
+            return {"training": "not counted", "reason": reason}
         seen = cast(int, self.connection.incrby(self._counter_key(event.project_id), new_labels))
         if seen < self.retrain_every:
             return {"training": "waiting", "annotations_since_training": seen, "retrain_every": self.retrain_every}

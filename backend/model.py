@@ -9,8 +9,10 @@ from typing import Any
 from redis import Redis
 
 from alvar.backend.dispatcher import Dispatcher, ReactionFactory
+from alvar.backend.generation_predictor import GenerationPredictor
 from alvar.backend.model_store import serving
-from alvar.backend.predictor import Predictor
+from alvar.backend.predictor import Predictor, serving_kind
+from alvar.labelstudio.generation_config import GENERATION, parse_generation_control, project_kind
 from alvar.labelstudio.label_config import parse_choices_control
 from alvar.labelstudio.webhook import project_number
 from alvar.projects import remember_project
@@ -21,7 +23,8 @@ log = logging.getLogger(__name__)
 
 
 class AlvarModel:
-    """Predicts each task's Choice with its project's current learner; training happens in RQ jobs, never inline.
+    """Predicts each task's Choice with its project's current learner, or, in a generative project (a config with
+    a ``<TextArea>``), its output with the project's student G; training happens in RQ jobs, never inline.
 
     ``fit`` hands webhook events to the reactions built from ``reactions`` (training, generation: see
     :mod:`alvar.scripts.backend_app`); the model itself queues nothing.
@@ -30,6 +33,7 @@ class AlvarModel:
     def __init__(self, settings: Settings, connection: Redis, reactions: Sequence[ReactionFactory] = ()) -> None:
         self.settings = settings
         self.predictor = Predictor(settings)
+        self.generation = GenerationPredictor(settings, self.predictor)
         self.queue = training_queue(connection)
         self.generation_queue = generation_queue(connection)
         self.connection = connection
@@ -40,9 +44,10 @@ class AlvarModel:
         """The shared model's current version (``MODEL_DIR/CURRENT``): what projects without their own are served."""
         return self.predictor.store.current_version()
 
-    def serving_version(self, project: Any = None) -> str | None:
-        """The version that answers the project's predictions (its own, else the shared one), or None."""
-        found = serving(self.settings.model_dir, project_number(project))
+    def serving_version(self, project: Any = None, kind: str | None = None) -> str | None:
+        """The version that answers the project's predictions (its own, else the shared one), or None; with
+        ``kind``, only a version of that kind (a generative project is never served the shared classifier)."""
+        found = serving_kind(self.settings.model_dir, project_number(project), kind)
         return found.version if found is not None else None
 
     def versions(self, project: Any = None) -> dict[str, Any]:
@@ -55,18 +60,30 @@ class AlvarModel:
         return {"versions": store.versions(), "current": found.version if found is not None else None}
 
     def setup(self, label_config: str, project: Any = None) -> dict[str, Any]:
-        """Check that the project's config has a Choices control to predict; answer the version serving it."""
-        parse_choices_control(label_config)
+        """Check that the project's config has a Choices control to predict (a generative one: its output box and
+        an attribute that has the value H); answer the version serving it.
+
+        R is not loaded here (Label Studio gives /setup a few seconds): an R that does not know H is refused by
+        the first /predict.
+        """
+        kind = project_kind(label_config)
+        if kind == GENERATION:
+            parse_generation_control(label_config).required_attribute(self.settings.attribute_value)
+        else:
+            parse_choices_control(label_config)
         if (project_id := project_number(project)) is not None:
             remember_project(self.connection, project_id)  # the reconciliation sweep covers it from now on
-        return {"model_version": self.serving_version(project)}
+        return {"model_version": self.serving_version(project, kind if kind == GENERATION else None)}
 
     def predict(self, tasks: list[Any], label_config: str, project: Any = None) -> list[dict[str, Any]]:
         """Score the tasks with the project's model (:func:`serving`); ``[]`` when no model serves the project.
 
         ``project`` is Label Studio's field (``"7.1700000000"`` or ``7``); a missing or unreadable one is served
-        the shared model.
+        the shared model (a classifier: a generative project without a student of its own gets ``[]``).
         """
+        if project_kind(label_config) == GENERATION:
+            return self.generation.predict_tasks(tasks, parse_generation_control(label_config),
+                                                 project_number(project))
         return self.predictor.predict_tasks(tasks, parse_choices_control(label_config), project_number(project))
 
     def fit(self, payload: Any) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Saved learner versions, one store per Label Studio project, each with an atomic pointer to its current version.
+"""Saved model versions (classifiers and generative students), one store per Label Studio project, each with an
+atomic pointer to its current version.
 
 Layout of ``MODEL_DIR``::
 
@@ -13,6 +14,9 @@ neither it gets no predictions (:func:`serving`). Training one project writes on
 A version is written into a hidden temporary directory and renamed into place, and the ``CURRENT`` file is
 replaced with ``os.replace``: a reader sees either the old version or the new one, never a half-written one.
 A pruned version is renamed to a hidden name before it is deleted, so it is never listed half-deleted.
+
+A version's metadata names its ``kind``: ``classification`` (a :class:`TransformerClassifier`; versions written
+before generative projects have no kind and are classifiers) or ``generation`` (a :class:`TextToTextStudent`).
 """
 
 from __future__ import annotations
@@ -29,9 +33,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from alvar.backend.learner import TransformerClassifier
+from alvar.backend.student import TextToTextStudent
+from alvar.errors import AlvarError
 
 CURRENT_FILE = "CURRENT"
 METADATA_FILE = "metadata.json"
@@ -39,6 +45,15 @@ METADATA_FILE = "metadata.json"
 VERSION_NAME = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9]{6}-[0-9a-f]{8}")
 # A hidden staging or deletion directory older than this was left by a process that died (a save takes seconds).
 ABANDONED_AFTER_SECONDS = 3600.0
+CLASSIFICATION = "classification"
+GENERATION = "generation"
+
+Model: TypeAlias = TransformerClassifier | TextToTextStudent
+
+
+class ModelKindError(AlvarError, TypeError):
+    """A saved version of the other kind (a classifier where a generative student is needed, or the reverse):
+    MODEL_DIR mixes the models of a classification and a generation project."""
 
 
 def data_hash(texts: Sequence[str], labels: Sequence[str]) -> str:
@@ -49,13 +64,36 @@ def data_hash(texts: Sequence[str], labels: Sequence[str]) -> str:
     return digest.hexdigest()
 
 
+def model_kind(model: Model) -> str:
+    """The ``kind`` a version of ``model`` is saved under."""
+    return GENERATION if isinstance(model, TextToTextStudent) else CLASSIFICATION
+
+
+def load_model(path: str | Path, **overrides: Any) -> Model:
+    """The model saved in a version directory, as the class its metadata's ``kind`` names."""
+    path = Path(path)
+    kind = json.loads((path / METADATA_FILE).read_text()).get("kind", CLASSIFICATION)
+    if kind == GENERATION:
+        return TextToTextStudent.load(path, **overrides)
+    return TransformerClassifier.load(path, **overrides)
+
+
+def _kind_metadata(model: Model, examples: Sequence[str], targets: Sequence[str]) -> dict[str, Any]:
+    """What a version's metadata says about its training set: class counts for a classifier, none for a student
+    (its targets are free texts)."""
+    if isinstance(model, TextToTextStudent):
+        return {"kind": GENERATION, "architecture": model.architecture_, "loss_history": model.loss_history_}
+    return {"kind": CLASSIFICATION, "class_counts": dict(sorted(Counter(targets).items())),
+            "classes": model.classes_}
+
+
 def is_version_name(name: str) -> bool:
     """Whether ``name`` has the shape of the versions this store writes (what Label Studio's predictions carry)."""
     return VERSION_NAME.fullmatch(name) is not None
 
 
 class ModelStore:
-    """The versions of one learner, with the current one named in ``CURRENT``."""
+    """The versions of one model (a classifier or a student), with the current one named in ``CURRENT``."""
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
@@ -80,9 +118,13 @@ class ModelStore:
         return sorted(path.name for path in self.root.iterdir()
                       if (path / METADATA_FILE).is_file() and not path.name.startswith("."))
 
-    def save(self, learner: TransformerClassifier, texts: Sequence[str], labels: Sequence[str],
+    def save(self, learner: Model, texts: Sequence[str], labels: Sequence[str],
              metrics: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> str:
-        """Save a fitted learner as a new version (not yet current) and return its name."""
+        """Save a fitted model as a new version (not yet current) and return its name.
+
+        For a classifier ``texts`` and ``labels`` are its training texts and labels; for a student, its training
+        inputs and outputs (the data hash is over the pairs either way).
+        """
         self.root.mkdir(parents=True, exist_ok=True)
         created = datetime.now(UTC)
         hashed = data_hash(texts, labels)
@@ -95,8 +137,7 @@ class ModelStore:
                 "base_model": learner.base_model,
                 "data_hash": hashed,
                 "n_examples": len(texts),
-                "class_counts": dict(sorted(Counter(labels).items())),
-                "classes": learner.classes_,
+                **_kind_metadata(learner, texts, labels),
                 "params": learner.get_params(),
                 "training_loss": learner.training_loss_,
                 "metrics": metrics or {},
@@ -118,12 +159,26 @@ class ModelStore:
         pointer.write_text(version + "\n")
         os.replace(pointer, self.root / CURRENT_FILE)
 
-    def load(self, version: str | None = None, **overrides: Any) -> tuple[str, TransformerClassifier]:
-        """The given version, or the current one, as a fitted learner."""
+    def load(self, version: str | None = None, **overrides: Any) -> tuple[str, Model]:
+        """The given version, or the current one, as a fitted model of the class it was saved as."""
         version = version or self.current_version()
         if version is None:
             raise FileNotFoundError(f"no current model version under {self.root}: train one first")
-        return version, TransformerClassifier.load(self.path(version), **overrides)
+        return version, load_model(self.path(version), **overrides)
+
+    def load_classifier(self, version: str | None = None, **overrides: Any) -> tuple[str, TransformerClassifier]:
+        """:meth:`load` for a caller that needs a classifier; a student there raises :class:`ModelKindError`."""
+        version, model = self.load(version, **overrides)
+        if not isinstance(model, TransformerClassifier):
+            raise ModelKindError(f"version {version} under {self.root} is a {GENERATION} model, not a classifier")
+        return version, model
+
+    def load_student(self, version: str | None = None, **overrides: Any) -> tuple[str, TextToTextStudent]:
+        """:meth:`load` for a caller that needs a student; a classifier there raises :class:`ModelKindError`."""
+        version, model = self.load(version, **overrides)
+        if not isinstance(model, TextToTextStudent):
+            raise ModelKindError(f"version {version} under {self.root} is a {CLASSIFICATION} model, not a student")
+        return version, model
 
     def prune(self, keep: int) -> list[str]:
         """Delete all but the newest ``keep`` versions, never the current one; return the deleted names.

@@ -7,20 +7,23 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
 from alvar.backend.learner import TransformerClassifier
-from alvar.backend.model_store import serving, shared_store
+from alvar.backend.model_store import Model, Serving, load_model, serving, shared_store
 from alvar.classifiers import likeliest
 from alvar.entropy import confidence_score, entropy
+from alvar.labelstudio.generation_config import CLASSIFICATION
 from alvar.labelstudio.label_config import ChoicesControl
 from alvar.labelstudio.training_data import prelabel
 from alvar.settings import Settings
 
 # Loaded versions a backend process holds at once (each is about 90 MB of weights plus the tokenizer).
 LOADED_MODELS = 4
+
+Held = TypeVar("Held")
 
 
 @dataclass(frozen=True)
@@ -31,23 +34,23 @@ class TaskText:
     error: str | None = None
 
 
-def task_texts(tasks: Sequence[Any], control: ChoicesControl) -> list[TaskText]:
-    """Each task's text under the control's data key, or a per-task error."""
+def task_texts(tasks: Sequence[Any], data_key: str) -> list[TaskText]:
+    """Each task's text under the label config's data key, or a per-task error."""
     found: list[TaskText] = []
     for position, task in enumerate(tasks):
         if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
             found.append(TaskText(None, f"task #{position} is not an object with a 'data' object"))
             continue
-        value = task["data"].get(control.data_key)
+        value = task["data"].get(data_key)
         if value is None:
-            found.append(TaskText(None, f"task {task.get('id', '#' + str(position))} has no data.{control.data_key}"))
+            found.append(TaskText(None, f"task {task.get('id', '#' + str(position))} has no data.{data_key}"))
         else:
             found.append(TaskText(str(value)))
     return found
 
 
-class LoadedModels:
-    """The few learner versions held in memory, the least recently used dropped first.
+class LoadedModels(Generic[Held]):
+    """The few model versions held in memory, the least recently used dropped first.
 
     A backend serving many projects must not hold every project's model: at most ``capacity`` stay loaded, and
     a store's new version replaces its older one (the pointer moved: the old one serves nobody). Looking up a
@@ -55,24 +58,24 @@ class LoadedModels:
     switch loads that version once.
     """
 
-    def __init__(self, capacity: int, load: Callable[[Path], TransformerClassifier]) -> None:
+    def __init__(self, capacity: int, load: Callable[[Path], Held]) -> None:
         if capacity < 1:
             raise ValueError(f"hold at least one model, not {capacity}")
         self.capacity = capacity
         self._load = load
-        self._held: OrderedDict[Path, TransformerClassifier] = OrderedDict()
+        self._held: OrderedDict[Path, Held] = OrderedDict()
         self._lock = threading.Lock()
         self._loading = threading.Lock()
 
-    def _lookup(self, path: Path) -> TransformerClassifier | None:
+    def _lookup(self, path: Path) -> Held | None:
         with self._lock:
             learner = self._held.get(path)
             if learner is not None:
                 self._held.move_to_end(path)
             return learner
 
-    def get(self, path: Path) -> TransformerClassifier:
-        """The learner saved at ``path``, loaded unless it is held already."""
+    def get(self, path: Path) -> Held:
+        """The model saved at ``path``, loaded unless it is held already."""
         if (learner := self._lookup(path)) is not None:
             return learner
         with self._loading:
@@ -93,44 +96,64 @@ class LoadedModels:
             return list(self._held)
 
 
+def version_kind(found: Serving) -> str:
+    """The kind of project a served version was trained for (``"classification"`` when its metadata predates
+    generation projects)."""
+    return str(found.store.metadata(found.version).get("kind") or CLASSIFICATION)
+
+
+def serving_kind(model_dir: str | Path, project_id: int | None, kind: str | None = None) -> Serving | None:
+    """:func:`serving`, and with ``kind`` only a version of that kind: the shared classifier never serves a
+    generation project, whose own student does not exist yet."""
+    found = serving(model_dir, project_id)
+    if found is None or (kind is not None and version_kind(found) != kind):
+        return None
+    return found
+
+
 class Predictor:
-    """Serves each project its current version (:func:`serving`), following each store's pointer as it moves."""
+    """Serves each project its current version (:func:`serving`), following each store's pointer as it moves.
+
+    Classifiers and students share the bounded :class:`LoadedModels`; each saved version loads as its kind.
+    """
 
     def __init__(self, settings: Settings, capacity: int = LOADED_MODELS) -> None:
         self.settings = settings
         self.store = shared_store(settings.model_dir)
-        self.models = LoadedModels(capacity, self._load)
+        self.models: LoadedModels[Model] = LoadedModels(capacity, self._load)
 
-    def _load(self, path: Path) -> TransformerClassifier:
-        return TransformerClassifier.load(path, inference_batch_size=self.settings.inference_batch_size,
-                                          num_threads=self.settings.torch_threads)
+    def _load(self, path: Path) -> Model:
+        return load_model(path, inference_batch_size=self.settings.inference_batch_size,
+                          num_threads=self.settings.torch_threads)
 
-    def current(self, project_id: int | None = None) -> tuple[str, TransformerClassifier] | None:
-        """The version serving the project and its learner; None when no model serves it.
+    def current(self, project_id: int | None = None, kind: str | None = None) -> tuple[str, Model] | None:
+        """The version serving the project and its model; None when no model (of ``kind``, when given) serves it.
 
         A version can be pruned between reading its pointer and loading it (a training switched and pruned
         meanwhile): the pointer is then read again.
         """
         attempts = 3
         while True:
-            found = serving(self.settings.model_dir, project_id)
-            if found is None:
-                return None
-            path = found.store.path(found.version)
+            found = None
             try:
-                return found.version, self.models.get(path)
+                found = serving_kind(self.settings.model_dir, project_id, kind)
+                if found is None:
+                    return None
+                return found.version, self.models.get(found.store.path(found.version))
             except OSError:
                 attempts -= 1
-                if attempts == 0 or path.exists():
+                if attempts == 0 or (found is not None and found.store.path(found.version).exists()):
                     raise
 
     def predict_tasks(self, tasks: Sequence[Any], control: ChoicesControl,
                       project_id: int | None = None) -> list[dict[str, Any]]:
-        """Predictions of the version serving the project; none when no model serves it."""
-        loaded = self.current(project_id)
+        """Predictions of the version serving the project; none when no classifier serves it."""
+        loaded = self.current(project_id, CLASSIFICATION)
         if loaded is None:
             return []
         version, learner = loaded
+        if not isinstance(learner, TransformerClassifier):
+            return []
         return predict_tasks(learner, version, tasks, control)
 
 
@@ -142,9 +165,9 @@ def predict_tasks(learner: TransformerClassifier, version: str, tasks: Sequence[
     A generated variation keeps its pre-label (the person's label) as the prediction's choice, so reviewers see
     it whatever version the project shows; its score and meta are still the learner's.
     """
-    texts = task_texts(tasks, control)
+    texts = task_texts(tasks, control.data_key)
     scorable = [index for index, found in enumerate(texts) if found.text is not None]
-    probabilities = learner.predict_proba([texts[index].text for index in scorable])  # type: ignore[misc]
+    probabilities = learner.predict_proba([found.text for found in texts if found.text is not None])
     predictions: list[dict[str, Any]] = [
         {"result": [], "score": 0.0, "model_version": version, "error": found.error} for found in texts
     ]

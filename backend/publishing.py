@@ -5,11 +5,16 @@ Data Manager score column averages only predictions of the project's version: so
 Then the predictions of the project's older alvar versions (and of Label Studio's placeholder version, the
 ML backend's title) are deleted, so a project holds one alvar prediction per task however often it retrains.
 Other predictions (the generator's ``llm:…`` pre-label provenance, another tool's) are left alone.
+
+A generative project publishes its student's predictions the same way (:func:`publish_generation_predictions`):
+a drafted task's prediction carries the teacher's draft, so the pre-filled output follows the project's version
+while the draft the teacher imported under the older version is deleted with that version's predictions.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,15 +23,22 @@ from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 from tqdm.auto import tqdm
 
+from alvar.attribute_model import AttributeJudge
+from alvar.backend.generation_predictor import generation_predictions
 from alvar.backend.learner import TransformerClassifier
 from alvar.backend.model_store import is_version_name
 from alvar.backend.predictor import predict_tasks
+from alvar.backend.student import TextToTextStudent
 from alvar.labelstudio.client import iter_tasks
+from alvar.labelstudio.generation_config import GenerationControl
 from alvar.labelstudio.label_config import ChoicesControl
 
 # Prediction deletions in flight at once: about 1.5x the throughput of one at a time against Label Studio on
 # two cores, while annotators' requests still go through between them.
 DELETE_CONCURRENCY = 4
+
+# Predictions of a chunk of tasks, in task order (an entry with an empty result is not imported).
+Predict = Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -97,10 +109,10 @@ def _delete_prediction(client: LabelStudio, prediction_id: int) -> bool:
     return True
 
 
-def publish_predictions(client: LabelStudio, project_id: int, learner: TransformerClassifier, version: str,
-                        control: ChoicesControl, chunk_size: int = 1000, show_progress: bool = False) -> Published:
-    """Score every task of the project with ``version``, import the predictions, set the project's version,
-    and delete the predictions of the project's older alvar versions."""
+def publish(client: LabelStudio, project_id: int, version: str, predict: Predict, chunk_size: int = 1000,
+            show_progress: bool = False) -> Published:
+    """Predict every task of the project with ``predict``, import the predictions as ``version``'s, set the
+    project's version, and delete the predictions of the project's older alvar versions."""
     tasks = [{"id": task["id"], "data": task["data"]} for task in iter_tasks(client, project_id, page_size=1000)]
     imported = 0
     for start in tqdm(range(0, len(tasks), chunk_size), desc="predictions", disable=not show_progress):
@@ -108,7 +120,7 @@ def publish_predictions(client: LabelStudio, project_id: int, learner: Transform
         request: list[dict[str, Any]] = [
             {"task": task["id"], "result": prediction["result"], "score": prediction["score"],
              "model_version": version}
-            for task, prediction in zip(chunk, predict_tasks(learner, version, chunk, control))
+            for task, prediction in zip(chunk, predict(chunk))
             if prediction["result"]
         ]
         if request:
@@ -117,3 +129,20 @@ def publish_predictions(client: LabelStudio, project_id: int, learner: Transform
         imported += len(request)
     client.projects.update(id=project_id, model_version=version)
     return Published(imported, delete_older_predictions(client, project_id, version))
+
+
+def publish_predictions(client: LabelStudio, project_id: int, learner: TransformerClassifier, version: str,
+                        control: ChoicesControl, chunk_size: int = 1000, show_progress: bool = False) -> Published:
+    """Publish a classifier version (:func:`publish`): every task's likeliest choice."""
+    return publish(client, project_id, version, lambda chunk: predict_tasks(learner, version, chunk, control),
+                   chunk_size, show_progress)
+
+
+def publish_generation_predictions(client: LabelStudio, project_id: int, student: TextToTextStudent, version: str,
+                                   control: GenerationControl, judge: AttributeJudge | None,
+                                   chunk_size: int = 1000, show_progress: bool = False) -> Published:
+    """Publish a student version (:func:`publish`): every task's output (its draft when it has one) scored by
+    R's entropy on G's output (0.0 without R)."""
+    return publish(client, project_id, version,
+                   lambda chunk: generation_predictions(student, version, chunk, control, judge),
+                   chunk_size, show_progress)

@@ -10,13 +10,16 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from label_studio_sdk import LabelStudio
 from rq import get_current_job
 
+from alvar.backend.generation_training import train_generation_project
 from alvar.backend.learner import TransformerClassifier
 from alvar.backend.model_store import project_store
 from alvar.backend.publishing import publish_predictions
 from alvar.job_settings import job_settings
 from alvar.labelstudio.client import iter_tasks, label_studio_client
+from alvar.labelstudio.generation_config import GENERATION, project_kind
 from alvar.labelstudio.label_config import parse_choices_control
 from alvar.labelstudio.training_data import training_set
 from alvar.settings import Settings
@@ -56,7 +59,9 @@ def _release_pending_slot(project_id: int) -> None:
 
 
 def train_project(project_id: int) -> dict[str, Any]:
-    """Train on the project's human labels and valid variations; switch the project's model to it.
+    """Train the project's model and switch the project to it: a classifier on its human labels and valid
+    variations, or, in a generative project, the student G on its verified pairs
+    (:func:`~alvar.backend.generation_training.train_generation_project`).
 
     Only the project's own store (``MODEL_DIR/<project>/``) is written: other projects keep their models. The
     new version's predictions for every task are imported before the project's version is set, so Label
@@ -67,7 +72,20 @@ def train_project(project_id: int) -> dict[str, Any]:
     settings = job_settings()
     client = label_studio_client(settings)
     project = client.projects.get(id=project_id)
-    control = parse_choices_control(project.label_config)
+    if project_kind(project.label_config) == GENERATION:
+        summary = train_generation_project(project_id)
+    else:
+        summary = _train_classifier(settings, client, project_id, project.label_config)
+    job = get_current_job()
+    if job is not None:
+        job.meta.update(summary)
+        job.save_meta()
+    return summary
+
+
+def _train_classifier(settings: Settings, client: LabelStudio, project_id: int,
+                      label_config: str | None) -> dict[str, Any]:
+    control = parse_choices_control(label_config)
     chosen = training_set(iter_tasks(client, project_id, only_annotated=True), control)
     log.info("project %s: training on %s", project_id, chosen.summary())
     learner = new_learner(settings).fit(chosen.texts, chosen.labels)
@@ -78,11 +96,6 @@ def train_project(project_id: int) -> dict[str, Any]:
     pruned = store.prune(settings.models_kept)
     log.info("project %s: version %s, %s predictions imported, %s older ones deleted, versions pruned: %s",
              project_id, version, published.imported, sum(published.deleted.values()), pruned)
-    summary = {"project": project_id, "version": version, **chosen.summary(), "predictions": published.imported,
-               "predictions_deleted": published.deleted, "versions_pruned": pruned,
-               "training_loss": learner.training_loss_}
-    job = get_current_job()
-    if job is not None:
-        job.meta.update(summary)
-        job.save_meta()
-    return summary
+    return {"project": project_id, "version": version, **chosen.summary(), "predictions": published.imported,
+            "predictions_deleted": published.deleted, "versions_pruned": pruned,
+            "training_loss": learner.training_loss_}

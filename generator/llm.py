@@ -45,6 +45,19 @@ VARIATIONS_SCHEMA: Any = {  # the openai SDK types it as its ResponseFormat mode
         },
     },
 }
+OUTPUT_SCHEMA: Any = {  # a generative project's teacher answers one output
+    "type": "json_schema",
+    "json_schema": {
+        "name": "output",
+        "strict": True,
+        "schema": {
+            "type": "object",
+            "properties": {"output": {"type": "string"}},
+            "required": ["output"],
+            "additionalProperties": False,
+        },
+    },
+}
 
 
 class LLMNotConfigured(AlvarError, RuntimeError):
@@ -115,12 +128,12 @@ class ChatClient:
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         return (prompt_tokens * self.input_price + completion_tokens * self.output_price) / 1_000_000
 
-    def _request(self, messages: list[dict[str, str]], max_tokens: int) -> Any:
+    def _request(self, messages: list[dict[str, str]], max_tokens: int, response_format: Any) -> Any:
         arguments: dict[str, Any] = {"model": self.model, "messages": messages, "temperature": self.temperature,
                                      "max_tokens": max_tokens}
         if self._structured_output:
             try:
-                return self._client.chat.completions.create(**arguments, response_format=VARIATIONS_SCHEMA)
+                return self._client.chat.completions.create(**arguments, response_format=response_format)
             except openai.BadRequestError as error:
                 if not _rejects_response_format(error):
                     raise
@@ -129,15 +142,17 @@ class ChatClient:
                     self._structured_output = False
         return self._client.chat.completions.create(**arguments)
 
-    def complete(self, messages: list[dict[str, str]], max_tokens: int) -> Completion:
+    def complete(self, messages: list[dict[str, str]], max_tokens: int,
+                 response_format: Any = VARIATIONS_SCHEMA) -> Completion:
         """The assistant's answer to ``messages`` (at most ``max_tokens`` tokens), from the cache when an answer
-        to this exact request was accepted before (``remember``)."""
+        to this exact request was accepted before (``remember``). ``response_format``: the JSON schema asked of an
+        endpoint that supports structured output (variations by default)."""
         key = self._cache_key(messages)
         if self._cache is not None:
             cached = self._cache.get(key)
             if isinstance(cached, str):
                 return Completion(cached, Usage(requests=1, cached=1))
-        response = self._request(messages, max_tokens)
+        response = self._request(messages, max_tokens, response_format)
         choice = response.choices[0] if response.choices else None
         content = (choice.message.content or "") if choice is not None else ""
         if choice is not None and choice.finish_reason == "length":

@@ -1,15 +1,17 @@
 """The dispatcher's generation reaction: each human label of a source task becomes one queued generation job.
 
 Runs inside the webhook request (Label Studio waits 1 s at most), so it only reads the payload and enqueues.
-Skipped: variations (their annotations are reviews), bootstrap labels, skipped annotations, annotations without
-a label of the project's config. The job id is the generation key (project, task, label), whoever labelled it:
-a job already waiting or running for that key is not queued again, so a second annotator who agrees, a repeated
-delivery or a quick A -> B -> A relabel never pays the LLM twice. The reconciliation sweep
+Skipped: every event of a generative project (its outputs come from the teacher, :mod:`alvar.generator.teacher`,
+never from variations), variations (their annotations are reviews), bootstrap labels, skipped annotations,
+annotations without a label of the project's config. The job id is the generation key (project, task, label),
+whoever labelled it: a job already waiting or running for that key is not queued again, so a second annotator who
+agrees, a repeated delivery or a quick A -> B -> A relabel never pays the LLM twice. The reconciliation sweep
 (:mod:`alvar.scripts.reconcile`) queues through :func:`queue_generation` too.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from redis import Redis
@@ -18,6 +20,7 @@ from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 
 from alvar.generator.jobs import generate_variations, generation_key, record_failure
+from alvar.labelstudio.generation_config import GENERATION, project_kind
 from alvar.labelstudio.label_config import LabelConfigError
 from alvar.labelstudio.webhook import (
     ANNOTATION_ACTIONS,
@@ -64,6 +67,13 @@ def queue_generation(connection: Redis, queue: Queue, project_id: int, found: Hu
     return {"status": "queued", "job_id": job_id}
 
 
+def _label_config(event: WebhookEvent) -> str | None:
+    """The project's label config as the event carries it, or None."""
+    project = event.payload.get("project")
+    config = project.get("label_config") if isinstance(project, Mapping) else None
+    return config if isinstance(config, str) else None
+
+
 class GenerationReaction:
     """The webhook reaction that queues one generation job per human label of a source task."""
 
@@ -79,6 +89,8 @@ class GenerationReaction:
     def __call__(self, event: WebhookEvent) -> dict[str, Any] | None:
         if event.action not in ANNOTATION_ACTIONS:
             return None
+        if project_kind(_label_config(event)) == GENERATION:
+            return {"generation": "skipped", "reason": "a generative project never gets variations"}
         try:
             control = event.control()
         except LabelConfigError as error:

@@ -5,6 +5,11 @@ Per source task and current label (each annotator's latest annotation) of a proj
   running, and no finished job settled it (a finished job that imported nothing, e.g. every answer refused, is
   settled until its result expires after 30 days; a job that failed for good is queued again);
 - variation statuses are brought in line with the current labels (a deleted annotation leaves its set stale).
+
+A generative project has no variations: for it the sweep queues the teacher's draft job
+(:func:`catch_up_drafts`) of every task that carries a batch number and has no draft, no draft status and no
+annotation (an enqueue lost, or a worker that died with the job), unless a finished job skipped it for good (an
+empty or oversized input).
 """
 
 from __future__ import annotations
@@ -22,10 +27,11 @@ from rq.job import Job, JobStatus
 
 from alvar.generator.jobs import annotation_with, generation_key, resync_source
 from alvar.generator.reaction import queue_generation
+from alvar.generator.teacher import draft_key, queue_draft
 from alvar.generator.variation_tasks import is_out_of_line, variation_source_label
-from alvar.labelstudio.client import dm_query
+from alvar.labelstudio.client import as_dict, dm_query
 from alvar.labelstudio.label_config import ChoicesControl
-from alvar.labelstudio.task_data import VARIATIONS, VariationFields
+from alvar.labelstudio.task_data import BATCHED, VARIATIONS, DraftFields, VariationFields
 from alvar.labelstudio.training_data import current_labels, is_bootstrap
 from alvar.labelstudio.webhook import HumanLabel
 from alvar.queues import generation_queue, job_status
@@ -34,6 +40,8 @@ from alvar.settings import Settings
 log = logging.getLogger(__name__)
 
 SETTLED_OUTCOMES = ("imported", "already imported", "skipped")
+# A finished draft job that left its task without a draft for good; any other (a draft lost since) runs again.
+SETTLED_DRAFT_OUTCOMES = ("skipped",)
 
 
 @dataclass
@@ -102,12 +110,13 @@ def _variations_by_source(client: LabelStudio, project_id: int) -> dict[int, lis
     return grouped
 
 
-def _settled(connection: Redis, job_id: str) -> bool:
-    """A finished job whose outcome was an import (of k, or of none when every answer was screened out)."""
+def _settled(connection: Redis, job_id: str, outcomes: tuple[str, ...] = SETTLED_OUTCOMES) -> bool:
+    """A finished job whose outcome starts with one of ``outcomes`` (for variations: an import, of k, or of none
+    when every answer was screened out)."""
     if job_status(connection, job_id) != JobStatus.FINISHED:
         return False
     outcome = Job.fetch(job_id, connection=connection).return_value()
-    return isinstance(outcome, dict) and str(outcome.get("status", "")).startswith(SETTLED_OUTCOMES)
+    return isinstance(outcome, dict) and str(outcome.get("status", "")).startswith(outcomes)
 
 
 def _queue_missing(settings: Settings, connection: Redis, queue: Queue, project_id: int, task: dict[str, Any],
@@ -117,3 +126,28 @@ def _queue_missing(settings: Settings, connection: Redis, queue: Queue, project_
         return {"status": "settled", "job_id": job_id}
     human = HumanLabel(task["id"], annotation_with(task, control, label) or 0, label, None)
     return queue_generation(connection, queue, project_id, human, settings.generation_timeout, reason="sweep")
+
+
+def _needs_draft(task: dict[str, Any]) -> bool:
+    fields = DraftFields.of(task)
+    return not task.get("annotations") and fields.draft is None and fields.draft_status is None
+
+
+def catch_up_drafts(settings: Settings, client: LabelStudio, connection: Redis, project_id: int) -> GenerationCatchUp:
+    """Queue the draft job of each task of a generative project's batches that has no draft, no draft status
+    and no annotation, unless such a job is waiting or running, or finished skipping it."""
+    found = GenerationCatchUp()
+    queue = generation_queue(connection)
+    task: Any  # the SDK's pager leaves its item type open
+    for task in client.tasks.list(project=project_id, query=dm_query(BATCHED), fields="all", page_size=500):
+        task = as_dict(task)
+        found.sources += 1
+        if not _needs_draft(task) or _settled(connection, draft_key(project_id, task["id"]), SETTLED_DRAFT_OUTCOMES):
+            continue
+        outcome = queue_draft(connection, queue, project_id, task["id"], settings.generation_timeout, reason="sweep",
+                              rerun_finished=True)
+        if outcome["status"] == "queued":
+            found.queued.append(outcome["job_id"])
+        elif outcome["status"] == "already queued":
+            found.pending += 1
+    return found

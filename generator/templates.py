@@ -1,10 +1,17 @@
-"""The template T(x, k, R): Jinja files beside this module turned into chat messages.
+"""The templates: Jinja files beside this module turned into chat messages.
 
+Variations, T(x, k, R):
 ``system.j2`` frames the task and says that the source text is data; ``<relation>.j2`` asks for k variations
 under the relation R; ``follow_up.j2`` asks for the rest when too few survived validation, after an assistant turn
 that holds only the variations accepted so far (a refusal or junk is never put back before the model, and the
 conversation, hence its cache key, is the same on a re-run). The template id
 (``<relation>@<hash of the files>``) goes into every variation's provenance, so a changed prompt is visible.
+
+The teacher of a generative project (:class:`TeacherPrompt`): ``teacher_system.j2`` says that the input is data
+(a post that may be hateful or offensive), never instructions; ``teacher.j2`` gives the input in the same
+neutralised ``<source>`` block, the required attribute H and its hint, and asks for one output as JSON
+(``{"output": "..."}``); after a screened draft, the same file writes a follow-up turn that says why, and never
+shows the model its rejected draft. Its id is ``teacher@<hash of the files>``.
 """
 
 from __future__ import annotations
@@ -113,3 +120,45 @@ class VariationPrompt:
         accepted = json.dumps({"variations": list(kept)}, ensure_ascii=False)
         return [*self.messages(), {"role": "assistant", "content": accepted},
                 {"role": "user", "content": self._render("follow_up", kept=len(kept), missing=missing)}]
+
+
+TEACHER_TEMPLATES = ("teacher_system", "teacher")
+
+
+@dataclass(frozen=True)
+class TeacherPrompt:
+    """What to ask the teacher for: one output for ``text`` that has the attribute value ``attribute`` (H)."""
+
+    text: str
+    attribute: str
+    description: str = ""
+    max_chars: int = 1000
+
+    def __post_init__(self) -> None:
+        if not self.text.strip():
+            raise TemplateError("the input is empty")
+        if not self.attribute.strip():
+            raise TemplateError("the required attribute is empty")
+
+    @property
+    def template_id(self) -> str:
+        files = "\0".join(_source(name) for name in TEACHER_TEMPLATES)
+        return f"teacher@{hashlib.sha256(files.encode()).hexdigest()[:10]}"
+
+    def _render(self, name: str, reason: str = "") -> str:
+        variables = {"text": _neutralize_delimiters(self.text.strip()), "attribute": self.attribute,
+                     "description": self.description, "max_chars": self.max_chars, "reason": reason}
+        return _environment().from_string(_source(name)).render(**variables).strip()
+
+    def messages(self) -> list[Message]:
+        return [{"role": "system", "content": self._render("teacher_system")},
+                {"role": "user", "content": self._render("teacher")}]
+
+    def follow_up(self, reason: str) -> list[Message]:
+        """The request and a second user turn saying why the last draft could not be used: the draft itself is
+        never put back before the model, so the conversation (and its cache key) is the same on a re-run."""
+        return [*self.messages(), {"role": "user", "content": self._render("teacher", reason=reason)}]
+
+    def max_tokens(self) -> int:
+        """The completion budget for one output of up to ``max_chars`` characters."""
+        return ANSWER_OVERHEAD_TOKENS + math.ceil(self.max_chars / CHARS_PER_TOKEN) + ITEM_OVERHEAD_TOKENS

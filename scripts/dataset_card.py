@@ -94,3 +94,53 @@ def write_card(rows: Sequence[Any], classes: Sequence[str], annotations: Mapping
     path = out / "README.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def _count_lines(title: str, counts: Counter[Any]) -> list[str]:
+    return [f"- {title} `{value}`: {count}" for value, count in counts.most_common()]
+
+
+def write_generation_card(rows: Sequence[Any], counts: Mapping[str, int], model_version: str | None, out: Path,
+                          formats: Sequence[str], project_id: int | None) -> Path:
+    """The card of a generative project's export: the verified pairs, what was left out, per subgroup, who
+    verified them, and the teacher and student versions behind them."""
+    verdicts = Counter(row.verdict for row in rows)
+    left_out = counts.get("reject", 0) + counts.get("emptied", 0) + counts.get("unreviewed", 0)
+    source = f" from Label Studio project {project_id}" if project_id is not None else ""
+    lines = [
+        "# Dataset card", "",
+        f"Exported by `alvar export`{source}: **{len(rows)} verified (input, output) pairs**, {verdicts['accepted']} "
+        f"accepted as drafted and {verdicts['edited']} edited by people. Left out ({left_out}): "
+        f"{counts.get('reject', 0)} rejected, {counts.get('emptied', 0)} accepted or edited with the output "
+        f"emptied, {counts.get('unreviewed', 0)} not reviewed yet. The student serving the project at export: "
+        f"`{model_version or 'none'}`.", "",
+        "## Subgroups", "",
+        "| group | pairs | accepted | edited |", "|---|---|---|---|",
+    ]
+    for group in sorted({row.group or "(none)" for row in rows}):
+        mine = [row.verdict for row in rows if (row.group or "(none)") == group]
+        lines.append(f"| {group} | {len(mine)} | {mine.count('accepted')} | {mine.count('edited')} |")
+    lines += [
+        "", "## Provenance", "",
+        "Every row keeps `verdict` (accepted | edited), `verifier` (who accepted or edited it), `attribute` (the "
+        "value of the regulated attribute they set), `draft` (the teacher's text), `teacher_model`, `template`, "
+        "`student_version` (at export) and `draft_student_version` (when the draft was written), `group`, "
+        "`cluster`, `batch`, `strategy`, `source_id`, `task_id` and `annotation_id`.", "",
+        *_count_lines("verifier", Counter(row.verifier for row in rows)),
+        *_count_lines("teacher", Counter(row.teacher_model for row in rows if row.teacher_model)),
+        *_count_lines("template", Counter(row.template for row in rows if row.template)),
+        "", "## Files and loading", "",
+    ]
+    if "tsv" in formats:
+        lines.append("- `dataset.tsv`: `id`, `input`, `output` (and `group` when the pairs have subgroups), the "
+                     "layout of a pair file; `dataset_full.tsv`: every column. Tab-separated, never quoted.")
+    if "jsonl" in formats:
+        lines.append("- `dataset.jsonl`: one JSON object per pair, every column (null where a pair has none).")
+    if "hf" in formats:
+        lines += ["- `hf/` (Hugging Face `datasets`, `verdict` a ClassLabel) and `dataset.parquet`:", "",
+                  "```python", "from datasets import load_from_disk", "",
+                  "pairs = load_from_disk(\"hf\")  # from this folder; or pandas.read_parquet(\"dataset.parquet\")",
+                  "```"]
+    path = out / "README.md"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

@@ -5,6 +5,9 @@
 repeat (compared as simulate compares them) are kept once; a text given different labels is left out, since
 neither label would be the truth. A large set is cut to a stratified ``max_pool`` so that a simulation stays
 quick. The same seed writes the same files.
+
+A pair data set (generative projects) becomes pair files instead (:func:`prepare_pairs`): a pool, a bootstrap, a
+held-out test set and R's training file, each input in one of them only.
 """
 
 from __future__ import annotations
@@ -17,10 +20,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from sklearn.model_selection import train_test_split
 
 from alvar.errors import AlvarError
 from alvar.generator.validation import normal_form
-from alvar.public_data import LabeledRow, PublicDataset, load, one_line
+from alvar.pairfiles import Pair, write_pairs
+from alvar.public_data import LabeledRow, PairRow, PublicDataset, PublicPairDataset, load, load_pairs, one_line
 from alvar.settings import Settings
 
 POOL_FILE = "pool.tsv"
@@ -142,6 +147,124 @@ def prepare(dataset: PublicDataset, settings: Settings, out: Path, bootstrap_per
         **{key: str(value) if isinstance(value, Path) else value for key, value in asdict(prepared).items()},
         "bootstrap_per_class": bootstrap_per_class, "max_pool": max_pool, "source": dataset.source,
         "licence": dataset.licence, "citation": dataset.citation, "cleaning": dataset.cleaning,
+    }
+    (out / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    return prepared
+
+
+TEST_FILE = "test.tsv"
+ATTRIBUTE_FILE = "attribute.tsv"
+COUNTERS = "counter-narrative"
+DOES_NOT_COUNTER = "not-counter-narrative"
+
+
+@dataclass(frozen=True)
+class PreparedPairs:
+    """What `prepare` wrote for a pair data set: the pair files, R's training file, and their subgroup counts."""
+
+    name: str
+    pool: Path
+    bootstrap: Path
+    test: Path
+    attribute: Path
+    card: Path
+    counts: dict[str, dict[str, int]]
+    inputs: int
+    repeats: int
+    seed: int
+
+
+def one_pair_per_input(rows: Sequence[PairRow], seed: int) -> tuple[list[PairRow], int]:
+    """One random pair of each distinct input (compared in normal form; an input that is only punctuation is left
+    out), so that no input is in two splits; and how many rows repeated an input."""
+    by_input: dict[str, list[PairRow]] = {}
+    for row in rows:
+        form = normal_form(row[0])
+        if form and normal_form(row[1]):
+            by_input.setdefault(form, []).append(row)
+    rng = np.random.default_rng(seed)
+    kept = [pairs[int(rng.integers(len(pairs)))] for pairs in by_input.values()]
+    return kept, len(rows) - len(kept)
+
+
+def _stratified_take(rows: list[PairRow], size: int, seed: int) -> tuple[list[PairRow], list[PairRow]]:
+    """(``size`` rows in proportion to their groups, the rest)."""
+    if size >= len(rows):
+        return list(rows), []
+    groups = [group for _, _, group in rows]
+    counts = Counter(groups)
+    stratify = groups if min(counts.values()) >= 2 and len(counts) <= min(size, len(rows) - size) else None
+    taken, rest = train_test_split(rows, train_size=size, random_state=seed, stratify=stratify)
+    return list(taken), list(rest)
+
+
+def attribute_rows(pairs: Sequence[PairRow], seed: int) -> list[tuple[str, str, str]]:
+    """R's training rows (input, output, label): each true pair, then its input with the output of another pair,
+    for half of them one of the same group (a hard negative) and for the other half one of another group. The
+    first row is a true pair: its label is H unless one is named."""
+    rng = np.random.default_rng(seed)
+    by_group: dict[str, list[int]] = {}
+    for index, (_, _, group) in enumerate(pairs):
+        by_group.setdefault(group, []).append(index)
+    rows = []
+    for index, (text, output, group) in enumerate(pairs):
+        rows.append((text, output, COUNTERS))
+        same = [other for other in by_group[group] if other != index]
+        different = [other for other in range(len(pairs)) if pairs[other][2] != group]
+        choices = same if (index % 2 == 0 and same) or not different else different
+        if choices:
+            rows.append((text, pairs[int(rng.choice(choices))][1], DOES_NOT_COUNTER))
+    return rows
+
+
+def _write_pair_rows(path: Path, rows: Sequence[PairRow]) -> None:
+    write_pairs(path, [Pair(str(index), text, output, group) for index, (text, output, group) in enumerate(rows)])
+
+
+def _write_attribute(path: Path, rows: Sequence[tuple[str, str, str]]) -> None:
+    lines = ["input\toutput\tlabel", *(f"{one_line(text)}\t{one_line(output)}\t{label}"
+                                        for text, output, label in rows)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def prepare_pairs(dataset: PublicPairDataset, settings: Settings, out: Path, bootstrap_size: int = 40,
+                  test_size: int = 500, max_pool: int = 2000, attribute_size: int = 1000,
+                  seed: int = 0) -> PreparedPairs:
+    """Write ``out/{pool,bootstrap,test}.tsv`` (id, input, output, group), ``out/attribute.tsv`` (input, output,
+    label: R's training file for "the output counters this input") and ``out/prepared.json``.
+
+    One pair per distinct input; test, bootstrap and R's pairs are stratified by group and taken first, the pool
+    is at most ``max_pool`` of the rest (0: all of it). No input is in two files."""
+    if min(bootstrap_size, test_size, attribute_size) < 1 or max_pool < 0:
+        raise PrepareError("--bootstrap-size, --test-size and --attribute-size must be at least 1; "
+                           "--max-pool 0 or more")
+    pairs, repeats = one_pair_per_input(load_pairs(dataset, settings), seed)
+    needed = test_size + bootstrap_size + attribute_size + 1
+    if len(pairs) < needed:
+        raise PrepareError(f"{dataset.name} has {len(pairs)} distinct inputs; test, bootstrap, attribute and a pool "
+                           f"need at least {needed}")
+    test, rest = _stratified_take(pairs, test_size, seed)
+    bootstrap, rest = _stratified_take(rest, bootstrap_size, seed)
+    attribute, rest = _stratified_take(rest, attribute_size, seed)
+    pool, _ = _stratified_take(rest, max_pool or len(rest), seed)
+    files = {"pool": out / POOL_FILE, "bootstrap": out / BOOTSTRAP_FILE, "test": out / TEST_FILE}
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, rows in (("pool", pool), ("bootstrap", bootstrap), ("test", test)):
+            _write_pair_rows(files[name], rows)
+        _write_attribute(out / ATTRIBUTE_FILE, attribute_rows(attribute, seed))
+    except OSError as error:
+        raise PrepareError(f"cannot write to {out}: {error}") from error
+    counts = {name: dict(Counter(group for _, _, group in rows).most_common())
+              for name, rows in (("pool", pool), ("bootstrap", bootstrap), ("test", test), ("attribute", attribute))}
+    prepared = PreparedPairs(dataset.name, files["pool"], files["bootstrap"], files["test"], out / ATTRIBUTE_FILE,
+                             out / CARD_FILE, counts, len(pairs), repeats, seed)
+    card = {
+        **{key: str(value) if isinstance(value, Path) else value for key, value in asdict(prepared).items()},
+        "bootstrap_size": bootstrap_size, "test_size": test_size, "max_pool": max_pool,
+        "attribute_size": attribute_size, "attribute_labels": [COUNTERS, DOES_NOT_COUNTER],
+        "source": dataset.source, "licence": dataset.licence, "citation": dataset.citation,
+        "cleaning": dataset.cleaning,
     }
     (out / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     return prepared

@@ -1,8 +1,11 @@
 """`alvar export`: the released dataset, from a Label Studio project, with provenance.
 
-Tasks come through the SDK's export API (JSON, every task). Which items are in it is the rule training uses
-(:func:`alvar.labelstudio.training_data.labelled_items`): human-labelled tasks and variations reviewers marked
-valid; stale and invalid variations never; unreviewed ones only with ``--include-unverified``.
+Tasks come through the SDK's export API (JSON, every task). Which items are in it is the rule training uses.
+A classification project (:func:`alvar.labelstudio.training_data.labelled_items`): human-labelled tasks and
+variations reviewers marked valid; stale and invalid variations never; unreviewed ones only with
+``--include-unverified``. A generative project (:func:`alvar.labelstudio.generation_data.verified_pairs`): the
+pairs people accepted or edited, never a rejected, emptied or unreviewed one. The project's label config decides
+which (:func:`alvar.labelstudio.generation_config.project_kind`), so one command serves both.
 """
 
 from __future__ import annotations
@@ -17,10 +20,17 @@ from typing import Any
 from label_studio_sdk import LabelStudio
 
 from alvar.errors import AlvarError
+from alvar.labelstudio.generation_config import (
+    GENERATION,
+    GenerationControl,
+    parse_generation_control,
+    project_kind,
+)
+from alvar.labelstudio.generation_data import VerifiedPair, review_counts, verified_pairs
 from alvar.labelstudio.label_config import ChoicesControl, parse_choices_control
 from alvar.labelstudio.task_data import LLM_ORIGIN, BatchFields, PoolFields, VariationFields
 from alvar.labelstudio.training_data import LabelledItem, is_variation, labelled_items
-from alvar.scripts.dataset_card import write_card
+from alvar.scripts.dataset_card import write_card, write_generation_card
 
 FORMATS = ("tsv", "jsonl", "hf")
 
@@ -90,8 +100,87 @@ class Export:
     annotations: dict[int, dict[str, str]]
 
 
-def build_export(tasks: Iterable[Mapping[str, Any]], control: ChoicesControl,
-                 include_unverified: bool = False) -> Export:
+@dataclass(frozen=True)
+class GenerationProject:
+    """What a generative project's export needs from the project: its controls and the student version serving
+    it now (``model_version``)."""
+
+    control: GenerationControl
+    model_version: str | None
+
+
+@dataclass(frozen=True)
+class PairRow:
+    """One verified pair as released: the pair, how it was verified and by whom, the teacher's draft and what wrote
+    it, the student version serving the project at export (``student_version``) and when the draft was written
+    (``draft_student_version``), the input's subgroup and selection, and where it lives in Label Studio."""
+
+    source_id: str
+    input: str
+    output: str
+    verdict: str
+    verifier: str
+    attribute: str | None
+    draft: str | None
+    teacher_model: str | None
+    template: str | None
+    student_version: str | None
+    draft_student_version: str | None
+    group: str | None
+    cluster: int | None
+    batch: int | None
+    strategy: str | None
+    task_id: int
+    annotation_id: int
+
+
+# The verdict as a released column says what happened to the draft.
+VERDICT_COLUMN = {"accept": "accepted", "edit": "edited"}
+
+
+@dataclass
+class GenerationExport:
+    """The verified pairs of a generative project and how every input stands (:func:`review_counts`)."""
+
+    rows: list[PairRow]
+    counts: dict[str, int]
+    model_version: str | None
+
+    @property
+    def left_out(self) -> int:
+        """Inputs with no verified pair: rejected, emptied or unreviewed."""
+        return sum(self.counts.values()) - len(self.rows)
+
+
+def _pair_row(pair: VerifiedPair, task: Mapping[str, Any], model_version: str | None) -> PairRow:
+    return PairRow(
+        source_id=PoolFields.of(task).source_id or str(pair.task_id), input=pair.input, output=pair.output,
+        verdict=VERDICT_COLUMN[pair.verdict], verifier=pair.verifier, attribute=pair.attribute, draft=pair.draft,
+        teacher_model=pair.teacher_model, template=pair.template, student_version=model_version,
+        draft_student_version=pair.student_version, group=pair.group, cluster=pair.cluster, batch=pair.batch,
+        strategy=pair.strategy, task_id=pair.task_id, annotation_id=pair.annotation_id,
+    )
+
+
+def build_generation_export(tasks: Iterable[Mapping[str, Any]], project: GenerationProject) -> GenerationExport:
+    """The verified pairs only: accepted or edited, with an output (see :mod:`alvar.labelstudio.generation_data`)."""
+    tasks = list(tasks)
+    by_id = {task.get("id"): task for task in tasks}
+    rows = [_pair_row(pair, by_id[pair.task_id], project.model_version)
+            for pair in verified_pairs(tasks, project.control)]
+    return GenerationExport(rows, review_counts(tasks, project.control), project.model_version)
+
+
+def build_export(tasks: Iterable[Mapping[str, Any]], control: ChoicesControl | GenerationProject,
+                 include_unverified: bool = False) -> Export | GenerationExport:
+    """The rows to release: a classification project's labelled items, or a generative project's verified pairs
+    (:func:`build_generation_export`; ``include_unverified`` does not apply, unverified outputs are never
+    released)."""
+    if isinstance(control, GenerationProject):
+        if include_unverified:
+            raise ExportError("--include-unverified is for classification projects: a generative project exports "
+                              "the pairs people accepted or edited, and nothing else")
+        return build_generation_export(tasks, control)
     tasks = list(tasks)
     rows: list[DatasetRow] = []
     left_out = 0
@@ -104,9 +193,16 @@ def build_export(tasks: Iterable[Mapping[str, Any]], control: ChoicesControl,
     return Export(rows, left_out, control.labels, by_task)
 
 
-def project_tasks(client: LabelStudio, project_id: int) -> tuple[list[dict[str, Any]], ChoicesControl]:
-    """Every task of the project from the export API (annotators as e-mail addresses), and its labeling control."""
-    control = parse_choices_control(client.projects.get(id=project_id).label_config)
+def project_tasks(client: LabelStudio, project_id: int) -> tuple[list[dict[str, Any]],
+                                                                ChoicesControl | GenerationProject]:
+    """Every task of the project from the export API (annotators as e-mail addresses), and its labeling control
+    (for a generative project, its controls and model version)."""
+    project = client.projects.get(id=project_id)
+    control: ChoicesControl | GenerationProject
+    if project_kind(project.label_config) == GENERATION:
+        control = GenerationProject(parse_generation_control(project.label_config), project.model_version or None)
+    else:
+        control = parse_choices_control(project.label_config)
     payload = b"".join(client.projects.exports.download_sync(project_id, export_type="JSON",
                                                             download_all_tasks=True))
     tasks = json.loads(payload or b"[]")
@@ -128,16 +224,27 @@ def _write_tsv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]])
             writer.writerow([" ".join(str(value).split()) for value in row])
 
 
+def _write_jsonl(path: Path, rows: Iterable[Any]) -> Path:
+    """One JSON object per row (a dataclass), every column."""
+    with path.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(asdict(row), ensure_ascii=False) + "\n")
+    return path
+
+
 def check_formats(formats: Sequence[str]) -> None:
     unknown = [name for name in formats if name not in FORMATS]
     if unknown or not formats:
         raise ExportError(f"unknown format {', '.join(unknown) or '(none)'}: choose from {', '.join(FORMATS)}")
 
 
-def write_export(export: Export, out: Path, formats: Sequence[str], project_id: int | None = None) -> list[Path]:
+def write_export(export: Export | GenerationExport, out: Path, formats: Sequence[str],
+                 project_id: int | None = None) -> list[Path]:
     """Write the chosen formats and the dataset card into ``out``; return the files and folders written."""
     check_formats(formats)
     out.mkdir(parents=True, exist_ok=True)
+    if isinstance(export, GenerationExport):
+        return _write_generation(export, out, formats, project_id)
     columns = [item.name for item in fields(DatasetRow)]
     written: list[Path] = []
     if "tsv" in formats:
@@ -147,10 +254,7 @@ def write_export(export: Export, out: Path, formats: Sequence[str], project_id: 
                                                         for row in export.rows))
         written += [out / "dataset.tsv", out / "dataset_full.tsv"]
     if "jsonl" in formats:
-        with (out / "dataset.jsonl").open("w", encoding="utf-8") as handle:
-            for row in export.rows:
-                handle.write(json.dumps(asdict(row), ensure_ascii=False) + "\n")
-        written.append(out / "dataset.jsonl")
+        written.append(_write_jsonl(out / "dataset.jsonl", export.rows))
     if "hf" in formats:
         written += _write_hf(export, out)
     written.append(write_card(export.rows, export.classes, export.annotations, export.left_out, out, formats,
@@ -166,6 +270,45 @@ def _write_hf(export: Export, out: Path) -> list[Path]:
         "id": Value("int64"), "verified": Value("bool"), "label": ClassLabel(names=list(export.classes)),
     })
     columns = {item.name: [getattr(row, item.name) for row in export.rows] for item in fields(DatasetRow)}
+    dataset = Dataset.from_dict(columns, features=features)
+    dataset.save_to_disk(str(out / "hf"))
+    dataset.to_parquet(str(out / "dataset.parquet"))
+    return [out / "hf", out / "dataset.parquet"]
+
+
+def _cell(value: object) -> str:
+    return "" if value is None else str(value)
+
+
+def _write_generation(export: GenerationExport, out: Path, formats: Sequence[str],
+                      project_id: int | None) -> list[Path]:
+    """The pairs as TSV (``dataset.tsv``: id, input, output and, when any pair has one, group, the layout
+    ``alvar.pairfiles.read_pairs`` reads; ``dataset_full.tsv``: every column), JSONL and HF datasets."""
+    columns = [item.name for item in fields(PairRow)]
+    written: list[Path] = []
+    if "tsv" in formats:
+        released = ["source_id", "input", "output"] + (["group"] if any(row.group for row in export.rows) else [])
+        _write_tsv(out / "dataset.tsv", ["id", *released[1:]],
+                   ([_cell(getattr(row, name)) for name in released] for row in export.rows))
+        _write_tsv(out / "dataset_full.tsv", columns,
+                   ([_cell(getattr(row, name)) for name in columns] for row in export.rows))
+        written += [out / "dataset.tsv", out / "dataset_full.tsv"]
+    if "jsonl" in formats:
+        written.append(_write_jsonl(out / "dataset.jsonl", export.rows))
+    if "hf" in formats:
+        written += _write_generation_hf(export, out)
+    written.append(write_generation_card(export.rows, export.counts, export.model_version, out, formats, project_id))
+    return written
+
+
+def _write_generation_hf(export: GenerationExport, out: Path) -> list[Path]:
+    from datasets import ClassLabel, Dataset, Features, Value
+
+    numbers = {"cluster", "batch", "task_id", "annotation_id"}
+    features = Features({item.name: Value("int64") if item.name in numbers else Value("string")
+                         for item in fields(PairRow)})
+    features["verdict"] = ClassLabel(names=list(VERDICT_COLUMN.values()))
+    columns = {item.name: [getattr(row, item.name) for row in export.rows] for item in fields(PairRow)}
     dataset = Dataset.from_dict(columns, features=features)
     dataset.save_to_disk(str(out / "hf"))
     dataset.to_parquet(str(out / "dataset.parquet"))

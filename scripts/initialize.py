@@ -3,14 +3,22 @@
 The steps, each skipped when Label Studio already shows it done, so a second run (or a run after a crash)
 picks up where the last one stopped and never duplicates anything:
 
-1. the project (found by title, else created from ``label_config/annotate.xml``);
-2. the pool as unlabeled tasks and the bootstrap labels as annotated tasks, in ONE import request (Label Studio
-   imports a request whole or not at all), before the backend is connected, so no webhook turns the bootstrap
-   labels into LLM variations;
-3. the ML backend connected with basic auth, its webhook given the shared secret, the "Verify variations" tab;
-4. the first model: the project's own current version, else MODEL_DIR's shared one, else a training job on
-   the worker;
-5. the first cluster batch, when no batch exists yet (or completing one that was cut short).
+1. the project (found by title, else created from ``label_config/annotate.xml``, or for a generative project
+   from ``label_config/generate.xml`` with R's classes as the attribute's choices when R is trained);
+2. the pool as unlabeled tasks and the bootstrap labels (or pairs) as annotated tasks, in ONE import request
+   (Label Studio imports a request whole or not at all), before the backend is connected, so no webhook turns the
+   bootstrap labels into LLM variations;
+3. the ML backend connected with basic auth, its webhook given the shared secret, the "Verify variations" tab
+   (classification only: a generative project has no variations);
+4. the first model: the project's own current version, else MODEL_DIR's shared one (classification only), else a
+   training job on the worker (which trains the classifier or the student G, by the project's kind);
+5. the first batch, when no batch exists yet (or completing one that was cut short): the default strategy for
+   classification, the cluster strategy for a generative project (the method's per-cluster selection; without G
+   or R it is cluster-then-random, and the teacher drafts it all the same, so a generative project needs no
+   bootstrap pairs).
+
+The kind (``--task``): ``auto`` makes a generative project when the pool file has no label column, else a
+classification one; a project found by title keeps its kind.
 
 `alvar up` runs these after starting its services; in docker compose the ``init`` service runs `alvar init`.
 """
@@ -26,7 +34,9 @@ from typing import Any
 from label_studio_sdk import LabelStudio
 from redis import Redis
 from rq.job import Job, JobStatus
+from transformers import AutoConfig
 
+from alvar.attribute_model import attribute_model_path, load_judge
 from alvar.backend.dispatcher import TrainingReaction
 from alvar.backend.model_store import serving
 from alvar.backend.publishing import publish_predictions
@@ -36,16 +46,30 @@ from alvar.generator.variation_tasks import ensure_verify_tab
 from alvar.label_config import load
 from alvar.labelstudio.batches import fetch_latest_batch
 from alvar.labelstudio.client import ANNOTATED, count_tasks
+from alvar.labelstudio.generation_config import (
+    CLASSIFICATION,
+    GENERATION,
+    GenerationControl,
+    generation_label_config,
+    parse_generation_control,
+    project_kind,
+)
 from alvar.labelstudio.label_config import ChoicesControl, parse_choices_control
-from alvar.labelstudio.task_data import BOOTSTRAP_STRATEGY, BatchFields, pool_data
+from alvar.labelstudio.task_data import BOOTSTRAP_STRATEGY, BatchFields, pair_data, pool_data
+from alvar.pairfiles import Pair, read_pairs
 from alvar.projects import remember_project
 from alvar.queues import training_queue
+from alvar.scripts.generation_scores import serving_student
 from alvar.scripts.project import connect_backend, create_project
 from alvar.scripts.select import select_project
 from alvar.settings import Settings
 from alvar.strategies import DEFAULT_STRATEGY
 
 PROJECT_TITLE = "alvar safety dataset"
+GENERATION_TITLE = "alvar generation dataset"
+TASKS = ("auto", CLASSIFICATION, GENERATION)
+GENERATION_STRATEGY = "cluster"
+ACCEPT = "accept"
 
 
 class InitError(AlvarError, RuntimeError):
@@ -60,7 +84,8 @@ class InitPlan:
     pool: Path | None = None
     bootstrap: Path | None = None
     budget: int = 20
-    title: str = PROJECT_TITLE
+    title: str | None = None  # None: the default title of the project's kind
+    task: str = "auto"
     backend_auth: tuple[str, str] | None = None
     webhook_secret: str | None = None
     training_timeout: float = 3600.0
@@ -74,6 +99,7 @@ class InitOutcome:
     steps: list[str]
     model_version: str | None = None
     batch: int | None = None
+    kind: str = CLASSIFICATION
 
 
 Report = Callable[[str], None]
@@ -84,6 +110,10 @@ def find_project(client: LabelStudio, title: str) -> int | None:
     projects: Iterable[Any] = client.projects.list()
     ids = [int(project.id) for project in projects if project.title == title]
     return min(ids, default=None)
+
+
+def _choice(from_name: str, to_name: str, value: str) -> dict[str, Any]:
+    return {"from_name": from_name, "to_name": to_name, "type": "choices", "value": {"choices": [value]}}
 
 
 def bootstrap_tasks(examples: Sequence[Example], control: ChoicesControl) -> list[dict[str, Any]]:
@@ -99,17 +129,46 @@ def bootstrap_tasks(examples: Sequence[Example], control: ChoicesControl) -> lis
     ]
 
 
+def bootstrap_pair_tasks(pairs: Sequence[Pair], control: GenerationControl, attribute: str) -> list[dict[str, Any]]:
+    """Pairs with an output as tasks that arrive reviewed: the output accepted, with the required attribute."""
+    seed = BatchFields(strategy=BOOTSTRAP_STRATEGY).data()
+    return [
+        {"data": {**pair_data(control.data_key, pair), **seed},
+         "annotations": [{"result": [*control.output_result(pair.output),
+                                     _choice(control.attribute_name, control.input_name, attribute),
+                                     _choice(control.verdict_name, control.input_name, ACCEPT)]}]}
+        for pair in pairs if pair.output is not None and pair.output.strip()
+    ]
+
+
 def _pool_tasks(examples: Sequence[Example], control: ChoicesControl) -> list[dict[str, Any]]:
     return [{"data": pool_data(control.data_key, example)} for example in examples]
 
 
-def _import_once(client: LabelStudio, project_id: int, plan: InitPlan, control: ChoicesControl) -> int:
-    """Import pool and bootstrap in one request; return how many tasks came in."""
+def _classification_tasks(plan: InitPlan, control: ChoicesControl) -> list[dict[str, Any]]:
     tasks = []
     if plan.pool is not None:
         tasks += _pool_tasks(read_dataset(plan.pool).examples, control)
     if plan.bootstrap is not None:
         tasks += bootstrap_tasks(read_dataset(plan.bootstrap).examples, control)
+    return tasks
+
+
+def _generation_tasks(plan: InitPlan, control: GenerationControl, attribute: str) -> list[dict[str, Any]]:
+    """The pool's inputs (and groups) as tasks, and the bootstrap file's pairs as reviewed tasks."""
+    tasks = []
+    if plan.pool is not None:
+        tasks += [{"data": pair_data(control.data_key, pair)} for pair in read_pairs(plan.pool).pairs]
+    if plan.bootstrap is not None:
+        bootstrap = read_pairs(plan.bootstrap)
+        if not bootstrap.has_outputs:
+            raise InitError(f"{plan.bootstrap}: the bootstrap pairs need an output column (input, output)")
+        tasks += bootstrap_pair_tasks(bootstrap.pairs, control, attribute)
+    return tasks
+
+
+def _import_once(client: LabelStudio, project_id: int, tasks: list[dict[str, Any]]) -> int:
+    """Import pool and bootstrap in one request; return how many tasks came in."""
     if not tasks:
         return 0
     # The SDK types the request as its own models and the answer without task_ids, which Label Studio sends.
@@ -153,16 +212,84 @@ def _first_model(client: LabelStudio, project_id: int, settings: Settings, conne
         return found.version
     if found is not None:
         report(f"publishing the predictions of model {found.version} (from {found.store.root})")
-        _, learner = found.store.load(found.version, num_threads=settings.torch_threads)
+        _, learner = found.store.load_classifier(found.version, num_threads=settings.torch_threads)
         publish_predictions(client, project_id, learner, found.version, parse_choices_control(project.label_config),
                             show_progress=True)
         return found.version
+    return _train_first(client, project_id, settings, connection, plan, report, "model on the bootstrap labels")
+
+
+def _train_first(client: LabelStudio, project_id: int, settings: Settings, connection: Redis, plan: InitPlan,
+                 report: Report, what: str) -> str | None:
+    """Queue the project's first training on the worker and wait for its version; None without annotations."""
     if count_tasks(client, project_id, ANNOTATED) == 0:
         return None
     reaction = TrainingReaction(connection, training_queue(connection), settings.retrain_every)
     queued = reaction.enqueue(project_id, reason="alvar init: first model")
-    report(f"training the first model on the bootstrap labels (job {queued['job_id']}, on the worker)")
+    report(f"training the first {what} (job {queued['job_id']}, on the worker)")
     return str(_wait_for_training(connection, queued["job_id"], plan.training_timeout, report)["version"])
+
+
+def _first_student(client: LabelStudio, project_id: int, settings: Settings, connection: Redis, plan: InitPlan,
+                   report: Report) -> str | None:
+    """The generative project's student G: its own current version when the project shows it, else one trained
+    on the worker (the training job switches the project and publishes the version's predictions). A shared
+    classifier never serves a generative project."""
+    found = serving_student(settings, project_id)
+    if found is not None and client.projects.get(id=project_id).model_version == found.version:
+        return found.version
+    return _train_first(client, project_id, settings, connection, plan, report, "student G on the bootstrap pairs")
+
+
+def attribute_choices(settings: Settings) -> list[str] | None:
+    """R's classes with H first (the attribute choices of a new generative project), or None when R is not
+    trained yet."""
+    path = attribute_model_path(settings)
+    if path is None:
+        return None
+    id2label = AutoConfig.from_pretrained(path).id2label  # R's classes, to name a default H before loading R
+    judge = load_judge(settings, str(id2label[min(id2label)]))
+    if judge is None:
+        return None
+    return [judge.required, *(value for value in judge.classes_ if value != judge.required)]
+
+
+def _new_generation_config(settings: Settings, report: Report) -> str:
+    choices = attribute_choices(settings)
+    if choices is None:
+        report("R is not trained yet: the attribute choices are the label config's defaults "
+               "(`alvar attribute train` trains R)")
+        return load("generate")
+    return generation_label_config(choices)
+
+
+def _project(client: LabelStudio, plan: InitPlan) -> tuple[int | None, str, str]:
+    """(the project found by title or None, its kind, the title): ``auto`` without a pool reuses a project of
+    either default title; a found project keeps its kind, which ``--task`` must not contradict."""
+    wanted = wanted_kind(plan)
+    titles = [plan.title] if plan.title else [GENERATION_TITLE if wanted == GENERATION else PROJECT_TITLE]
+    if plan.task == "auto" and plan.pool is None and not plan.title:
+        titles = [PROJECT_TITLE, GENERATION_TITLE]
+    for title in titles:
+        project_id = find_project(client, title)
+        if project_id is not None:
+            kind = project_kind(client.projects.get(id=project_id).label_config)
+            if plan.task != "auto" and kind != plan.task:
+                raise InitError(f"project {project_id} ({title!r}) is a {kind} project, not {plan.task}: "
+                                "give another --title")
+            return project_id, kind, title
+    return None, wanted, titles[0]
+
+
+def wanted_kind(plan: InitPlan) -> str:
+    """The kind of a new project: ``--task``, or for ``auto`` generation when the pool file has no label column."""
+    if plan.task not in TASKS:
+        raise InitError(f"unknown task {plan.task!r}: choose one of {', '.join(TASKS)}")
+    if plan.task != "auto":
+        return plan.task
+    if plan.pool is not None and read_dataset(plan.pool).label_column is None:
+        return GENERATION
+    return CLASSIFICATION
 
 
 def initialize(settings: Settings, client: LabelStudio, connection: Redis, plan: InitPlan,
@@ -174,28 +301,42 @@ def initialize(settings: Settings, client: LabelStudio, connection: Redis, plan:
         steps.append(step)
         report(f"- {step}")
 
-    project_id = find_project(client, plan.title)
+    project_id, kind, title = _project(client, plan)
     if project_id is None:
-        project_id = create_project(client, plan.title, load("annotate"))
-        done(f"created project {project_id}")
-    control = parse_choices_control(client.projects.get(id=project_id).label_config)
+        config = _new_generation_config(settings, report) if kind == GENERATION else load("annotate")
+        project_id = create_project(client, title, config)
+        done(f"created {kind} project {project_id}")
+    label_config = client.projects.get(id=project_id).label_config
     if count_tasks(client, project_id) == 0:
-        done(f"imported {_import_once(client, project_id, plan, control)} tasks")
+        if kind == GENERATION:
+            control = parse_generation_control(label_config)
+            tasks = _generation_tasks(plan, control, control.required_attribute(settings.attribute_value))
+        else:
+            tasks = _classification_tasks(plan, parse_choices_control(label_config))
+        done(f"imported {_import_once(client, project_id, tasks)} tasks")
     if not list(client.ml.list(project=project_id)):
         connect_backend(client, project_id, plan.backend_url, basic_auth=plan.backend_auth,
                         webhook_secret=plan.webhook_secret)
         done(f"connected the ML backend at {plan.backend_url}")
-    ensure_verify_tab(client, project_id)
+    if kind == CLASSIFICATION:
+        ensure_verify_tab(client, project_id)
     remember_project(connection, project_id)  # the reconciliation sweep covers it (Label Studio's /setup does too)
-    version = _first_model(client, project_id, settings, connection, plan, report)
-    outcome = InitOutcome(project_id, steps, version)
-    if version is None:
+    if kind == GENERATION:
+        version = _first_student(client, project_id, settings, connection, plan, report)
+    else:
+        version = _first_model(client, project_id, settings, connection, plan, report)
+    outcome = InitOutcome(project_id, steps, version, kind=kind)
+    if version is None and kind == CLASSIFICATION:
         done("no labels and no model yet: label a few tasks, the first model trains after "
              f"{settings.retrain_every} annotations; then `alvar select`")
         return outcome
+    if version is None:  # the teacher drafts the first batch; G trains once people verify enough of them
+        done(f"no bootstrap pairs and no student G yet: G trains after {settings.retrain_every} verified reviews")
     latest = fetch_latest_batch(client, project_id)
     if latest is None or not latest.complete:  # none yet, or one cut short: select completes it
-        batch = select_project(settings, client, project_id, DEFAULT_STRATEGY, plan.budget, settings.seed)
+        strategy = GENERATION_STRATEGY if kind == GENERATION else DEFAULT_STRATEGY
+        batch = select_project(settings, client, project_id, strategy, plan.budget, settings.seed,
+                               connection=connection)
         outcome.batch = batch.batch
         done(batch.message)
     return outcome

@@ -62,7 +62,7 @@ def predict_file(settings: Settings, input_file: Path, out: Path | None, version
     Returns the version used, the input, and accuracy/macro-F1 when the input has labels.
     """
     dataset = read_dataset(input_file, text_col, label_col)
-    version, learner = shared_store(settings.model_dir).load(
+    version, learner = shared_store(settings.model_dir).load_classifier(
         version, inference_batch_size=settings.inference_batch_size, num_threads=settings.torch_threads)
     probabilities = learner.predict_proba(dataset.texts)
     predicted = likeliest(learner.classes_, probabilities)

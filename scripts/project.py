@@ -9,16 +9,21 @@ from typing import Any
 from label_studio_sdk import LabelStudio
 
 from alvar.datafiles import Example
+from alvar.labelstudio.generation_config import GENERATION, project_kind
 from alvar.labelstudio.task_data import pool_data
 from alvar.settings import WEBHOOK_SECRET_HEADER
 
 
 def create_project(client: LabelStudio, title: str, label_config: str) -> int:
-    """A new project whose tasks are ordered by prediction score (Label Studio's "Uncertainty sampling")."""
+    """A new project. A classification project's tasks are ordered by prediction score, lowest (the learner's least
+    confident) first: Label Studio's "Uncertainty sampling". A generative project's score is the informativeness,
+    highest first, which Label Studio cannot order by: its tasks come in order ("Sequential sampling"), and its Batch
+    tabs sort by informativeness."""
     project_id = client.projects.create(title=title, label_config=label_config).id
     if project_id is None:
         raise RuntimeError(f"Label Studio created project {title!r} without an id")
-    client.projects.update(id=project_id, sampling="Uncertainty sampling")
+    sampling = "Sequential sampling" if project_kind(label_config) == GENERATION else "Uncertainty sampling"
+    client.projects.update(id=project_id, sampling=sampling)
     return project_id
 
 

@@ -7,6 +7,10 @@ Studio itself, then hands what it read to each half:
   (:func:`alvar.generator.reconcile.catch_up_generation`);
 - the backend queues a training job when the project's human labels outnumber those of its current model
   version by ``retrain_every`` or more (:func:`alvar.backend.retraining.check_training`).
+A generative project has neither variations nor class labels: the generator queues the teacher's missed drafts
+(:func:`alvar.generator.reconcile.catch_up_drafts`), and the backend queues the student's training when the
+verified pairs outnumber those of its current version by ``retrain_every`` or more
+(:func:`alvar.backend.retraining.check_generation_training`).
 The worker queues one sweep every ``ALVAR_RECONCILE_INTERVAL`` seconds (:func:`enqueue_sweep`), and
 `alvar reconcile` runs one at once.
 """
@@ -24,10 +28,12 @@ from label_studio_sdk.core.api_error import ApiError
 from redis import Redis
 from rq import get_current_job
 
-from alvar.backend.retraining import check_training
-from alvar.generator.reconcile import catch_up_generation
+from alvar.backend.retraining import check_generation_training, check_training
+from alvar.generator.reconcile import catch_up_drafts, catch_up_generation
 from alvar.generator.worker_resources import current_resources
 from alvar.labelstudio.client import iter_tasks, label_studio_client
+from alvar.labelstudio.generation_config import GENERATION, parse_generation_control, project_kind
+from alvar.labelstudio.generation_data import verified_pairs
 from alvar.labelstudio.label_config import LabelConfigError, parse_choices_control
 from alvar.labelstudio.training_data import is_variation, training_set
 from alvar.projects import known_projects, remember_project
@@ -51,6 +57,7 @@ class Reconciliation:
     pending: int = 0
     restated: int = 0
     human_labels: int = 0
+    verified_pairs: int | None = None
     trained_on: int | None = None
     training: dict[str, Any] | None = None
     error: str | None = None
@@ -97,7 +104,10 @@ def reconcile_project(settings: Settings, client: LabelStudio, connection: Redis
                       project_id: int) -> Reconciliation:
     """Queue what is missing in one project (see the module docstring); never raises for a project's state."""
     try:
-        control = parse_choices_control(client.projects.get(id=project_id).label_config or "")
+        label_config = client.projects.get(id=project_id).label_config or ""
+        if project_kind(label_config) == GENERATION:
+            return reconcile_generative_project(settings, client, connection, project_id, label_config)
+        control = parse_choices_control(label_config)
         annotated = [task for task in iter_tasks(client, project_id, only_annotated=True) if not is_variation(task)]
         generation = catch_up_generation(settings, client, connection, project_id, control, annotated)
     except (ApiError, LabelConfigError) as error:
@@ -108,6 +118,20 @@ def reconcile_project(settings: Settings, client: LabelStudio, connection: Redis
     found = Reconciliation(project_id, human_labels=human_labels, **asdict(generation), **asdict(training))
     if found.queued or found.training:
         log.info("reconcile project %s: queued %d generation jobs, training %s", project_id, len(found.queued),
+                 found.training)
+    return found
+
+
+def reconcile_generative_project(settings: Settings, client: LabelStudio, connection: Redis, project_id: int,
+                                 label_config: str) -> Reconciliation:
+    """A generative project's sweep: the teacher's missed drafts, and the student's training when it is behind."""
+    control = parse_generation_control(label_config)
+    drafts = catch_up_drafts(settings, client, connection, project_id)
+    pairs = len(verified_pairs(iter_tasks(client, project_id, only_annotated=True), control))
+    training = check_generation_training(settings, connection, project_id, pairs)
+    found = Reconciliation(project_id, verified_pairs=pairs, **asdict(drafts), **asdict(training))
+    if found.queued or found.training:
+        log.info("reconcile project %s: queued %d teacher drafts, training %s", project_id, len(found.queued),
                  found.training)
     return found
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from alvar.generator.generation import Generation
     from alvar.generator.templates import VariationPrompt
     from alvar.scripts.evaluate import Evaluation
-    from alvar.scripts.export import Export
+    from alvar.scripts.export import Export, GenerationExport
     from alvar.scripts.initialize import InitOutcome
     from alvar.scripts.jobs import JobRow
     from alvar.scripts.offline import TrainOutcome
@@ -82,7 +82,11 @@ def stack_up(state: StackState, outcome: InitOutcome, data_dir: Path) -> None:
 
 def next_steps(state: StackState, outcome: InitOutcome, data_dir: Path) -> None:
     where = f"--data-dir {data_dir}"
-    if outcome.batch is not None or outcome.model_version is not None:
+    if outcome.kind == "generation" and (outcome.batch is not None or outcome.model_version is not None):
+        console.print(f"Next: log in, open the project's [bold]Review drafts[/] tab and accept, edit or reject each "
+                      f"pre-filled output (the teacher's draft). Then: `alvar select --project {state.project_id} "
+                      f"{where}` for the next batch, `alvar status {where}` to see progress.")
+    elif outcome.batch is not None or outcome.model_version is not None:
         console.print(f"Next: log in, open the project's [bold]Batch[/] tab and label its tasks; review the "
                       f"variations in the [bold]Verify variations[/] tab. Then: `alvar select --project "
                       f"{state.project_id} {where}` for the next batch, `alvar status {where}` to see progress.")
@@ -112,7 +116,15 @@ def stack_status(result: StackStatus) -> None:
     overview.add_row("project", result.project_url or "-")
     overview.add_row("model version", f"{result.model_version or '-'} (backend serves {result.serving_version or '-'})")
     overview.add_row(f"batch {result.batch or '-'} labeled", _progress(result.batch_progress))
-    overview.add_row("variations reviewed", _progress(result.verification))
+    if result.generation is not None:
+        drafts = result.generation
+        overview.add_row("teacher drafts", f"{drafts.drafted} drafted, {drafts.screened_out} screened out "
+                         f"({drafts.tasks} tasks)")
+        overview.add_row("reviews", ", ".join(f"{verdict} {count}" for verdict, count in drafts.reviews.items()))
+        overview.add_row("student G", drafts.student_version or "none yet")
+        overview.add_row("R (attribute model)", drafts.attribute_model or "not trained yet")
+    else:
+        overview.add_row("variations reviewed", _progress(result.verification))
     if result.label_cover is not None:
         overview.add_row("clusters", result.label_cover.line())
     for queue, counts in result.queues.items():
@@ -240,7 +252,15 @@ def clusters(run: SelectionRun, rows: list[tuple[int, int, int, float]]) -> None
     console.print(table)
 
 
-def exported(export: Export, paths: Sequence[Path]) -> None:
+def exported(export: Export | GenerationExport, paths: Sequence[Path]) -> None:
+    from alvar.scripts.export import GenerationExport
+
+    if isinstance(export, GenerationExport):
+        counts = export.counts
+        console.print(f"{len(export.rows)} verified pairs ({counts['accept']} accepted, {counts['edit']} edited; "
+                      f"{export.left_out} left out: {counts['reject']} rejected, {counts['emptied']} emptied, "
+                      f"{counts['unreviewed']} unreviewed) -> {', '.join(str(path) for path in paths)}")
+        return
     origins = {origin: sum(row.origin == origin for row in export.rows) for origin in ("human", "llm")}
     console.print(f"{len(export.rows)} rows ({origins['human']} human, {origins['llm']} variations; "
                   f"{export.left_out} variations left out) -> {', '.join(str(path) for path in paths)}")

@@ -5,28 +5,44 @@ In Label Studio a batch is a round: its tasks get the batch fields
 Data Manager tab lists them, most uncertain first (:mod:`alvar.labelstudio.batches`). While the latest batch has
 unlabeled tasks, `select` leaves the project as it is (idempotent); a batch cut short (fewer of its tasks carry
 its number than its size says) is completed with the same picks.
+
+A generative project's batch is picked on the informativeness of the student's outputs (cluster-then-random
+until R and a student exist), and its tasks' teacher drafts are queued; a "Review drafts" tab lists the drafted
+tasks nobody has reviewed yet.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from label_studio_sdk import LabelStudio
+from redis import Redis
+from redis.exceptions import RedisError
 
 from alvar.datafiles import read_dataset
+from alvar.generator.teacher import enqueue_drafts
 from alvar.labelstudio.batches import Batch, ensure_batch_tab, has_batch_tab, latest_batch
-from alvar.labelstudio.client import iter_tasks
-from alvar.labelstudio.label_config import parse_choices_control
-from alvar.labelstudio.task_data import BatchFields
+from alvar.labelstudio.client import COMPACT_COLUMNS, dm_filter, iter_tasks
+from alvar.labelstudio.generation_config import GENERATION, GenerationControl, parse_generation_control, project_kind
+from alvar.labelstudio.generation_data import verified_pairs
+from alvar.labelstudio.label_config import ChoicesControl, parse_choices_control
+from alvar.labelstudio.task_data import DRAFTED, BatchFields
 from alvar.labelstudio.training_data import LabelledItem, is_variation, labelled_items
+from alvar.scripts import services
+from alvar.scripts.generation_scores import select_generation_batch
 from alvar.scripts.selection import SelectionRun, select_batch
 from alvar.settings import Settings
 from alvar.strategies import resolve_strategy
 from alvar.vector_cache import text_key
+
+log = logging.getLogger(__name__)
+
+REVIEW_TAB = "Review drafts"
 
 
 def select_file(settings: Settings, pool_file: Path, out: Path, strategy: str, budget: int, seed: int,
@@ -83,11 +99,16 @@ def _still_open(client: LabelStudio, project_id: int, latest: Batch | None, dry_
 
 
 def select_project(settings: Settings, client: LabelStudio, project_id: int, strategy: str, budget: int, seed: int,
-                   n_clusters: int | None = None, per_cluster: int = 1, dry_run: bool = False) -> BatchOutcome:
-    """The next batch in a project (``strategy`` may be ``default``); the class counts so far are the human
-    labels of its annotated tasks."""
+                   n_clusters: int | None = None, per_cluster: int = 1, dry_run: bool = False,
+                   connection: Redis | None = None) -> BatchOutcome:
+    """The next batch in a project (``strategy`` may be ``default``). In a classification project the class counts
+    so far are the human labels of its annotated tasks; in a generative one the batch is picked on the
+    informativeness of G's outputs (:mod:`alvar.scripts.generation_scores`) and the teacher's drafts of its tasks
+    are queued (on ``connection``, else the stack's Redis)."""
     strategy = resolve_strategy(strategy)
-    control = parse_choices_control(client.projects.get(id=project_id).label_config)
+    label_config = client.projects.get(id=project_id).label_config
+    generative = project_kind(label_config) == GENERATION
+    control = parse_generation_control(label_config) if generative else parse_choices_control(label_config)
     tasks = list(iter_tasks(client, project_id, page_size=1000))
     if not tasks:
         raise ValueError(f"project {project_id} has no tasks: import a pool first")
@@ -99,24 +120,98 @@ def select_project(settings: Settings, client: LabelStudio, project_id: int, str
         return unchanged
     batch = 1 if latest is None else latest.number if not latest.complete else latest.number + 1
     batch_of = [BatchFields.of(task).batch for task in tasks]
-    texts = [str(task["data"].get(control.data_key, "")) for task in tasks]
-    eligible = np.array([
-        not _is_labeled(task) and not is_variation(task) and (b is None or b == batch) and bool(text.strip())
-        for task, b, text in zip(tasks, batch_of, texts)
-    ])
-    human_labels = [item.label for item in labelled_items(tasks, control)
-                    if isinstance(item, LabelledItem) and not item.is_variation]
-    run = select_batch(settings, texts, eligible, strategy, budget, seed, n_clusters, per_cluster,
-                       [text for task, text in zip(tasks, texts) if _is_labeled(task)], project_id=project_id,
-                       labeled_labels=human_labels)
+    picking = Picking(settings, tasks, [not _is_labeled(task) and not is_variation(task) and (b is None or b == batch)
+                                        for task, b in zip(tasks, batch_of)], strategy, budget, seed, project_id,
+                      n_clusters, per_cluster)
+    if isinstance(control, GenerationControl):
+        run, note = _pick_generation(picking, control)
+    else:
+        run, note = _pick_classification(picking, control), None
     picked = [tasks[index] for index in run.selection.indices]
     if dry_run:
         return BatchOutcome(batch, [task["id"] for task in picked], False, "dry run: nothing changed", run)
     for task, index, cluster in zip(picked, run.selection.indices, run.selection.clusters):
-        fields = BatchFields(batch=batch, round=batch, cluster=int(cluster), strategy=strategy,
+        fields = BatchFields(batch=batch, round=batch, cluster=int(cluster), strategy=run.strategy,
                              entropy=round(float(run.entropy[index]), 6), batch_size=len(picked))
         if BatchFields.of(task) != fields:
             client.tasks.update(id=task["id"], data={**task["data"], **fields.data()})
-    ensure_batch_tab(client, project_id, batch, strategy)
-    return BatchOutcome(batch, [task["id"] for task in picked], True,
-                        f"batch {batch}: {len(picked)} tasks by {strategy}", run)
+    ensure_batch_tab(client, project_id, batch, run.strategy)
+    message = f"batch {batch}: {len(picked)} tasks by {run.strategy}"
+    if note is not None:
+        log.warning("%s: batch %d is cluster-then-random", note, batch)
+        message = f"{note}: batch {batch} is cluster-then-random ({len(picked)} tasks)"
+    if generative:
+        ensure_review_tab(client, project_id)
+        message += "; " + _queue_drafts(settings, connection, project_id, [task["id"] for task in picked])
+    return BatchOutcome(batch, [task["id"] for task in picked], True, message, run)
+
+
+@dataclass(frozen=True)
+class Picking:
+    """What one selection in a project works on: its tasks, which of them may be picked, and the strategy's
+    arguments."""
+
+    settings: Settings
+    tasks: list[dict[str, Any]]
+    open_tasks: list[bool]  # unlabeled, not a variation, in no batch or in the one being completed
+    strategy: str
+    budget: int
+    seed: int
+    project_id: int
+    n_clusters: int | None
+    per_cluster: int
+
+    def texts(self, data_key: str) -> list[str]:
+        return [str(task["data"].get(data_key, "")) for task in self.tasks]
+
+    def eligible(self, texts: list[str]) -> np.ndarray:
+        return np.array([still_open and bool(text.strip()) for still_open, text in zip(self.open_tasks, texts)],
+                        dtype=bool)
+
+    def labeled_texts(self, texts: list[str]) -> list[str]:
+        return [text for task, text in zip(self.tasks, texts) if _is_labeled(task)]
+
+
+def _pick_classification(picking: Picking, control: ChoicesControl) -> SelectionRun:
+    texts = picking.texts(control.data_key)
+    human_labels = [item.label for item in labelled_items(picking.tasks, control)
+                    if isinstance(item, LabelledItem) and not item.is_variation]
+    return select_batch(picking.settings, texts, picking.eligible(texts), picking.strategy, picking.budget,
+                        picking.seed, picking.n_clusters, picking.per_cluster, picking.labeled_texts(texts),
+                        project_id=picking.project_id, labeled_labels=human_labels)
+
+
+def _pick_generation(picking: Picking, control: GenerationControl) -> tuple[SelectionRun, str | None]:
+    """The batch on the informativeness of G's outputs; the class counts are the verified pairs' attributes."""
+    inputs = picking.texts(control.data_key)
+    attributes = [pair.attribute for pair in verified_pairs(picking.tasks, control) if pair.attribute is not None]
+    chosen = select_generation_batch(picking.settings, inputs, picking.eligible(inputs), picking.strategy,
+                                     picking.budget, picking.seed, picking.project_id,
+                                     control.required_attribute(picking.settings.attribute_value),
+                                     picking.labeled_texts(inputs), attributes, picking.n_clusters,
+                                     picking.per_cluster)
+    return chosen.run, chosen.fallback
+
+
+def ensure_review_tab(client: LabelStudio, project_id: int) -> None:
+    """The Data Manager tab listing the tasks whose teacher draft waits for a person; created once."""
+    if any((view.data or {}).get("title") == REVIEW_TAB for view in client.views.list(project=project_id)):
+        return
+    client.views.create(project=project_id, data={
+        "title": REVIEW_TAB,
+        "filters": {"conjunction": "and", "items": [DRAFTED, dm_filter("total_annotations", "equal", 0, "Number")]},
+        "ordering": ["tasks:id"],
+        "hiddenColumns": COMPACT_COLUMNS,
+    })
+
+
+def _queue_drafts(settings: Settings, connection: Redis | None, project_id: int, task_ids: list[int]) -> str:
+    """Queue the teacher's drafts of the batch; the batch stands even when Redis is out of reach (the worker's
+    sweep drafts every batched task without a draft)."""
+    url = settings.redis_url or services.embedded_redis_url(settings.data_dir.resolve())
+    try:
+        queued = enqueue_drafts(connection or Redis.from_url(url, socket_connect_timeout=2), project_id, task_ids)
+    except RedisError as error:
+        log.warning("teacher drafts of project %d not queued (%s): the sweep will draft them", project_id, error)
+        return f"Redis at {url} is unreachable ({error}): the worker's sweep will draft them"
+    return f"teacher drafts queued for {len(queued)} of them"

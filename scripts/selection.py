@@ -39,8 +39,8 @@ def pool_probabilities(settings: Settings, texts: Sequence[str],
     missing = sorted({key for key in keys if key not in known})
     if missing:
         by_key = {key: text for key, text in zip(keys, texts)}
-        _, learner = store.load(version, inference_batch_size=settings.inference_batch_size,
-                                num_threads=settings.torch_threads)
+        _, learner = store.load_classifier(version, inference_batch_size=settings.inference_batch_size,
+                                           num_threads=settings.torch_threads)
         values = np.asarray(learner.predict_proba([normalize_text(by_key[key]) for key in missing]), np.float32)
         cache.put(missing, values)
         known.update(zip(missing, values))

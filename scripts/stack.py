@@ -131,22 +131,23 @@ def start_services(settings: Settings, state: StackState) -> dict[str, str]:
 
 
 def up(settings: Settings, pool: Path | None = None, bootstrap: Path | None = None, budget: int = 20,
-       report: Callable[[str], None] = print) -> tuple[StackState, InitOutcome]:
-    """Start (or reuse) every service, then make the project ready (:func:`initialize`); return the login.
+       report: Callable[[str], None] = print, task: str = "auto") -> tuple[StackState, InitOutcome]:
+    """Start (or reuse) every service, then make the project ready (:func:`initialize`; ``task`` is its kind:
+    auto, classification or generation); return the login.
 
     Runs under :func:`services.private_umask`: what it writes into the data dir is the user's only.
     """
     with services.private_umask():
-        return _up(settings, pool, bootstrap, budget, report)
+        return _up(settings, pool, bootstrap, budget, report, task)
 
 
 def _up(settings: Settings, pool: Path | None, bootstrap: Path | None, budget: int,
-        report: Callable[[str], None]) -> tuple[StackState, InitOutcome]:
+        report: Callable[[str], None], task: str) -> tuple[StackState, InitOutcome]:
     data_dir = services.secure_data_dir(settings.data_dir.resolve())
     state = StackState.load(data_dir) or _new_state(settings)
     state.save(data_dir)
     env = start_services(settings, state)
-    plan = InitPlan(backend_url=state.backend_url, pool=pool, bootstrap=bootstrap, budget=budget,
+    plan = InitPlan(backend_url=state.backend_url, pool=pool, bootstrap=bootstrap, budget=budget, task=task,
                     backend_auth=(state.backend_user, state.backend_password), webhook_secret=state.webhook_secret)
     client = LabelStudio(base_url=state.label_studio_url, api_key=state.token, timeout=300)
     outcome = initialize(settings, client, Redis.from_url(env["REDIS_URL"]), plan, report)

@@ -6,7 +6,8 @@ LLM) has a live RQ worker: a heartbeat under 90 s old and, on this machine, its 
 counts come from Label Studio's Data Manager filters (one small request each), so status stays quick on a
 large pool. Counting the clusters that hold no label yet (:func:`alvar.scripts.coverage.cached_label_cover`)
 reads every task's text and clusters the pool: a few seconds on the 2,850-task demo pool, so it is asked for
-(``label_cover=True``), never done by default.
+(``label_cover=True``), never done by default. A generative project shows its teacher drafts and its review
+counts (accepted, edited, rejected, emptied, unreviewed) instead of variations.
 """
 
 from __future__ import annotations
@@ -17,10 +18,13 @@ from typing import Any
 from label_studio_sdk import LabelStudio
 from redis import Redis
 
+from alvar.attribute_model import attribute_model_path
 from alvar.backend.model_store import serving
 from alvar.labelstudio.batches import fetch_latest_batch
-from alvar.labelstudio.client import ANNOTATED, count_tasks
-from alvar.labelstudio.task_data import CURRENT_VARIATIONS, VARIATIONS, in_batch
+from alvar.labelstudio.client import ANNOTATED, count_tasks, dm_filter, iter_tasks
+from alvar.labelstudio.generation_config import GENERATION, parse_generation_control, project_kind
+from alvar.labelstudio.generation_data import UNREVIEWED, review_counts
+from alvar.labelstudio.task_data import CURRENT_VARIATIONS, DRAFTED, SCREENED_OUT_STATUS, VARIATIONS, in_batch
 from alvar.scripts import services
 from alvar.scripts.coverage import LabelCover, cached_label_cover
 from alvar.scripts.jobs import WorkerRow, jobs_report, unserved_queues, worker_rows
@@ -44,6 +48,19 @@ class Progress:
 
 
 @dataclass
+class GenerationStatus:
+    """A generative project's round: tasks, teacher drafts, what reviewers did with them, and the models (the
+    student serving the project, and R, the attribute model, or None when R is not trained yet)."""
+
+    tasks: int
+    drafted: int
+    screened_out: int
+    reviews: dict[str, int]
+    student_version: str | None
+    attribute_model: str | None
+
+
+@dataclass
 class StackStatus:
     data_dir: str
     services: dict[str, ServiceStatus]
@@ -59,6 +76,8 @@ class StackStatus:
     batch_progress: Progress | None = None
     verification: Progress | None = None
     label_cover: LabelCover | None = None
+    kind: str | None = None
+    generation: GenerationStatus | None = None
 
     @property
     def all_up(self) -> bool:
@@ -125,15 +144,40 @@ def stack_status(settings: Settings, label_cover: bool = False) -> StackStatus:
     client = LabelStudio(base_url=state.label_studio_url, api_key=state.token, timeout=30)
     project_id = status.project_id = state.project_id
     status.project_url = f"{state.label_studio_url}/projects/{project_id}"
-    status.model_version = client.projects.get(id=project_id).model_version or None
+    project = client.projects.get(id=project_id)
+    status.model_version = project.model_version or None
     latest = fetch_latest_batch(client, project_id)
     if latest is not None:
         status.batch = latest.number
         status.batch_progress = Progress(count_tasks(client, project_id, in_batch(latest.number), ANNOTATED),
                                          len(latest.tasks))
+    status.kind = project_kind(project.label_config)
+    if status.kind == GENERATION:
+        status.generation = generation_status(settings, client, project_id)
+        return status
     current = [VARIATIONS, CURRENT_VARIATIONS]
     status.verification = Progress(count_tasks(client, project_id, *current, ANNOTATED),
                                    count_tasks(client, project_id, *current))
     if label_cover:
         status.label_cover = cached_label_cover(settings, client, project_id)
     return status
+
+
+def generation_status(settings: Settings, client: LabelStudio, project_id: int) -> GenerationStatus:
+    """Counts from Data Manager filters; the review counts read the annotated tasks only (the others are
+    unreviewed)."""
+    control = parse_generation_control(client.projects.get(id=project_id).label_config)
+    total = count_tasks(client, project_id)
+    annotated = list(iter_tasks(client, project_id, only_annotated=True))
+    reviews = review_counts(annotated, control)
+    reviews[UNREVIEWED] += total - len(annotated)
+    student = serving(settings.model_dir, project_id)
+    own = student.version if student is not None and student.own else None
+    return GenerationStatus(
+        tasks=total,
+        drafted=count_tasks(client, project_id, DRAFTED),
+        screened_out=count_tasks(client, project_id, dm_filter("data.draft_status", "contains", SCREENED_OUT_STATUS)),
+        reviews=reviews,
+        student_version=own,
+        attribute_model=attribute_model_path(settings),
+    )

@@ -1,6 +1,7 @@
 """A real loopback HTTP server that speaks OpenAI's chat-completions API, for tests and benchmarks.
 
-By default it answers like a cooperative LLM: the k variations the prompt asks for, as JSON. A test scripts
+By default it answers like a cooperative LLM: the k variations the prompt asks for, as JSON, or, to a teacher
+prompt of a generative project, one output (:func:`default_output`, a counter-statement). A test scripts
 misbehaviour per source text (the text between <source> tags): a queue of replies, each with a status code,
 a delay, and a body or content, served in order before the default takes over. Every request is recorded.
 """
@@ -21,6 +22,7 @@ from alvar.generator.llm import ChatClient
 
 SOURCE = re.compile(r"<source>\n?(.*?)\n?</source>", re.DOTALL)
 WANTED = re.compile(r"Write (\d+) (?:more )?variations")
+TEACHER = re.compile(r'\{"output":')
 
 
 @dataclass
@@ -46,6 +48,20 @@ def source_of(messages: list[dict[str, Any]]) -> str:
 def wanted(messages: list[dict[str, Any]]) -> int:
     match = WANTED.search(str(messages[-1].get("content", "")))
     return int(match.group(1)) if match else 3
+
+
+def is_teacher_prompt(messages: list[dict[str, Any]]) -> bool:
+    """A request of the teacher job: its system turn asks for ``{"output": ...}``."""
+    return any(message.get("role") == "system" and TEACHER.search(str(message.get("content", "")))
+               for message in messages)
+
+
+def default_output(source: str) -> str:
+    """The default teacher answer's output: a counter-statement that mentions the input's first words (never
+    the whole input, so it is no echo)."""
+    words = source.split()
+    opening = " ".join(words[:min(3, len(words) - 1)])
+    return f'Saying "{opening} ..." does not make it true: every group deserves respect.'
 
 
 def default_variations(source: str, count: int, offset: int = 0) -> list[str]:
@@ -102,8 +118,12 @@ class ChatServer:
         if reply.status != 200 or reply.body is not None:
             return reply.status, reply.body or {"error": {"message": f"scripted {reply.status}"}}, reply.delay
         offset = sum(1 for message in messages if message.get("role") == "assistant") * 100
-        content = reply.content if reply.content is not None else json.dumps(
-            {"variations": default_variations(source, wanted(messages), offset)})
+        if reply.content is not None:
+            content = reply.content
+        elif is_teacher_prompt(messages):
+            content = json.dumps({"output": default_output(source)})
+        else:
+            content = json.dumps({"variations": default_variations(source, wanted(messages), offset)})
         prompt_tokens = sum(len(str(message.get("content", ""))) for message in messages) // 4
         completion_tokens = max(1, len(content) // 4)
         return 200, {

@@ -1,9 +1,11 @@
 """A generation stack for tests: the backend (webhook) and an `alvar worker` as real processes, the embedded Redis
 (which a test may stop and start again: its append-only file keeps the queues), the session's real Label Studio
-and a real loopback chat-completions server."""
+and a real loopback chat-completions server. :func:`generative_stack` is the same stack set up for generative
+projects: a small, fast student G, the given R at MODEL_DIR/attribute, the loopback LLM as the teacher."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -119,6 +121,27 @@ def generator_stack(root: Path, seed_model_dir: Path, label_studio: services.Lab
             built.stop_redis()
 
 
+# A student that trains in seconds on one thread: few epochs, short inputs and outputs; retraining after 2 reviews.
+GENERATIVE_SETTINGS = {
+    "ALVAR_STUDENT_EPOCHS": "2",
+    "ALVAR_TORCH_THREADS": "1",
+    "ALVAR_RETRAIN_EVERY": "2",
+    "ALVAR_MAX_LENGTH": "32",
+    "ALVAR_MAX_OUTPUT_LENGTH": "8",
+    "ALVAR_TEACHER_MODEL": MODEL,
+}
+
+
+@contextmanager
+def generative_stack(root: Path, attribute_model: Path, label_studio: services.LabelStudioServer,
+                     **settings: str) -> Iterator[GeneratorStack]:
+    """The stack for generative projects: MODEL_DIR holds R (a copy of ``attribute_model``) and no shared model."""
+    seed = root / "seed-models"
+    shutil.copytree(attribute_model, seed / "attribute")
+    with generator_stack(root, seed, label_studio, **{**GENERATIVE_SETTINGS, **settings}) as stack:
+        yield stack
+
+
 def annotate(ls: LabelStudio, task_id: int, label: str, validity: str | None = None,
              completed_by: int | None = None) -> int:
     """Annotate as a person would, through Label Studio's API (its webhook reaches the backend at once)."""
@@ -139,7 +162,7 @@ def new_project(ls: LabelStudio, stack: GeneratorStack, title: str, examples: li
 
 
 def text_of(ls: LabelStudio, task_id: int) -> str:
-    return ls.tasks.get(id=task_id).data["text"]
+    return ls.tasks.get(id=str(task_id)).data["text"]
 
 
 def variations(ls: LabelStudio, project_id: int, source_task: int | None = None) -> list[dict[str, Any]]:

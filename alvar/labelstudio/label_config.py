@@ -1,14 +1,19 @@
-"""What alvar needs from a Label Studio labeling config: the first Choices bound to a Text.
+"""What alvar needs from a classification project's labeling config: the first Choices bound to a Text.
 
 The config is read by the SDK's :class:`LabelInterface`, as Label Studio itself reads it (a ``<Choice>``'s
 ``alias``, when it has one, is the label its results carry). alvar adds its own checks, each with a message that
 says what is missing, the ``hint`` of each choice, and the label an annotation's result picks.
+
+A config with a ``<TextArea>`` bound to a ``<Text>`` is a generative project's
+(:mod:`alvar.labelstudio.generation_config`): its Choices are the regulated attribute and the verdict, never
+class labels, so :func:`parse_choices_control` refuses it.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from label_studio_sdk.label_interface import LabelInterface
 
@@ -79,7 +84,8 @@ class ChoicesControl:
 TEXT_OBJECTS = frozenset({"text", "hypertext"})
 
 
-def _interface(label_config: str | None) -> LabelInterface:
+def interface(label_config: str | None) -> LabelInterface:
+    """The SDK's reading of a config; :class:`LabelConfigError` when it is empty or not XML."""
     if not isinstance(label_config, str) or not label_config.strip():
         raise LabelConfigError("the label config is empty")
     try:
@@ -88,13 +94,31 @@ def _interface(label_config: str | None) -> LabelInterface:
         raise LabelConfigError(f"the label config is not valid XML: {error}") from None
 
 
+def text_objects(read: LabelInterface) -> dict[str, Any]:
+    """The config's ``<Text>`` (and ``<HyperText>``) objects by name."""
+    return {tag.name: tag for tag in read.objects or () if tag.tag.lower() in TEXT_OBJECTS}
+
+
+def text_areas(read: LabelInterface) -> list[Any]:
+    """The ``<TextArea>`` controls bound to a ``<Text>``: what makes a config a generative project's."""
+    texts = text_objects(read)
+    return [control for control in read.controls or ()
+            if control.tag.lower() == "textarea" and any(name in texts for name in control.to_name or ())]
+
+
 def parse_choices_control(label_config: str | None) -> ChoicesControl:
-    """The first ``<Choices>`` whose ``toName`` is a ``<Text>``; raises :class:`LabelConfigError` otherwise."""
-    interface = _interface(label_config)
-    texts = {tag.name: tag for tag in interface.objects or () if tag.tag.lower() in TEXT_OBJECTS}
+    """The first ``<Choices>`` whose ``toName`` is a ``<Text>``; raises :class:`LabelConfigError` otherwise, and for
+    a generative project's config (its Choices are no class labels)."""
+    read = interface(label_config)
+    texts = text_objects(read)
     if not texts:
         raise LabelConfigError("the label config has no <Text> object to classify")
-    for control in interface.controls or ():
+    outputs = text_areas(read)
+    if outputs:
+        raise LabelConfigError(f"the label config is a generative project's label config (it has a <TextArea "
+                               f"name={outputs[0].name!r}>): its Choices are no class labels, and this needs a "
+                               "classification project's (one <Choices> of classes, as label_config/annotate.xml)")
+    for control in read.controls or ():
         to_name = next((name for name in control.to_name or () if name in texts), None)
         if control.tag.lower() != "choices" or to_name is None:
             continue

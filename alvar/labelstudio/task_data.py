@@ -6,7 +6,8 @@ three groups of alvar's fields, each a dataclass whose attributes are the data k
 - :class:`PoolFields`, on every task alvar imports;
 - :class:`BatchFields`, written by `alvar select` onto the tasks of a batch (and ``strategy="bootstrap"`` onto
   the seed labels `alvar init` imports); a variation carries its source's batch, round and strategy;
-- :class:`VariationFields`, on every task the generator writes.
+- :class:`VariationFields`, on every task the generator writes;
+- :class:`DraftFields`, written by the teacher job onto a generative project's task.
 
 ``Group(...).data()`` gives the fields to merge into a task's ``data`` (an update replaces ``data`` whole);
 ``Group.of(task)`` reads them back from a task (a dict or an SDK object), None for each field a task lacks or
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 from alvar.datafiles import Example
 from alvar.labelstudio.client import dm_filter
@@ -26,6 +27,8 @@ LLM_ORIGIN = "llm"
 CURRENT_STATUS = "current"
 STALE_STATUS = "stale"
 BOOTSTRAP_STRATEGY = "bootstrap"
+DRAFTED_STATUS = "drafted"
+SCREENED_OUT_STATUS = "screened out"
 
 
 def data_of(task: Any) -> Mapping[str, Any]:
@@ -70,14 +73,36 @@ class _Fields:
 @dataclass(frozen=True, kw_only=True)
 class PoolFields(_Fields):
     """What alvar imports with each text: ``source_id``, the example's id in the file it came from (for a
-    variation, its source's followed by ``~v<n>``)."""
+    variation, its source's followed by ``~v<n>``), and ``group``, a generative pool input's subgroup (the
+    file's group column: a targeted group, a topic), when it has one."""
 
     source_id: str | None = None
+    group: str | None = None
+
+
+class PoolInput(Protocol):
+    """One input of a generative pool file, as :class:`alvar.pairfiles.Pair` holds it (its reference output is
+    never imported: people write or verify the outputs)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def input(self) -> str: ...
+
+    @property
+    def group(self) -> str | None: ...
 
 
 def pool_data(data_key: str, example: Example) -> dict[str, Any]:
     """A pool task's ``data``: the example's text under the label config's data key, and its ``source_id``."""
     return {data_key: example.text, **PoolFields(source_id=example.id).data()}
+
+
+def pair_data(data_key: str, pair: PoolInput) -> dict[str, Any]:
+    """A generative pool task's ``data``: the input under the config's data key, its ``source_id`` and, when the
+    file has one, its ``group``."""
+    return {data_key: pair.input, **PoolFields(source_id=pair.id, group=pair.group).data()}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -124,6 +149,29 @@ class VariationFields(_Fields):
     variation_reason: str | None = None
 
 
+@dataclass(frozen=True, kw_only=True)
+class DraftFields(_Fields):
+    """What the teacher job writes onto a generative task: ``draft``, its screened output (shown pre-filled, as a
+    prediction, for a person to accept, edit or reject); ``draft_status``, ``"drafted"`` or ``"screened out:
+    <reason>"`` when no attempt passed screening (then there is no ``draft``); the ``teacher_model``, the
+    prompt's ``draft_template`` (its name and hash), ``draft_key``, the job that wrote it
+    (``draft-<project>-<task>``), ``draft_attempts``, how many teacher requests it took, and
+    ``student_version``, the student model serving the project when the draft was written."""
+
+    draft: str | None = None
+    draft_status: str | None = None
+    teacher_model: str | None = None
+    draft_template: str | None = None
+    draft_key: str | None = None
+    draft_attempts: int | None = None
+    student_version: str | None = None
+
+
+def screened_out(reason: str) -> str:
+    """The ``draft_status`` of a task none of whose teacher drafts passed screening."""
+    return f"{SCREENED_OUT_STATUS}: {reason}"
+
+
 def _key(group: type[_Fields], name: str) -> str:
     """``data.<name>`` for a Data Manager filter; a name that is not a field of ``group`` fails at import."""
     if name not in {field.name for field in fields(group)}:
@@ -136,6 +184,7 @@ CURRENT_VARIATIONS = dm_filter(_key(VariationFields, "variation_status"), "equal
 BATCHED = dm_filter(_key(BatchFields, "batch"), "greater", 0, "Number")
 BATCH_COLUMN = _key(BatchFields, "batch")
 ENTROPY_COLUMN = _key(BatchFields, "entropy")
+DRAFTED = dm_filter(_key(DraftFields, "draft_status"), "equal", DRAFTED_STATUS)
 
 
 def variations_of(source_task: int) -> dict[str, Any]:

@@ -2,7 +2,9 @@
 
 Label Studio sends one POST per event (``ANNOTATION_CREATED``, ``START_TRAINING``...) with the project and its
 label config; :func:`parse_event` checks the envelope and :func:`human_label` decides whether an annotation is
-a person's label of a source task, the one thing that queues variations and counts toward retraining.
+a person's label of a source task, the one thing that queues variations and counts toward retraining. In a
+generative project (:meth:`WebhookEvent.kind`) what counts toward retraining is a verified review
+(:func:`verified_reviews`): an annotation that accepts or edits the output and leaves text in the box.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from alvar.labelstudio.generation_config import GenerationControl, parse_generation_control, project_kind
 from alvar.labelstudio.label_config import ChoicesControl, parse_choices_control
 from alvar.labelstudio.task_data import data_of
 from alvar.labelstudio.training_data import is_bootstrap, is_variation
@@ -47,10 +50,24 @@ class WebhookEvent:
     project_id: int
     payload: Mapping[str, Any]
 
+    def label_config(self) -> str | None:
+        """The project's label config as the payload carries it, or None."""
+        project = self.payload.get("project")
+        config = project.get("label_config") if isinstance(project, Mapping) else None
+        return config if isinstance(config, str) else None
+
+    def kind(self) -> str:
+        """``"generation"`` for a generative project's event (its config has a ``<TextArea>``), else
+        ``"classification"`` (an event without a config too)."""
+        return project_kind(self.label_config())
+
     def control(self) -> ChoicesControl:
         """The project's Choices control, from the label config the payload carries (LabelConfigError if none)."""
-        project = self.payload.get("project")
-        return parse_choices_control(project.get("label_config") if isinstance(project, Mapping) else None)
+        return parse_choices_control(self.label_config())
+
+    def generation_control(self) -> GenerationControl:
+        """A generative project's controls, from the payload's label config (LabelConfigError if none)."""
+        return parse_generation_control(self.label_config())
 
     def annotations(self) -> list[tuple[Any, Mapping[str, Any]]]:
         """Each annotation of the event with its task (``{}`` when the payload does not carry it)."""
@@ -105,6 +122,14 @@ def human_label(annotation: Any, task: Mapping[str, Any], control: ChoicesContro
 def human_labels(pairs: Iterable[tuple[Any, Mapping[str, Any]]], control: ChoicesControl) -> list[HumanLabel]:
     return [found for annotation, task in pairs if isinstance(found := human_label(annotation, task, control),
                                                                HumanLabel)]
+
+
+def verified_reviews(pairs: Iterable[tuple[Any, Mapping[str, Any]]], control: GenerationControl) -> list[int]:
+    """The ids of the annotations that verify their task's output (accept or edit, text left in the box); a
+    rejection, an emptied output and a skip verify nothing."""
+    return [annotation["id"] for annotation, _ in pairs
+            if isinstance(annotation, Mapping) and _is_id(annotation.get("id")) and not annotation.get("was_cancelled")
+            and control.review(annotation.get("result")).verified]
 
 
 def _is_id(value: Any) -> bool:

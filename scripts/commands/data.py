@@ -88,12 +88,19 @@ def export(
     label_studio_url: LabelStudioUrl = None,
     label_studio_api_key: LabelStudioApiKey = None,
 ) -> None:
-    """Export the dataset: human labels and reviewed-valid variations, with provenance and a dataset card."""
+    """Export the dataset: human labels and reviewed-valid variations (a generative project: the verified pairs),
+    with provenance and a dataset card."""
     import httpx
     from label_studio_sdk.core.api_error import ApiError
 
     from alvar.labelstudio.client import label_studio_client
-    from alvar.scripts.export import ExportError, build_export, check_formats, project_tasks, write_export
+    from alvar.scripts.export import (
+        ExportError,
+        build_export,
+        check_formats,
+        project_tasks,
+        write_export,
+    )
 
     settings = command_settings(ctx, label_studio_url=label_studio_url, label_studio_api_key=label_studio_api_key,
                                 data_dir=data_dir)

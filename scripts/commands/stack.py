@@ -22,13 +22,17 @@ from alvar.settings import Settings, cli_option, llm_configured
 
 app = typer.Typer()
 
-PoolFile = Annotated[Path | None, typer.Option("--pool", help="TSV/CSV/JSONL file of texts to import as "
-                                               "unlabeled tasks (labels in it are not imported).")]
-BootstrapFile = Annotated[Path | None, typer.Option("--bootstrap", help="Labeled TSV/CSV/JSONL file imported as "
-                                                    "annotated tasks: the first model trains on it.")]
+PoolFile = Annotated[Path | None, typer.Option("--pool", help="TSV/CSV/JSONL file of texts (or of inputs, with an "
+                                               "optional group column) to import as unlabeled tasks (labels or "
+                                               "outputs in it are not imported).")]
+BootstrapFile = Annotated[Path | None, typer.Option("--bootstrap", help="Labeled TSV/CSV/JSONL file (or input/output "
+                                                    "pairs) imported as annotated tasks: the first model trains on "
+                                                    "it.")]
 Demo = Annotated[bool, typer.Option("--demo", help="The safety demo: pool = the 2,700 test-split titles (labels "
                                     "withheld), bootstrap = the 150 bootstrap labels (ALVAR_DATASETS or downloaded).")]
-Budget = Annotated[int, typer.Option(help="Size of the first batch (cluster strategy).")]
+Budget = Annotated[int, typer.Option(help="Size of the first batch.")]
+Task = Annotated[str, typer.Option("--task", help="Project kind: classification, generation (input -> output "
+                                   "pairs), or auto: generation when the pool file has no label column.")]
 
 
 def _import_files(settings: Settings, demo: bool, pool: Path | None, bootstrap: Path | None) -> tuple[Path | None,
@@ -42,6 +46,14 @@ def _import_files(settings: Settings, demo: bool, pool: Path | None, bootstrap: 
         raise AlvarError("--demo brings its own pool and bootstrap: leave out --pool and --bootstrap")
     files = demo_files(settings)
     return files.pool, files.bootstrap
+
+
+def _check_task(task: str) -> None:
+    """A bad --task fails before anything starts."""
+    from alvar.scripts.initialize import TASKS
+
+    if task not in TASKS:
+        raise AlvarError(f"--task {task!r}: choose one of {', '.join(TASKS)}")
 
 
 def _with_stack_models(ctx: typer.Context, settings: Settings) -> Settings:
@@ -59,6 +71,7 @@ def up(
     pool: PoolFile = None,
     bootstrap: BootstrapFile = None,
     budget: Budget = 20,
+    task: Task = "auto",
     port: Annotated[int | None, cli_option("label_studio_port", "--port")] = None,
     backend_port: Annotated[int | None, cli_option("backend_port")] = None,
     model_dir: ModelDir = None,
@@ -68,12 +81,13 @@ def up(
     """Start Label Studio, Redis, the ML backend and a worker; set up the project and its first batch."""
     from alvar.scripts.stack import up as start_stack
 
+    _check_task(task)
     settings = command_settings(ctx, data_dir=data_dir, redis_url=redis_url, label_studio_port=port,
                                 backend_port=backend_port, label_studio_bind=label_studio_bind, model_dir=model_dir)
     if model_dir is None:
         settings = _with_stack_models(ctx, settings)
     pool, bootstrap = _import_files(settings, demo, pool, bootstrap)
-    state, outcome = start_stack(settings, pool, bootstrap, budget, report=render.say)
+    state, outcome = start_stack(settings, pool, bootstrap, budget, report=render.say, task=task)
     render.stack_up(state, outcome, settings.data_dir)
     render.llm_note(settings, llm_configured(settings))
     render.next_steps(state, outcome, settings.data_dir)
@@ -86,9 +100,11 @@ def init(
     pool: PoolFile = None,
     bootstrap: BootstrapFile = None,
     budget: Budget = 20,
+    task: Task = "auto",
     backend_url: Annotated[str | None, cli_option("backend_url")] = None,
-    title: Annotated[str, typer.Option(help="Project title (an existing project of this title is reused).")]
-    = "alvar safety dataset",
+    title: Annotated[str | None, typer.Option(help="Project title (an existing project of this title is reused; "
+                                              "default: 'alvar safety dataset', or 'alvar generation dataset' for "
+                                              "a generative project).")] = None,
     label_studio_url: LabelStudioUrl = None,
     label_studio_api_key: LabelStudioApiKey = None,
     redis_url: RedisUrl = None,
@@ -100,6 +116,7 @@ def init(
     from alvar.labelstudio.client import label_studio_client
     from alvar.scripts.initialize import InitPlan, initialize
 
+    _check_task(task)
     settings = command_settings(ctx, backend_url=backend_url, label_studio_url=label_studio_url,
                                 label_studio_api_key=label_studio_api_key, redis_url=redis_url, model_dir=model_dir)
     pool, bootstrap = _import_files(settings, demo, pool, bootstrap)
@@ -107,7 +124,7 @@ def init(
         raise AlvarError("alvar init needs the stack's Redis: set REDIS_URL")
     auth = (settings.basic_auth_user, settings.basic_auth_pass or "") if settings.basic_auth_user else None
     plan = InitPlan(backend_url=settings.backend_url, pool=pool, bootstrap=bootstrap, budget=budget, title=title,
-                    backend_auth=auth, webhook_secret=settings.webhook_secret)
+                    task=task, backend_auth=auth, webhook_secret=settings.webhook_secret)
     with user_facing(RuntimeError):
         outcome = initialize(settings, label_studio_client(settings), Redis.from_url(settings.redis_url), plan,
                              report=render.say)
