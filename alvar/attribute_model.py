@@ -45,7 +45,11 @@ def attribute_card(model_path: str | Path) -> dict[str, Any]:
     card = Path(model_path) / CARD_FILE
     if not card.is_file():
         return {}
-    loaded = json.loads(card.read_text())
+    try:
+        loaded = json.loads(card.read_text())
+    except json.JSONDecodeError as error:
+        raise AttributeModelError(f"R's {card} is not JSON ({error}): train R again with `alvar attribute train`, or "
+                                  "fix the file") from None
     return loaded if isinstance(loaded, dict) else {}
 
 

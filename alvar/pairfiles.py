@@ -141,3 +141,20 @@ def write_pairs(path: Path, pairs: Sequence[Pair]) -> None:
                  *([pair.group or ""] if with_group else [])]
         lines.append("\t".join(" ".join(cell.split()) for cell in cells))
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class PairColumns:
+    """Which columns of a pair file hold the input, output and subgroup (None: the usual names)."""
+
+    input_col: str | None = None
+    output_col: str | None = None
+    group_col: str | None = None
+
+    @property
+    def given(self) -> bool:
+        """Whether a person named any of them (which makes a project generative)."""
+        return any((self.input_col, self.output_col, self.group_col))
+
+    def read(self, path: str | Path) -> PairFile:
+        return read_pairs(path, self.input_col, self.output_col, self.group_col)

@@ -38,6 +38,7 @@ from typing import Any, TypeAlias
 from alvar.backend.learner import TransformerClassifier
 from alvar.backend.student import TextToTextStudent
 from alvar.errors import AlvarError
+from alvar.labelstudio.generation_config import CLASSIFICATION, GENERATION
 
 CURRENT_FILE = "CURRENT"
 METADATA_FILE = "metadata.json"
@@ -45,8 +46,6 @@ METADATA_FILE = "metadata.json"
 VERSION_NAME = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9]{6}-[0-9a-f]{8}")
 # A hidden staging or deletion directory older than this was left by a process that died (a save takes seconds).
 ABANDONED_AFTER_SECONDS = 3600.0
-CLASSIFICATION = "classification"
-GENERATION = "generation"
 
 Model: TypeAlias = TransformerClassifier | TextToTextStudent
 

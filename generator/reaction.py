@@ -11,7 +11,6 @@ agrees, a repeated delivery or a quick A -> B -> A relabel never pays the LLM tw
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from redis import Redis
@@ -20,7 +19,7 @@ from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 
 from alvar.generator.jobs import generate_variations, generation_key, record_failure
-from alvar.labelstudio.generation_config import GENERATION, project_kind
+from alvar.labelstudio.generation_config import GENERATION
 from alvar.labelstudio.label_config import LabelConfigError
 from alvar.labelstudio.webhook import (
     ANNOTATION_ACTIONS,
@@ -67,13 +66,6 @@ def queue_generation(connection: Redis, queue: Queue, project_id: int, found: Hu
     return {"status": "queued", "job_id": job_id}
 
 
-def _label_config(event: WebhookEvent) -> str | None:
-    """The project's label config as the event carries it, or None."""
-    project = event.payload.get("project")
-    config = project.get("label_config") if isinstance(project, Mapping) else None
-    return config if isinstance(config, str) else None
-
-
 class GenerationReaction:
     """The webhook reaction that queues one generation job per human label of a source task."""
 
@@ -89,7 +81,7 @@ class GenerationReaction:
     def __call__(self, event: WebhookEvent) -> dict[str, Any] | None:
         if event.action not in ANNOTATION_ACTIONS:
             return None
-        if project_kind(_label_config(event)) == GENERATION:
+        if event.kind() == GENERATION:
             return {"generation": "skipped", "reason": "a generative project never gets variations"}
         try:
             control = event.control()

@@ -27,9 +27,10 @@ from rq.job import Job, JobStatus
 
 from alvar.generator.jobs import annotation_with, generation_key, resync_source
 from alvar.generator.reaction import queue_generation
-from alvar.generator.teacher import draft_key, queue_draft
+from alvar.generator.teacher import draft_key, prefills, queue_draft
 from alvar.generator.variation_tasks import is_out_of_line, variation_source_label
 from alvar.labelstudio.client import as_dict, dm_query
+from alvar.labelstudio.generation_config import GenerationControl
 from alvar.labelstudio.label_config import ChoicesControl
 from alvar.labelstudio.task_data import BATCHED, VARIATIONS, DraftFields, VariationFields
 from alvar.labelstudio.training_data import current_labels, is_bootstrap
@@ -128,21 +129,39 @@ def _queue_missing(settings: Settings, connection: Redis, queue: Queue, project_
     return queue_generation(connection, queue, project_id, human, settings.generation_timeout, reason="sweep")
 
 
-def _needs_draft(task: dict[str, Any]) -> bool:
+def _unshown_draft(task: dict[str, Any], control: GenerationControl, model_version: str | None) -> bool:
+    """A draft that no prediction of the project's version pre-fills: a training switched the version while the
+    draft's job wrote it, and the old version's predictions went with the draft's."""
+    draft = DraftFields.of(task).draft
+    predictions = [prediction for prediction in task.get("predictions") or [] if isinstance(prediction, dict)]
+    return draft is not None and not any(prediction.get("model_version") == model_version
+                                         and prefills(prediction, control, draft) for prediction in predictions)
+
+
+def _needs_draft(connection: Redis, project_id: int, task: dict[str, Any], control: GenerationControl,
+                 model_version: str | None) -> bool:
+    if task.get("annotations"):
+        return False
+    if _unshown_draft(task, control, model_version):
+        return True
     fields = DraftFields.of(task)
-    return not task.get("annotations") and fields.draft is None and fields.draft_status is None
+    return fields.draft is None and fields.draft_status is None \
+        and not _settled(connection, draft_key(project_id, task["id"]), SETTLED_DRAFT_OUTCOMES)
 
 
-def catch_up_drafts(settings: Settings, client: LabelStudio, connection: Redis, project_id: int) -> GenerationCatchUp:
-    """Queue the draft job of each task of a generative project's batches that has no draft, no draft status
-    and no annotation, unless such a job is waiting or running, or finished skipping it."""
+def catch_up_drafts(settings: Settings, client: LabelStudio, connection: Redis, project_id: int,
+                    control: GenerationControl) -> GenerationCatchUp:
+    """Queue the draft job of each unreviewed task of a generative project's batches that has no draft and no
+    draft status (unless its job is waiting or running, or finished skipping it), or whose draft no prediction of
+    the project's version pre-fills (the job's re-run writes only that prediction)."""
     found = GenerationCatchUp()
     queue = generation_queue(connection)
+    model_version = client.projects.get(id=project_id).model_version
     task: Any  # the SDK's pager leaves its item type open
     for task in client.tasks.list(project=project_id, query=dm_query(BATCHED), fields="all", page_size=500):
         task = as_dict(task)
         found.sources += 1
-        if not _needs_draft(task) or _settled(connection, draft_key(project_id, task["id"]), SETTLED_DRAFT_OUTCOMES):
+        if not _needs_draft(connection, project_id, task, control, model_version):
             continue
         outcome = queue_draft(connection, queue, project_id, task["id"], settings.generation_timeout, reason="sweep",
                               rerun_finished=True)

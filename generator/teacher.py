@@ -21,10 +21,8 @@ at once (:func:`~alvar.generator.usage.record_usage`) and in ``job.meta``.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Sequence
 from contextlib import nullcontext
-from pathlib import Path
 from typing import Any
 
 from redis import Redis
@@ -32,7 +30,7 @@ from rq import Callback, Queue, Retry, get_current_job
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 
-from alvar.attribute_model import AttributeJudge, AttributeModelError, attribute_model_path, load_judge
+from alvar.attribute_model import AttributeJudge, AttributeModelError
 from alvar.generator.draft_screening import screen_draft
 from alvar.generator.jobs import CONFIGURATION_ERRORS, NO_CLIENT_RETRIES, record_failure
 from alvar.generator.llm import OUTPUT_SCHEMA, ChatClient, Usage
@@ -40,7 +38,7 @@ from alvar.generator.reaction import JOB_RETRY_INTERVALS
 from alvar.generator.source_state import source_lock
 from alvar.generator.templates import TeacherPrompt
 from alvar.generator.usage import record_usage
-from alvar.generator.worker_resources import WorkerResources, current_resources
+from alvar.generator.worker_resources import current_resources
 from alvar.labelstudio.client import as_dict
 from alvar.labelstudio.generation_config import (
     GENERATION,
@@ -55,9 +53,6 @@ from alvar.settings import Settings
 
 # Besides the variation jobs' configuration errors: an attribute value H that R does not know.
 DRAFT_CONFIGURATION_ERRORS: tuple[type[Exception], ...] = (*CONFIGURATION_ERRORS, AttributeModelError)
-
-_shared: dict[tuple[str, ...], Any] = {}
-_shared_lock = threading.Lock()
 
 
 def draft_key(project_id: int, task_id: int) -> str:
@@ -109,37 +104,6 @@ def enqueue_drafts(connection: Redis, project_id: int, task_ids: Sequence[int], 
     return [outcome["job_id"] for outcome in outcomes if outcome["status"] == "queued"]
 
 
-def _shared_resource(key: tuple[str, ...], build: Any) -> Any:
-    """Built once per worker process: a teacher client other than the worker's LLM client, a loaded R."""
-    with _shared_lock:
-        if key not in _shared:
-            _shared[key] = build()
-        return _shared[key]
-
-
-def teacher_client(resources: WorkerResources) -> ChatClient:
-    """The worker's LLM client, or one for ALVAR_TEACHER_MODEL when that names another model."""
-    settings = resources.settings
-    model = settings.teacher_model or settings.llm_model
-    if model == settings.llm_model:
-        return resources.chat
-    return _shared_resource(("teacher", model, str(settings.openai_base_url)),
-                            lambda: ChatClient.from_settings(settings.model_copy(update={"llm_model": model})))
-
-
-def attribute_judge(settings: Settings, required: str) -> AttributeJudge | None:
-    """R, loaded once per worker process, attribute value and R written (a local R that `alvar attribute train`
-    writes anew is loaded anew); None while R is not trained."""
-    path = attribute_model_path(settings)
-    if path is None:
-        return None
-    config = Path(path) / "config.json"
-    written = str(config.stat().st_mtime_ns) if config.is_file() else ""
-    judge: AttributeJudge | None = _shared_resource(("judge", path, required, written),
-                                                    lambda: load_judge(settings, required))
-    return judge
-
-
 def attribute_hint(label_config: str, control: GenerationControl, value: str) -> str:
     """The ``hint`` of the attribute value's ``<Choice>`` (what H means, for the prompt), or ""."""
     attribute = next(tag for tag in interface(label_config).controls or () if tag.name == control.attribute_name)
@@ -187,7 +151,8 @@ def ask_teacher(chat: ChatClient, prompt: TeacherPrompt, attempts: int, judge: A
     return {"draft": draft, "attempts": len(reasons) + (draft is not None), "reasons": reasons, **usage.as_dict()}
 
 
-def _prefills(prediction: Any, control: GenerationControl, draft: str) -> bool:
+def prefills(prediction: Any, control: GenerationControl, draft: str) -> bool:
+    """Whether a prediction (of a task, as Label Studio lists it) fills the output box with ``draft``."""
     return isinstance(prediction, dict) and control.review(prediction.get("result")).output == draft.strip()
 
 
@@ -198,22 +163,26 @@ def _replace_prediction(client: Any, task: dict[str, Any], control: GenerationCo
     student's interim output), so Label Studio pre-fills the draft. Each step is checked before it is made, so a
     re-run completes what a killed run left. True when it created the prediction."""
     predictions = [prediction for prediction in task.get("predictions") or [] if isinstance(prediction, dict)]
-    created = not any(_prefills(prediction, control, draft) for prediction in predictions)
+    created = not any(prefills(prediction, control, draft) for prediction in predictions)
     if created:
         source = str(data_of(task).get(control.data_key) or "")
         score = float(judge.informativeness([draft], [source])[0]) if judge is not None else 0.0
         client.predictions.create(task=task["id"], result=control.output_result(draft), score=score,
                                   model_version=model_version, request_options=NO_CLIENT_RETRIES)
     for prediction in predictions:
-        if prediction.get("model_version") == model_version and not _prefills(prediction, control, draft):
+        if prediction.get("model_version") == model_version and not prefills(prediction, control, draft):
             client.predictions.delete(id=prediction["id"])
     return created
 
 
 def _settle(client: Any, project_id: int, task_id: int, control: GenerationControl, asked: dict[str, Any] | None,
-            fields: DraftFields, judge: AttributeJudge | None, model_version: str | None) -> dict[str, Any]:
+            fields: DraftFields, judge: AttributeJudge | None) -> dict[str, Any]:
     """With what Label Studio shows now: write the draft (or why there is none) when the task has neither and no
-    annotation, then its prediction when the task carries this job's draft without one."""
+    annotation, then its prediction of the project's version as read now (a training may have switched it while
+    the teacher wrote) when the task carries this job's draft without one. A switch after this read can still
+    drop the prediction with the old version's: the sweep finds such a draft and queues this job again
+    (:func:`alvar.generator.reconcile.catch_up_drafts`)."""
+    model_version = client.projects.get(id=project_id).model_version
     task = as_dict(client.tasks.get(id=str(task_id)))
     if task.get("annotations"):
         return {"status": "already reviewed"}
@@ -243,8 +212,10 @@ def draft_output(project_id: int, task_id: int) -> dict[str, Any]:
     if project_kind(label_config) != GENERATION:
         return _record(job, {**outcome, "status": "skipped: not a generative project"})
     control = parse_generation_control(label_config)
-    required = control.required_attribute(settings.attribute_value)
-    judge = attribute_judge(settings, required)
+    judge = resources.judge(control.required_attribute(settings.attribute_value))
+    # H as R resolves it (ALVAR_ATTRIBUTE_VALUE, else R's card, else the config): the value asked for is the one
+    # screening checks.
+    required = judge.required if judge is not None else control.required_attribute(settings.attribute_value)
     task = as_dict(client.tasks.get(id=str(task_id)))
     reason = _why_not(task, control, settings)
     if reason is not None and reason != "already drafted":  # a draft of this job may still lack its prediction
@@ -254,7 +225,7 @@ def draft_output(project_id: int, task_id: int) -> dict[str, Any]:
     if reason is None:
         prompt = TeacherPrompt(str(data_of(task)[control.data_key]), required,
                                attribute_hint(label_config, control, required), settings.max_output_chars)
-        chat = teacher_client(resources)
+        chat = resources.teacher
         asked = ask_teacher(chat, prompt, settings.teacher_attempts, judge, settings.screen_confidence, connection)
         outcome.update(asked, template=prompt.template_id, teacher_model=chat.model, r_loaded=judge is not None)
         _record(job, outcome)  # kept even when the write-back below fails and the job is retried
@@ -263,7 +234,7 @@ def draft_output(project_id: int, task_id: int) -> dict[str, Any]:
                              draft_template=prompt.template_id, draft_key=key, draft_attempts=asked["attempts"],
                              student_version=project.model_version)
     with source_lock(connection, project_id, task_id) if connection is not None else nullcontext():
-        settled = _settle(client, project_id, task_id, control, asked, fields, judge, project.model_version)
+        settled = _settle(client, project_id, task_id, control, asked, fields, judge)
     return _record(job, {**outcome, "status": settled["status"]})
 
 

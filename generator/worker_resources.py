@@ -17,10 +17,12 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from pathlib import Path
 from typing import Any, TypeVar
 
 from label_studio_sdk import LabelStudio
 
+from alvar.attribute_model import AttributeJudge, attribute_model_path, load_judge
 from alvar.generator.llm import ChatClient
 from alvar.generator.validation import Embed, near_duplicate_embed
 from alvar.generator.variation_tasks import ensure_verify_tab
@@ -40,9 +42,11 @@ class WorkerResources:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._built: dict[str, Any] = {}
-        self._locks = {name: threading.Lock() for name in ("chat", "label_studio", "embed")}
+        self._locks = {name: threading.Lock() for name in ("chat", "teacher", "label_studio", "embed")}
         self._tab_lock = threading.Lock()
         self._tabs_ready: set[int] = set()
+        self._judge_lock = threading.Lock()
+        self._judge: tuple[tuple[str, str, int], AttributeJudge | None] | None = None
 
     def _once(self, name: str, build: Callable[[], T]) -> T:
         with self._locks[name]:
@@ -54,6 +58,28 @@ class WorkerResources:
     def chat(self) -> ChatClient:
         """The LLM client: its connection pool and what it learnt about structured output."""
         return self._once("chat", lambda: ChatClient.from_settings(self.settings))
+
+    @property
+    def teacher(self) -> ChatClient:
+        """The teacher of generative projects: the LLM client, or one of its own for ALVAR_TEACHER_MODEL."""
+        model = self.settings.teacher_model or self.settings.llm_model
+        if model == self.settings.llm_model:
+            return self.chat
+        return self._once("teacher", lambda: ChatClient.from_settings(self.settings.model_copy(
+            update={"llm_model": model})))
+
+    def judge(self, required: str) -> AttributeJudge | None:
+        """R with attribute value ``required``, loaded once and again only when R is written anew (`alvar
+        attribute train` replaces the folder) or another value is asked for; None while R is not trained."""
+        path = attribute_model_path(self.settings)
+        if path is None:
+            return None
+        config = Path(path) / "config.json"
+        key = (path, required, config.stat().st_mtime_ns if config.is_file() else 0)
+        with self._judge_lock:
+            if self._judge is None or self._judge[0] != key:
+                self._judge = (key, load_judge(self.settings, required))
+            return self._judge[1]
 
     @property
     def label_studio(self) -> LabelStudio:

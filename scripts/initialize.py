@@ -34,9 +34,8 @@ from typing import Any
 from label_studio_sdk import LabelStudio
 from redis import Redis
 from rq.job import Job, JobStatus
-from transformers import AutoConfig
 
-from alvar.attribute_model import attribute_model_path, load_judge
+from alvar.attribute_model import attribute_model_path, load_judge, model_classes
 from alvar.backend.dispatcher import TrainingReaction
 from alvar.backend.model_store import serving
 from alvar.backend.publishing import publish_predictions
@@ -56,7 +55,7 @@ from alvar.labelstudio.generation_config import (
 )
 from alvar.labelstudio.label_config import ChoicesControl, parse_choices_control
 from alvar.labelstudio.task_data import BOOTSTRAP_STRATEGY, BatchFields, pair_data, pool_data
-from alvar.pairfiles import Pair, read_pairs
+from alvar.pairfiles import Pair, PairColumns
 from alvar.projects import remember_project
 from alvar.queues import training_queue
 from alvar.scripts.generation_scores import serving_student
@@ -86,6 +85,7 @@ class InitPlan:
     budget: int = 20
     title: str | None = None  # None: the default title of the project's kind
     task: str = "auto"
+    columns: PairColumns = PairColumns()
     backend_auth: tuple[str, str] | None = None
     webhook_secret: str | None = None
     training_timeout: float = 3600.0
@@ -158,13 +158,20 @@ def _generation_tasks(plan: InitPlan, control: GenerationControl, attribute: str
     """The pool's inputs (and groups) as tasks, and the bootstrap file's pairs as reviewed tasks."""
     tasks = []
     if plan.pool is not None:
-        tasks += [{"data": pair_data(control.data_key, pair)} for pair in read_pairs(plan.pool).pairs]
+        tasks += [{"data": pair_data(control.data_key, pair)} for pair in plan.columns.read(plan.pool).pairs]
     if plan.bootstrap is not None:
-        bootstrap = read_pairs(plan.bootstrap)
-        if not bootstrap.has_outputs:
-            raise InitError(f"{plan.bootstrap}: the bootstrap pairs need an output column (input, output)")
-        tasks += bootstrap_pair_tasks(bootstrap.pairs, control, attribute)
+        tasks += bootstrap_pair_tasks(plan.columns.read(plan.bootstrap).pairs, control, attribute)
     return tasks
+
+
+def check_files(plan: InitPlan, kind: str) -> None:
+    """Read the files before anything is made: a file that cannot be imported stops `init` with its reason
+    (an AlvarError) and leaves Label Studio as it was."""
+    for path in (plan.pool, plan.bootstrap):
+        if path is not None and kind == CLASSIFICATION:
+            read_dataset(path)
+        elif path is not None and not plan.columns.read(path).has_outputs and path == plan.bootstrap:
+            raise InitError(f"{path}: the bootstrap pairs need an output in every row (columns input, output)")
 
 
 def _import_once(client: LabelStudio, project_id: int, tasks: list[dict[str, Any]]) -> int:
@@ -247,8 +254,7 @@ def attribute_choices(settings: Settings) -> list[str] | None:
     path = attribute_model_path(settings)
     if path is None:
         return None
-    id2label = AutoConfig.from_pretrained(path).id2label  # R's classes, to name a default H before loading R
-    judge = load_judge(settings, str(id2label[min(id2label)]))
+    judge = load_judge(settings, model_classes(path)[0])  # R's first class: H when nothing else names one
     if judge is None:
         return None
     return [judge.required, *(value for value in judge.classes_ if value != judge.required)]
@@ -282,12 +288,18 @@ def _project(client: LabelStudio, plan: InitPlan) -> tuple[int | None, str, str]
 
 
 def wanted_kind(plan: InitPlan) -> str:
-    """The kind of a new project: ``--task``, or for ``auto`` generation when the pool file has no label column."""
+    """The kind of a new project: ``--task``, or for ``auto`` generation when pair columns were named, or when the
+    bootstrap file (without one, the pool file) has an output for every row and no label column. A pool is
+    unlabelled in both kinds, so its missing label column decides nothing: a classification pool with a labelled
+    bootstrap stays classification."""
     if plan.task not in TASKS:
         raise InitError(f"unknown task {plan.task!r}: choose one of {', '.join(TASKS)}")
     if plan.task != "auto":
         return plan.task
-    if plan.pool is not None and read_dataset(plan.pool).label_column is None:
+    if plan.columns.given:
+        return GENERATION
+    decisive = plan.bootstrap or plan.pool
+    if decisive is not None and read_dataset(decisive).label_column is None and plan.columns.read(decisive).has_outputs:
         return GENERATION
     return CLASSIFICATION
 
@@ -302,6 +314,7 @@ def initialize(settings: Settings, client: LabelStudio, connection: Redis, plan:
         report(f"- {step}")
 
     project_id, kind, title = _project(client, plan)
+    check_files(plan, kind)
     if project_id is None:
         config = _new_generation_config(settings, report) if kind == GENERATION else load("annotate")
         project_id = create_project(client, title, config)

@@ -126,7 +126,7 @@ def reconcile_generative_project(settings: Settings, client: LabelStudio, connec
                                  label_config: str) -> Reconciliation:
     """A generative project's sweep: the teacher's missed drafts, and the student's training when it is behind."""
     control = parse_generation_control(label_config)
-    drafts = catch_up_drafts(settings, client, connection, project_id)
+    drafts = catch_up_drafts(settings, client, connection, project_id, control)
     pairs = len(verified_pairs(iter_tasks(client, project_id, only_annotated=True), control))
     training = check_generation_training(settings, connection, project_id, pairs)
     found = Reconciliation(project_id, verified_pairs=pairs, **asdict(drafts), **asdict(training))

@@ -19,6 +19,7 @@ from pathlib import Path
 from label_studio_sdk import LabelStudio
 from redis import Redis
 
+from alvar.pairfiles import PairColumns
 from alvar.scripts import services
 from alvar.scripts.initialize import InitOutcome, InitPlan, initialize
 from alvar.settings import STACK_ENV_FILE, Settings
@@ -131,24 +132,26 @@ def start_services(settings: Settings, state: StackState) -> dict[str, str]:
 
 
 def up(settings: Settings, pool: Path | None = None, bootstrap: Path | None = None, budget: int = 20,
-       report: Callable[[str], None] = print, task: str = "auto") -> tuple[StackState, InitOutcome]:
+       report: Callable[[str], None] = print, task: str = "auto",
+       columns: PairColumns | None = None) -> tuple[StackState, InitOutcome]:
     """Start (or reuse) every service, then make the project ready (:func:`initialize`; ``task`` is its kind:
     auto, classification or generation); return the login.
 
     Runs under :func:`services.private_umask`: what it writes into the data dir is the user's only.
     """
     with services.private_umask():
-        return _up(settings, pool, bootstrap, budget, report, task)
+        return _up(settings, pool, bootstrap, budget, report, task, columns or PairColumns())
 
 
 def _up(settings: Settings, pool: Path | None, bootstrap: Path | None, budget: int,
-        report: Callable[[str], None], task: str) -> tuple[StackState, InitOutcome]:
+        report: Callable[[str], None], task: str, columns: PairColumns) -> tuple[StackState, InitOutcome]:
     data_dir = services.secure_data_dir(settings.data_dir.resolve())
     state = StackState.load(data_dir) or _new_state(settings)
     state.save(data_dir)
     env = start_services(settings, state)
     plan = InitPlan(backend_url=state.backend_url, pool=pool, bootstrap=bootstrap, budget=budget, task=task,
-                    backend_auth=(state.backend_user, state.backend_password), webhook_secret=state.webhook_secret)
+                    columns=columns, backend_auth=(state.backend_user, state.backend_password),
+                    webhook_secret=state.webhook_secret)
     client = LabelStudio(base_url=state.label_studio_url, api_key=state.token, timeout=300)
     outcome = initialize(settings, client, Redis.from_url(env["REDIS_URL"]), plan, report)
     state.project_id = outcome.project_id

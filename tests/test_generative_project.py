@@ -33,12 +33,14 @@ from selenium.webdriver.support.ui import WebDriverWait
 from alvar.attribute_model import AttributeJudge
 from alvar.backend.learner import TransformerClassifier
 from alvar.backend.model_store import data_hash, project_store
+from alvar.datafiles import DataFileError
 from alvar.labelstudio.client import iter_tasks
 from alvar.labelstudio.generation_config import CLASSIFICATION, GENERATION, parse_generation_control, project_kind
 from alvar.labelstudio.task_data import BatchFields, DraftFields
+from alvar.pairfiles import PairColumns
 from alvar.scripts import services
 from alvar.scripts.generation_scores import GenerationSelection, select_generation_batch
-from alvar.scripts.initialize import GENERATION_TITLE, InitPlan, wanted_kind
+from alvar.scripts.initialize import GENERATION_TITLE, InitError, InitPlan, check_files, wanted_kind
 from alvar.scripts.select import REVIEW_TAB
 from alvar.scripts.status import generation_status
 from alvar.settings import load_settings
@@ -316,13 +318,32 @@ def test_select_makes_the_next_batch_on_the_new_student_and_queues_its_drafts(ge
 # Fast tier: what decides a project's kind, and the first round without R.
 
 
-def test_a_pool_without_a_label_column_makes_a_generative_project(tmp_path: Path) -> None:
+def test_bootstrap_pairs_make_a_generative_project_and_a_labelled_bootstrap_a_classification_one(
+        tmp_path: Path) -> None:
     inputs = _write_tsv(tmp_path / "pool.tsv", ("id", "input", "group"), POOL)
+    pairs = _write_tsv(tmp_path / "pairs.tsv", ("id", "input", "output", "group"), BOOTSTRAP)
+    unlabelled = _write_tsv(tmp_path / "texts.tsv", ("id", "text"), [("1", "a post"), ("2", "another post")])
     labelled = _write_tsv(tmp_path / "labelled.tsv", ("id", "text", "label"), [("1", "a post", "discard")])
-    assert wanted_kind(InitPlan(backend_url="-", pool=inputs)) == GENERATION
-    assert wanted_kind(InitPlan(backend_url="-", pool=labelled)) == CLASSIFICATION
-    assert wanted_kind(InitPlan(backend_url="-", pool=labelled, task=GENERATION)) == GENERATION
+    assert wanted_kind(InitPlan(backend_url="-", pool=inputs, bootstrap=pairs)) == GENERATION
+    assert wanted_kind(InitPlan(backend_url="-", pool=pairs)) == GENERATION
+    # The documented classification setup: an unlabelled pool and labelled bootstrap (or no bootstrap yet).
+    assert wanted_kind(InitPlan(backend_url="-", pool=unlabelled, bootstrap=labelled)) == CLASSIFICATION
+    assert wanted_kind(InitPlan(backend_url="-", pool=unlabelled)) == CLASSIFICATION
+    assert wanted_kind(InitPlan(backend_url="-", pool=inputs)) == CLASSIFICATION
+    assert wanted_kind(InitPlan(backend_url="-", pool=inputs, task=GENERATION)) == GENERATION
+    assert wanted_kind(InitPlan(backend_url="-", pool=inputs, columns=PairColumns(group_col="group"))) == GENERATION
     assert wanted_kind(InitPlan(backend_url="-")) == CLASSIFICATION
+
+
+def test_files_init_cannot_use_stop_it_before_anything_is_made(tmp_path: Path) -> None:
+    posts = _write_tsv(tmp_path / "posts.tsv", ("id", "post", "reply"), [("1", "a post", "a reply")])
+    with pytest.raises(DataFileError, match=r"no input column .*post.*reply.*--input-col"):
+        check_files(InitPlan(backend_url="-", pool=posts, task=GENERATION), GENERATION)
+    check_files(InitPlan(backend_url="-", pool=posts, bootstrap=posts, task=GENERATION,
+                         columns=PairColumns(input_col="post", output_col="reply")), GENERATION)
+    inputs = _write_tsv(tmp_path / "pool.tsv", ("id", "input", "group"), POOL)
+    with pytest.raises(InitError, match="the bootstrap pairs need an output in every row"):
+        check_files(InitPlan(backend_url="-", pool=inputs, bootstrap=inputs, task=GENERATION), GENERATION)
     refused = subprocess.run([*alvar_command(), "init", "--task", "translation", "--pool", str(inputs)],
                              capture_output=True, text=True, timeout=120)
     assert refused.returncode == 2 and "choose one of auto, classification, generation" in refused.stderr

@@ -222,8 +222,24 @@ def test_the_sweep_queues_a_lost_draft(ls: LabelStudio, external_redis_url: str,
     (again,) = reconcile_projects(settings, connection, [project_id], client=ls)
     assert again.queued == [] and again.pending == 1
     work(connection, settings)
-    assert prefilled(task(ls, lost)) == [(default_output("They are animals, all of them."), VERSION)]
+    draft = default_output("They are animals, all of them.")
+    assert prefilled(task(ls, lost)) == [(draft, VERSION)]
     assert "draft" not in task(ls, unbatched)["data"]
+
+    # A training switched the project's version while the draft was written, and the old version's predictions
+    # went with the draft's: the task keeps data.draft but nothing pre-fills it. The sweep queues the job again,
+    # which writes only the missing prediction, under the new version, and asks the LLM nothing.
+    newer = "20990101-000000-000000-0000beef"
+    ls.predictions.create(task=lost, result=CONTROL.output_result(interim("x")), score=0.1, model_version=newer)
+    ls.projects.update(id=project_id, model_version=newer)
+    ls.predictions.delete(id=next(p["id"] for p in task(ls, lost)["predictions"] if p["model_version"] == VERSION))
+    requests = len(llm.requests)
+    (unshown,) = reconcile_projects(settings, connection, [project_id], client=ls)
+    assert unshown.queued == [draft_key(project_id, lost)]
+    work(connection, settings)
+    assert prefilled(task(ls, lost)) == [(draft, newer)] and len(llm.requests) == requests
+    (settled,) = reconcile_projects(settings, connection, [project_id], client=ls)
+    assert settled.queued == [] and settled.pending == 0
 
 
 def test_a_confident_attribute_model_screens_drafts_and_scores_the_kept_one(

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from alvar.errors import AlvarError, user_facing
+from alvar.pairfiles import PairColumns
 from alvar.scripts import render
 from alvar.scripts.commands.options import (
     DataDir,
@@ -32,7 +33,13 @@ Demo = Annotated[bool, typer.Option("--demo", help="The safety demo: pool = the 
                                     "withheld), bootstrap = the 150 bootstrap labels (ALVAR_DATASETS or downloaded).")]
 Budget = Annotated[int, typer.Option(help="Size of the first batch.")]
 Task = Annotated[str, typer.Option("--task", help="Project kind: classification, generation (input -> output "
-                                   "pairs), or auto: generation when the pool file has no label column.")]
+                                   "pairs), or auto: generation when the bootstrap file (else the pool file) has "
+                                   "outputs and no label column.")]
+InputCol = Annotated[str | None, typer.Option(help="Generative projects: the input column (default: input, else "
+                                              "text); naming any pair column makes the project generative.")]
+OutputCol = Annotated[str | None, typer.Option(help="Generative projects: the output column of the bootstrap "
+                                               "pairs (default: output).")]
+GroupCol = Annotated[str | None, typer.Option(help="Generative projects: the subgroup column (default: group).")]
 
 
 def _import_files(settings: Settings, demo: bool, pool: Path | None, bootstrap: Path | None) -> tuple[Path | None,
@@ -72,6 +79,9 @@ def up(
     bootstrap: BootstrapFile = None,
     budget: Budget = 20,
     task: Task = "auto",
+    input_col: InputCol = None,
+    output_col: OutputCol = None,
+    group_col: GroupCol = None,
     port: Annotated[int | None, cli_option("label_studio_port", "--port")] = None,
     backend_port: Annotated[int | None, cli_option("backend_port")] = None,
     model_dir: ModelDir = None,
@@ -87,7 +97,8 @@ def up(
     if model_dir is None:
         settings = _with_stack_models(ctx, settings)
     pool, bootstrap = _import_files(settings, demo, pool, bootstrap)
-    state, outcome = start_stack(settings, pool, bootstrap, budget, report=render.say, task=task)
+    state, outcome = start_stack(settings, pool, bootstrap, budget, report=render.say, task=task,
+                                 columns=PairColumns(input_col, output_col, group_col))
     render.stack_up(state, outcome, settings.data_dir)
     render.llm_note(settings, llm_configured(settings))
     render.next_steps(state, outcome, settings.data_dir)
@@ -101,6 +112,9 @@ def init(
     bootstrap: BootstrapFile = None,
     budget: Budget = 20,
     task: Task = "auto",
+    input_col: InputCol = None,
+    output_col: OutputCol = None,
+    group_col: GroupCol = None,
     backend_url: Annotated[str | None, cli_option("backend_url")] = None,
     title: Annotated[str | None, typer.Option(help="Project title (an existing project of this title is reused; "
                                               "default: 'alvar safety dataset', or 'alvar generation dataset' for "
@@ -124,7 +138,8 @@ def init(
         raise AlvarError("alvar init needs the stack's Redis: set REDIS_URL")
     auth = (settings.basic_auth_user, settings.basic_auth_pass or "") if settings.basic_auth_user else None
     plan = InitPlan(backend_url=settings.backend_url, pool=pool, bootstrap=bootstrap, budget=budget, title=title,
-                    task=task, backend_auth=auth, webhook_secret=settings.webhook_secret)
+                    task=task, columns=PairColumns(input_col, output_col, group_col), backend_auth=auth,
+                    webhook_secret=settings.webhook_secret)
     with user_facing(RuntimeError):
         outcome = initialize(settings, label_studio_client(settings), Redis.from_url(settings.redis_url), plan,
                              report=render.say)
