@@ -23,6 +23,7 @@ from alvar.errors import AlvarError
 LABEL_STUDIO_VERSION = "1.23.2"
 TRAINING_QUEUE = "alvar-training"
 GENERATION_QUEUE = "alvar-generation"
+SCORING_QUEUE = "alvar-scoring"
 WEBHOOK_SECRET_HEADER = "X-Alvar-Secret"
 # Written by `alvar up` into the data dir; read by load_settings below the environment.
 STACK_ENV_FILE = "alvar.env"
@@ -115,6 +116,12 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("LABEL_STUDIO_PASSWORD"),
         description="Password of that login (default: generated once and kept in the data dir).",
     )
+    label_studio_database: str | None = Field(
+        None, pattern=r"^postgres(ql)?://[^/\s]+/[^/?#\s]+([?][^\s]*)?$",
+        validation_alias=AliasChoices("ALVAR_LABEL_STUDIO_DATABASE"),
+        description="The PostgreSQL database of the Label Studio that `alvar up` starts, as "
+        "postgresql://USER[:PASSWORD]@HOST[:PORT]/DB (unset: SQLite in the data dir).",
+    )
     label_studio_venv: Path = Field(
         Path.home() / ".cache" / "alvar" / f"label-studio-{LABEL_STUDIO_VERSION}",
         validation_alias=AliasChoices("ALVAR_LABEL_STUDIO_VENV"),
@@ -151,6 +158,12 @@ class Settings(BaseSettings):
     inference_batch_size: int = Field(
         128, ge=1, validation_alias=AliasChoices("ALVAR_INFERENCE_BATCH_SIZE"),
         description="Texts per forward pass when scoring.",
+    )
+    inference_precision: str = Field(
+        "auto", pattern="^(auto|float32|bfloat16|int8)$", validation_alias=AliasChoices("ALVAR_INFERENCE_PRECISION"),
+        description="Arithmetic of scoring and embedding on the CPU: float32, bfloat16 (autocast), int8 (dynamic "
+        "quantization of the linear layers; not for embeddings) or auto (bfloat16 where the CPU has bfloat16 "
+        "instructions, else float32).",
     )
     torch_threads: int = Field(
         default_factory=lambda: os.cpu_count() or 1,
@@ -236,6 +249,19 @@ class Settings(BaseSettings):
     generation_concurrency: int = Field(
         8, ge=1, le=256, validation_alias=AliasChoices("ALVAR_GENERATION_CONCURRENCY"),
         description="Generation jobs (LLM requests) in flight per worker process.",
+    )
+    worker_processes: int = Field(
+        1, ge=1, le=64, validation_alias=AliasChoices("ALVAR_WORKER_PROCESSES"),
+        description="Processes `alvar worker` runs for each of its queues (generation and scoring; training: one).",
+    )
+    scoring: str = Field(
+        "auto", pattern="^(auto|local|queue)$", validation_alias=AliasChoices("ALVAR_SCORING"),
+        description="Where `alvar select` embeds and scores a pool: queue (in chunks, by every worker on the "
+        "scoring queue), local (in its own process) or auto (queue when a worker listens on it).",
+    )
+    scoring_chunk_size: int = Field(
+        1024, ge=16, le=100_000, validation_alias=AliasChoices("ALVAR_SCORING_CHUNK"),
+        description="Texts per scoring job when a pool's scoring is fanned out over the workers.",
     )
     generation_timeout: int = Field(
         300, ge=1, validation_alias=AliasChoices("ALVAR_GENERATION_TIMEOUT"),
@@ -387,6 +413,19 @@ def load_settings(**overrides: Any) -> Settings:
     return settings
 
 
+def redacted(url: str) -> str:
+    """``url`` with its password (``scheme://user:PASSWORD@host...``) as ``***``: fit for messages, logs and files.
+
+    Split by hand, not by urllib: a password may hold an unencoded ``#``, ``?``, ``/`` or ``@``, which would end
+    urllib's idea of the host part early and leave the password in view.
+    """
+    scheme, separator, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not separator or not at or ":" not in userinfo:
+        return url
+    return f"{scheme}{separator}{userinfo.partition(':')[0]}:***@{host}"
+
+
 class SettingsError(AlvarError, ValueError):
     """A setting (environment variable, flag or alvar.env line) with a value alvar cannot use."""
 
@@ -400,6 +439,7 @@ def _settings_problems(error: ValidationError) -> str:
     for problem in error.errors():
         name = str(problem["loc"][0]) if problem["loc"] else ""
         where = aliases.get(name, name)
-        given = f"={problem['input']!r}" if where else ""
+        value = problem["input"]
+        given = f"={redacted(value) if isinstance(value, str) else value!r}" if where else ""
         problems.append(f"{where}{given}: {problem['msg']}" if where else str(problem["msg"]))
     return "bad setting: " + "; ".join(problems)

@@ -2,7 +2,7 @@
 
 Scoring is the hot path (Label Studio sends every selected task in one /predict; the selector scores whole
 pools), so it tokenizes once, sorts texts by length, pads each batch only to its own longest text and runs
-under ``torch.inference_mode``.
+under ``torch.inference_mode``, in the arithmetic ``precision`` names (:mod:`alvar.precision`).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from transformers import (
 
 from alvar.classifiers import ClassifierMixin, require_two_classes
 from alvar.entropy import entropy as entropy_of
+from alvar.precision import FLOAT32, arithmetic, check_precision, converted_copy, resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,8 @@ class TransformerClassifier(ClassifierMixin):
     """Fine-tunes a BERT-family model to classify texts; ``classes_`` are the sorted label names.
 
     Fitted attributes (set by :meth:`fit` or :meth:`load`): ``classes_``, ``model_``, ``tokenizer_``,
-    ``training_loss_``.
+    ``training_loss_``; ``scoring_models_`` holds ``model_`` converted to each precision scored in, made on
+    first use (``model_`` itself is never converted, so what :meth:`save` writes stays float32).
     """
 
     def __init__(
@@ -63,6 +65,7 @@ class TransformerClassifier(ClassifierMixin):
         inference_batch_size: int = 128,
         num_threads: int | None = None,
         show_progress: bool = False,
+        precision: str = FLOAT32,
     ) -> None:
         self.base_model = base_model
         self.learning_rate = learning_rate
@@ -73,6 +76,7 @@ class TransformerClassifier(ClassifierMixin):
         self.inference_batch_size = inference_batch_size
         self.num_threads = num_threads
         self.show_progress = show_progress
+        self.precision = check_precision(precision)
 
     def get_params(self) -> dict[str, Any]:
         return {
@@ -84,6 +88,7 @@ class TransformerClassifier(ClassifierMixin):
             "random_state": self.random_state,
             "inference_batch_size": self.inference_batch_size,
             "num_threads": self.num_threads,
+            "precision": self.precision,
         }
 
     def _set_threads(self) -> None:
@@ -114,6 +119,7 @@ class TransformerClassifier(ClassifierMixin):
             loss = self._train(model, tokenizer, encoded, targets, generator)
         model.eval()
         self.classes_, self.model_, self.tokenizer_, self.training_loss_ = classes, model, tokenizer, loss
+        self.scoring_models_: dict[str, Any] = {}
         return self
 
     def _train(self, model: Any, tokenizer: Any, encoded: list[list[int]], targets: torch.Tensor,
@@ -145,9 +151,17 @@ class TransformerClassifier(ClassifierMixin):
         if not hasattr(self, "model_"):
             raise NotFittedError("the learner is not fitted: call fit() or load a saved version")
 
+    def _scoring_model(self) -> Any:
+        """``model_`` in this learner's ``precision``: converted once per fitted model, then reused."""
+        precision = resolve_precision(self.precision)
+        if precision not in self.scoring_models_:
+            self.scoring_models_[precision] = converted_copy(self.model_, precision)
+        return self.scoring_models_[precision]
+
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Class probabilities, one row per text, columns in ``classes_`` order."""
         self._check_fitted()
+        check_precision(self.precision)
         self._set_threads()
         probabilities = np.empty((len(texts), len(self.classes_)), dtype=np.float32)
         if not texts:
@@ -155,11 +169,12 @@ class TransformerClassifier(ClassifierMixin):
         encoded = self.tokenizer_(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
         lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
         order = np.argsort(lengths, kind="stable")
-        with torch.inference_mode():
+        model = self._scoring_model()
+        with torch.inference_mode(), arithmetic(self.precision):
             for start in range(0, len(order), self.inference_batch_size):
                 batch = order[start : start + self.inference_batch_size]
                 inputs = self.tokenizer_.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt")
-                logits = self.model_(**inputs).logits
+                logits = model(**inputs).logits
                 probabilities[batch] = torch.softmax(logits.float(), dim=-1).numpy()
         return probabilities
 
@@ -168,13 +183,18 @@ class TransformerClassifier(ClassifierMixin):
         return entropy_of(self.predict_proba(texts))
 
     def save(self, directory: str | Path) -> None:
-        """Write safetensors weights, the tokenizer, and the label map with the learner's parameters."""
+        """Write safetensors weights, the tokenizer, and the label map with the learner's parameters.
+
+        The weights are the float32 ``model_`` and ``precision`` is not written: it belongs to whoever scores
+        with a version (ALVAR_INFERENCE_PRECISION), so a version loaded without one scores in float32.
+        """
         self._check_fitted()
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.model_.save_pretrained(directory, safe_serialization=True)
         self.tokenizer_.save_pretrained(directory)
-        state = {"params": self.get_params(), "classes": self.classes_, "training_loss": self.training_loss_}
+        params = {name: value for name, value in self.get_params().items() if name != "precision"}
+        state = {"params": params, "classes": self.classes_, "training_loss": self.training_loss_}
         (directory / PARAMS_FILE).write_text(json.dumps(state, indent=2))
 
     @classmethod
@@ -188,4 +208,5 @@ class TransformerClassifier(ClassifierMixin):
         learner.tokenizer_ = AutoTokenizer.from_pretrained(directory)
         learner.model_ = AutoModelForSequenceClassification.from_pretrained(directory)
         learner.model_.eval()
+        learner.scoring_models_ = {}
         return learner

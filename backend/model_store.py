@@ -68,13 +68,17 @@ def model_kind(model: Model) -> str:
     return GENERATION if isinstance(model, TextToTextStudent) else CLASSIFICATION
 
 
-def load_model(path: str | Path, **overrides: Any) -> Model:
-    """The model saved in a version directory, as the class its metadata's ``kind`` names."""
+def load_model(path: str | Path, precision: str | None = None, **overrides: Any) -> Model:
+    """The model saved in a version directory, as the class its metadata's ``kind`` names.
+
+    ``precision`` is a classifier's scoring arithmetic (:data:`~alvar.precision.PRECISIONS`; None = float32);
+    a student has none and ignores it.
+    """
     path = Path(path)
     kind = json.loads((path / METADATA_FILE).read_text()).get("kind", CLASSIFICATION)
     if kind == GENERATION:
         return TextToTextStudent.load(path, **overrides)
-    return TransformerClassifier.load(path, **overrides)
+    return TransformerClassifier.load(path, precision=precision, **overrides)
 
 
 def _kind_metadata(model: Model, examples: Sequence[str], targets: Sequence[str]) -> dict[str, Any]:

@@ -123,7 +123,8 @@ class Predictor:
         self.models: LoadedModels[Model] = LoadedModels(capacity, self._load)
 
     def _load(self, path: Path) -> Model:
-        return load_model(path, inference_batch_size=self.settings.inference_batch_size,
+        return load_model(path, precision=self.settings.inference_precision,
+                          inference_batch_size=self.settings.inference_batch_size,
                           num_threads=self.settings.torch_threads)
 
     def current(self, project_id: int | None = None, kind: str | None = None) -> tuple[str, Model] | None:

@@ -5,7 +5,9 @@
 Starts Label Studio (scripts/services.py) in a temporary dir, imports the safety texts (repeated with a
 numbered suffix up to --tasks distinct texts), then times `select_project` twice: the first round (every text
 embedded and scored) and a round after a new model version (embeddings from the cache, entropies new),
-each including reading the tasks and writing the batch and its tab. Target: <= 60 s per round.
+each including reading the tasks and writing the batch and its tab. Target: <= 60 s per round. Also prints the
+peak RSS (VmHWM) of this process, which embeds and scores the pool when ALVAR_SCORING resolves to local, after
+each round. Embedding and scoring run in ALVAR_INFERENCE_PRECISION (float32 | bfloat16 | int8).
 """
 
 from __future__ import annotations
@@ -36,6 +38,12 @@ def pool_texts(size: int) -> list[Example]:
             for i in range(size)]
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident set so far (VmHWM), in MiB."""
+    status = Path("/proc/self/status").read_text()
+    return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")) / 1024
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", type=Path, required=True)
@@ -56,7 +64,7 @@ def main() -> None:
             print(f"imported {args.tasks} tasks in {time.perf_counter() - started:.1f} s")
             started = time.perf_counter()
             first = select_project(settings, client, project_id, "cluster", args.budget, seed=0)
-            first_seconds = time.perf_counter() - started
+            first_seconds, first_peak = time.perf_counter() - started, peak_rss_mib()
             for task_id in first.task_ids:
                 client.annotations.create(id=task_id, result=[{"from_name": "label", "to_name": "text",
                                                                "type": "choices", "value": {"choices": ["discard"]}}])
@@ -66,13 +74,16 @@ def main() -> None:
             store.switch(store.save(retrained, bootstrap.texts, bootstrap.labels))
             started = time.perf_counter()
             second = select_project(settings, client, project_id, "cluster", args.budget, seed=0)
-            second_seconds = time.perf_counter() - started
+            second_seconds, second_peak = time.perf_counter() - started, peak_rss_mib()
         finally:
             services.stop_process(root, "label-studio")
-    print("| round | what is computed | seconds (target <= 60) |\n|---|---|---|")
-    print(f"| 1 (batch {first.batch}) | embed all {args.tasks} + score all + cluster + write | {first_seconds:.1f} |")
+    print(f"precision: {settings.inference_precision}; scoring: {settings.scoring}; "
+          f"torch threads: {settings.torch_threads}")
+    print("| round | what is computed | seconds (target <= 60) | peak RSS of the scoring process |\n|---|---|---|---|")
+    print(f"| 1 (batch {first.batch}) | embed all {args.tasks} + score all + cluster + write | {first_seconds:.1f} | "
+          f"{first_peak:.0f} MiB |")
     print(f"| 2 (batch {second.batch}) | embeddings cached; score all with the new version + cluster + write | "
-          f"{second_seconds:.1f} |")
+          f"{second_seconds:.1f} | {second_peak:.0f} MiB |")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import numpy as np
 from label_studio_sdk import LabelStudio
 
 from alvar.datafiles import read_dataset
-from alvar.embedder import VECTOR_CACHE_FILE, settings_embedder
+from alvar.embedder import VECTOR_CACHE_FILE, settings_embedder, settings_namespace
 from alvar.errors import AlvarError
 from alvar.labelstudio.batches import latest_batch
 from alvar.labelstudio.client import as_dict
@@ -283,7 +283,7 @@ def cached_label_cover(settings: Settings, client: LabelStudio, project_id: int,
     if clusters == 0:
         return LabelCover(0, 0)
     keys = [text_key(text) for text, _ in pool]
-    cached = VectorCache(settings.cache_dir / VECTOR_CACHE_FILE, settings.embedding_model).get(keys)
+    cached = VectorCache(settings.cache_dir / VECTOR_CACHE_FILE, settings_namespace(settings)).get(keys)
     missing = sum(key not in cached for key in keys)
     if missing:
         return LabelCover(clusters, None, missing)

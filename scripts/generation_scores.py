@@ -21,10 +21,9 @@ import numpy as np
 
 from alvar.attribute_model import AttributeJudge, attribute_model_path, load_judge
 from alvar.backend.model_store import GENERATION, Serving, serving
-from alvar.embedder import settings_embedder
 from alvar.entropy import entropy
 from alvar.metrics import class_counts
-from alvar.scripts.selection import SelectionRun, first_of_duplicates
+from alvar.scripts.selection import SelectionRun, first_of_duplicates, pool_embeddings
 from alvar.settings import Settings
 from alvar.strategies import Pool, make_strategy, resolve_strategy
 from alvar.vector_cache import VectorCache, normalize_text, text_key
@@ -134,9 +133,8 @@ def select_generation_batch(settings: Settings, inputs: Sequence[str], eligible:
         strategy = FALLBACK_STRATEGY
         ranking = np.zeros(len(inputs))
         ranking[candidates] = np.random.default_rng(seed).random(len(candidates))
-    encode = settings_embedder(settings, show_progress=True)
-    embeddings = encode.embed(inputs)
-    labeled = encode.embed(labeled_inputs) if labeled_inputs and strategy == "coreset" else None
+    embeddings = pool_embeddings(settings, inputs)  # fanned out over the scoring queue when ALVAR_SCORING says so
+    labeled = pool_embeddings(settings, labeled_inputs) if labeled_inputs and strategy == "coreset" else None
     chosen = make_strategy(strategy, random_state=seed, n_clusters=n_clusters, per_cluster=per_cluster)
     pool = Pool(embeddings, ranking, eligible, labeled, probabilities, counts)
     run = SelectionRun(scores.student_version or NO_STUDENT, strategy, chosen.select(pool, budget), uncertainty,

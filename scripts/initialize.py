@@ -219,7 +219,8 @@ def _first_model(client: LabelStudio, project_id: int, settings: Settings, conne
         return found.version
     if found is not None:
         report(f"publishing the predictions of model {found.version} (from {found.store.root})")
-        _, learner = found.store.load_classifier(found.version, num_threads=settings.torch_threads)
+        _, learner = found.store.load_classifier(found.version, num_threads=settings.torch_threads,
+                                                 precision=settings.inference_precision)
         publish_predictions(client, project_id, learner, found.version, parse_choices_control(project.label_config),
                             show_progress=True)
         return found.version

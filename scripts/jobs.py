@@ -26,12 +26,14 @@ from rq.worker import BaseWorker
 
 from alvar.generator.usage import total_usage
 from alvar.processes import process_alive
-from alvar.settings import GENERATION_QUEUE, TRAINING_QUEUE
+from alvar.settings import GENERATION_QUEUE, SCORING_QUEUE, TRAINING_QUEUE
 
 STATES = ("queued", "running", "retrying", "failed", "finished")
+QUEUES = (TRAINING_QUEUE, GENERATION_QUEUE, SCORING_QUEUE)
 # A worker whose last heartbeat is older than this counts as gone. alvar's workers beat at least every 45 s:
 # a generation thread every 5 s (its process's main thread beats for it during a job), the training worker
-# every 45 s when idle and every 30 s during a job.
+# every 45 s when idle and every 30 s during a job, a scoring worker every 15 s when idle and every 3 s during a
+# chunk.
 HEARTBEAT_STALE_SECONDS = 90
 
 
@@ -78,7 +80,7 @@ def _job_ids(queue: Queue, state: str) -> list[str]:
     return registries[state](queue=queue).get_job_ids()
 
 
-def job_rows(connection: Redis, queue_names: tuple[str, ...] = (TRAINING_QUEUE, GENERATION_QUEUE),
+def job_rows(connection: Redis, queue_names: tuple[str, ...] = QUEUES,
              limit: int = 20) -> tuple[list[JobRow], dict[str, dict[str, int]]]:
     """The newest ``limit`` jobs per queue and state, and the count of every state per queue."""
     rows: list[JobRow] = []
@@ -144,7 +146,8 @@ def workers_summary(connection: Redis) -> list[dict[str, Any]]:
 def requeue_failed(connection: Redis, queue_names: tuple[str, ...] = (TRAINING_QUEUE, GENERATION_QUEUE)
                    ) -> list[JobRow]:
     """Put every job of the queues' failed-job registries back in its queue (RQ's requeue: the job runs again
-    from the start); the rows say what each had failed with."""
+    from the start); the rows say what each had failed with. Not the scoring queue by default: a failed chunk's
+    select has given up on it, and a re-run would compute what nobody collects."""
     requeued = []
     for name in queue_names:
         registry = FailedJobRegistry(queue=Queue(name, connection=connection))

@@ -63,7 +63,8 @@ def predict_file(settings: Settings, input_file: Path, out: Path | None, version
     """
     dataset = read_dataset(input_file, text_col, label_col)
     version, learner = shared_store(settings.model_dir).load_classifier(
-        version, inference_batch_size=settings.inference_batch_size, num_threads=settings.torch_threads)
+        version, inference_batch_size=settings.inference_batch_size, num_threads=settings.torch_threads,
+        precision=settings.inference_precision)
     probabilities = learner.predict_proba(dataset.texts)
     predicted = likeliest(learner.classes_, probabilities)
     entropies = entropy(probabilities)

@@ -75,6 +75,7 @@ def stack_up(state: StackState, outcome: InitOutcome, data_dir: Path) -> None:
     table.add_row("Label Studio", f"{state.label_studio_url}/projects/{state.project_id}")
     table.add_row("login", f"{state.username} / {state.password}")
     table.add_row("ML backend", state.backend_url)
+    table.add_row("database", state.database)
     table.add_row("model", outcome.model_version or "none yet")
     table.add_row("logs", str(data_dir.resolve() / "logs"))
     console.print(table)

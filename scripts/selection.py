@@ -11,10 +11,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from alvar.backend.model_store import serving
-from alvar.embedder import settings_embedder
+from alvar.backend.model_store import ModelStore, serving
+from alvar.embedder import VECTOR_CACHE_FILE, settings_embedder
 from alvar.entropy import entropy
 from alvar.metrics import class_counts
+from alvar.scripts.scoring_fanout import (
+    Computation,
+    FanOut,
+    embeddings_of,
+    fan_out,
+    fan_out_connection,
+    probabilities_of,
+    probability_namespace,
+)
 from alvar.settings import Settings
 from alvar.strategies import Pool, Selection, make_strategy, resolve_strategy
 from alvar.vector_cache import VectorCache, normalize_text, text_key
@@ -22,30 +31,80 @@ from alvar.vector_cache import VectorCache, normalize_text, text_key
 log = logging.getLogger(__name__)
 
 
-def pool_probabilities(settings: Settings, texts: Sequence[str],
-                       project_id: int | None = None) -> tuple[str, list[str], np.ndarray]:
-    """Class probabilities of each text under the version serving the project (the shared one without a project),
-    cached per version: (version, its classes in column order, an (n, C) array)."""
+def serving_version(settings: Settings, project_id: int | None) -> tuple[ModelStore, str]:
+    """The store and version serving the project (the shared one without a project)."""
     found = serving(settings.model_dir, project_id)
     if found is None:
         where = settings.model_dir if project_id is None else f"{settings.model_dir} (project {project_id} or shared)"
         raise FileNotFoundError(f"no current model version under {where}: train one first "
                                 "(alvar train, or annotate in Label Studio)")
-    store, version = found.store, found.version
+    return found.store, found.version
+
+
+def uncached(settings: Settings, computation: Computation, texts: Sequence[str]) -> dict[bytes, str]:
+    """The texts whose rows of ``computation`` the cache lacks, by cache key (each text once)."""
+    by_key = {text_key(text): text for text in texts}
+    known = VectorCache(settings.cache_dir / VECTOR_CACHE_FILE, computation.namespace).get(list(by_key))
+    return {key: text for key, text in by_key.items() if key not in known}
+
+
+def fill_caches(settings: Settings, scored: Sequence[str], embedded: Sequence[str],
+                project_id: int | None = None) -> FanOut | None:
+    """When ALVAR_SCORING fans out (:func:`fan_out_connection`): the class probabilities of ``scored`` and the
+    embeddings of ``embedded`` that the caches lack, computed together by the scoring queue's workers. None when
+    there is nothing to compute or scoring stays in this process (the callers then compute what is missing)."""
+    store, version = serving_version(settings, project_id)
+    precision = settings.inference_precision
+    work = [(computation, missing)
+            for computation, texts in ((probabilities_of(settings.model_dir, store.root, version, precision), scored),
+                                       (embeddings_of(settings.embedding_model, precision), embedded))
+            if (missing := uncached(settings, computation, texts))]
+    connection = fan_out_connection(settings) if work else None
+    if connection is None:
+        return None
+    return fan_out(connection, settings.cache_dir / VECTOR_CACHE_FILE, work, settings.scoring_chunk_size)
+
+
+def pool_probabilities(settings: Settings, texts: Sequence[str],
+                       project_id: int | None = None) -> tuple[str, list[str], np.ndarray]:
+    """Class probabilities of each text under the version serving the project (the shared one without a project),
+    cached per version: (version, its classes in column order, an (n, C) array). What the cache lacks is computed
+    by the scoring queue's workers when ALVAR_SCORING says so, else here."""
+    store, version = serving_version(settings, project_id)
     classes = [str(label) for label in store.metadata(version)["classes"]]
-    cache = VectorCache(settings.cache_dir / "vectors.sqlite", f"proba:{store.root.resolve()}:{version}")
+    precision = settings.inference_precision
+    cache = VectorCache(settings.cache_dir / VECTOR_CACHE_FILE, probability_namespace(store.root, version, precision))
     keys = [text_key(text) for text in texts]
     known = cache.get(keys)
     missing = sorted({key for key in keys if key not in known})
     if missing:
         by_key = {key: text for key, text in zip(keys, texts)}
-        _, learner = store.load_classifier(version, inference_batch_size=settings.inference_batch_size,
-                                           num_threads=settings.torch_threads)
-        values = np.asarray(learner.predict_proba([normalize_text(by_key[key]) for key in missing]), np.float32)
-        cache.put(missing, values)
-        known.update(zip(missing, values))
+        connection = fan_out_connection(settings)
+        if connection is not None:
+            fan_out(connection, cache.path, [(probabilities_of(settings.model_dir, store.root, version, precision),
+                                              {key: by_key[key] for key in missing})], settings.scoring_chunk_size)
+            known.update(cache.get(missing))
+        else:
+            _, learner = store.load_classifier(version, inference_batch_size=settings.inference_batch_size,
+                                               num_threads=settings.torch_threads, precision=precision)
+            values = np.asarray(learner.predict_proba([normalize_text(by_key[key]) for key in missing]),
+                                np.float32)
+            cache.put(missing, values)
+            known.update(zip(missing, values))
     probabilities = np.array([known[key] for key in keys], dtype=np.float64).reshape(len(keys), len(classes))
     return version, classes, probabilities
+
+
+def pool_embeddings(settings: Settings, texts: Sequence[str]) -> np.ndarray:
+    """Sentence embeddings of ``texts`` (cached); what the cache lacks is computed by the scoring queue's workers
+    when ALVAR_SCORING says so, else here."""
+    computation = embeddings_of(settings.embedding_model, settings.inference_precision)
+    missing = uncached(settings, computation, texts)
+    connection = fan_out_connection(settings) if missing else None
+    if connection is not None:
+        fan_out(connection, settings.cache_dir / VECTOR_CACHE_FILE, [(computation, missing)],
+                settings.scoring_chunk_size)
+    return settings_embedder(settings, show_progress=True).embed(texts)
 
 
 def pool_entropy(settings: Settings, texts: Sequence[str], project_id: int | None = None) -> tuple[str, np.ndarray]:
@@ -96,15 +155,16 @@ def select_batch(settings: Settings, texts: Sequence[str], eligible: np.ndarray,
         log.warning("%d pool text(s) repeat an earlier text and are left out of the selection", duplicates)
     eligible = eligible & unique
     candidates = np.flatnonzero(eligible)
-    version, classes, candidate_probabilities = pool_probabilities(
-        settings, [texts[index] for index in candidates], project_id)
+    candidate_texts = [texts[index] for index in candidates]
+    embedded = [*texts, *labeled_texts] if labeled_texts and strategy == "coreset" else texts
+    fill_caches(settings, candidate_texts, embedded, project_id)
+    version, classes, candidate_probabilities = pool_probabilities(settings, candidate_texts, project_id)
     probabilities = np.zeros((len(texts), len(classes)))
     probabilities[candidates] = candidate_probabilities
     uncertainty = np.zeros(len(texts))
     uncertainty[candidates] = entropy(candidate_probabilities)
-    encode = settings_embedder(settings, show_progress=True)
-    embeddings = encode.embed(texts)
-    labeled = encode.embed(labeled_texts) if labeled_texts and strategy == "coreset" else None
+    embeddings = pool_embeddings(settings, texts)
+    labeled = pool_embeddings(settings, labeled_texts) if labeled_texts and strategy == "coreset" else None
     chosen = make_strategy(strategy, random_state=seed, n_clusters=n_clusters, per_cluster=per_cluster)
     counts = np.array(class_counts(labeled_labels, classes))
     unknown = len(labeled_labels) - int(counts.sum())

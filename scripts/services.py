@@ -273,8 +273,12 @@ def _private_uploads_env(data_dir: Path) -> dict[str, str]:
 
 
 def start_label_studio(data_dir: Path, port: int, username: str, password: str, token: str, venv: Path,
-                       timeout: float = 300.0, bind: str = LOOPBACK) -> LabelStudioServer:
+                       timeout: float = 300.0, bind: str = LOOPBACK, database: str | None = None) -> LabelStudioServer:
     """Start (or reuse) Label Studio on ``bind:port`` with its data in ``data_dir/label-studio``; wait for /health.
+
+    Its database is SQLite in that folder, or with ``database`` (``postgresql://USER[:PASSWORD]@HOST[:PORT]/DB``)
+    that PostgreSQL database, created first when the server lacks it
+    (:func:`alvar.scripts.label_studio_database.ensure_database`); its files (uploads, exports) stay in the folder.
 
     Legacy tokens are enabled (so ``token`` works as an API key from the first start), and the SSRF guards
     that reject an ML backend and webhooks on localhost are off: this stack runs them on this machine.
@@ -290,6 +294,13 @@ def start_label_studio(data_dir: Path, port: int, username: str, password: str, 
         raise ServiceError(f"port {port} already serves a Label Studio that this data dir did not start")
     executable = ensure_label_studio_venv(venv)
     ls_data = private_dir(data_dir / "label-studio")
+    database_env = {"DJANGO_DB": "sqlite"}
+    if database is not None:
+        # Imported here: that module builds on this one (its ServiceError), and SQLite needs no psycopg.
+        from alvar.scripts.label_studio_database import ensure_database, label_studio_env
+
+        ensure_database(database)
+        database_env = label_studio_env(database)
     env = {
         "LABEL_STUDIO_BASE_DATA_DIR": str(ls_data),
         "LABEL_STUDIO_USERNAME": username,
@@ -299,8 +310,8 @@ def start_label_studio(data_dir: Path, port: int, username: str, password: str, 
         "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
         "ML_BLOCK_LOCAL_IP": "false",
         "SSRF_PROTECTION_ENABLED": "false",
-        "DJANGO_DB": "sqlite",
         "LABEL_STUDIO_HOST": "",
+        **database_env,
         **_private_uploads_env(data_dir),
     }
     pid = start_and_wait(

@@ -1,9 +1,10 @@
 """`alvar up` and `alvar down`: Label Studio, Redis, the ML backend and a worker on one machine.
 
-Everything lives in the data dir: Label Studio's SQLite database, the embedded Redis, the models, PIDs,
-logs, generated credentials and ``stack.json`` (ports and logins), so a second `up` reuses what runs.
+Everything lives in the data dir: Label Studio's SQLite database (or, with ``--database``, its data beside a
+PostgreSQL database), the embedded Redis, the models, PIDs, logs, generated credentials and ``stack.json`` (ports,
+logins, which database), so a second `up` reuses what runs.
 ``alvar.env`` there holds the settings the services were started with: every later command given the same
-``--data-dir`` reads it (see :func:`alvar.settings.load_settings`).
+``--data-dir`` reads it (see :func:`alvar.settings.load_settings`), and a later `up` finds the same database.
 The data dir is 0700 and everything in it its user's only (see :mod:`alvar.scripts.services`).
 """
 
@@ -20,7 +21,7 @@ from label_studio_sdk import LabelStudio
 from redis import Redis
 
 from alvar.pairfiles import PairColumns
-from alvar.scripts import services
+from alvar.scripts import label_studio_database, services
 from alvar.scripts.initialize import InitOutcome, InitPlan, initialize
 from alvar.settings import STACK_ENV_FILE, Settings
 
@@ -28,6 +29,7 @@ STATE_FILE = "stack.json"
 # Stopped in this order: consumers first, then what they consume.
 SERVICES = ("worker", "backend", "label-studio", "redis")
 BACKEND_WORKERS = 1
+DATABASE_VARIABLE = "ALVAR_LABEL_STUDIO_DATABASE"
 
 
 def backend_argv(host: str, port: int) -> list[str]:
@@ -36,7 +38,7 @@ def backend_argv(host: str, port: int) -> list[str]:
 
 
 def worker_argv() -> list[str]:
-    """The worker's command, here and in docker-compose.yml: training and generation queues."""
+    """The worker's command, here and in docker-compose.yml: the training, generation and scoring queues."""
     return ["alvar", "worker"]
 
 
@@ -53,6 +55,8 @@ class StackState:
     backend_password: str
     webhook_secret: str
     project_id: int | None = None
+    # What Label Studio keeps its projects in: "sqlite", or the PostgreSQL URL without its password.
+    database: str = "sqlite"
 
     @classmethod
     def load(cls, data_dir: Path) -> StackState | None:
@@ -89,6 +93,19 @@ def _local(argv: list[str]) -> list[str]:
     return [str(Path(sys.executable).with_name("alvar")), *argv[1:]]
 
 
+def database_name(database: str | None) -> str:
+    """How :attr:`StackState.database` names Label Studio's database: ``sqlite``, or the URL redacted."""
+    return label_studio_database.redacted(database) if database else "sqlite"
+
+
+def _check_database(data_dir: Path, state: StackState, database: str | None) -> None:
+    """A running Label Studio keeps its database: one asked to move to another is told to stop first."""
+    wanted = database_name(database)
+    if services.running_pid(data_dir, "label-studio") is not None and state.database != wanted:
+        raise services.ServiceError(f"the Label Studio of {data_dir} runs on {state.database}, not {wanted}: "
+                                    f"stop it first (alvar down --data-dir {data_dir})")
+
+
 def stack_env(state: StackState, redis_url: str, model_dir: Path) -> dict[str, str]:
     """What the stack fixes for all its services (where Redis, the models, Label Studio and the backend are, and
     the credentials between them); written to ``alvar.env`` for later commands."""
@@ -109,19 +126,30 @@ def start_services(settings: Settings, state: StackState) -> dict[str, str]:
 
     The backend and the worker run with ``settings`` (global and command flags included) as their environment,
     with what the stack fixes on top. Label Studio listens on ``settings.label_studio_bind``;
-    ``state.label_studio_url`` becomes the address this machine reaches it at. Secrets travel in the services'
+    ``state.label_studio_url`` becomes the address this machine reaches it at; its database is
+    ``settings.label_studio_database`` (PostgreSQL), else SQLite in the data dir. Secrets travel in the services'
     environment, never on their command lines.
     """
     data_dir = services.secure_data_dir(settings.data_dir.resolve())
-    redis_url = services.ensure_redis(data_dir, settings.redis_url)
+    database = settings.label_studio_database
+    _check_database(data_dir, state, database)
+    # Label Studio first: its start checks PostgreSQL, which being down then leaves no Redis behind.
     server = services.start_label_studio(data_dir, state.label_studio_port, state.username, state.password,
-                                         state.token, settings.label_studio_venv, bind=settings.label_studio_bind)
+                                         state.token, settings.label_studio_venv, bind=settings.label_studio_bind,
+                                         database=database)
+    redis_url = services.ensure_redis(data_dir, settings.redis_url)
     state.label_studio_url = server.url
+    state.database = database_name(database)
+    state.save(data_dir)
     fixed = stack_env(state, redis_url, settings.model_dir)
-    # The embedded Redis is found from the data dir; only a REDIS_URL of the person's own is written down.
+    # The embedded Redis is found from the data dir; only a REDIS_URL of the person's own is written down, and
+    # a PostgreSQL database, so that a later `up` starts Label Studio on it again.
     kept = {name: value for name, value in fixed.items() if name != "REDIS_URL" or settings.redis_url}
+    if database:
+        kept[DATABASE_VARIABLE] = database
     services.write_private(data_dir / STACK_ENV_FILE, "".join(f"{name}={value}\n" for name, value in kept.items()))
-    env = {**settings.as_env(), **fixed}
+    # Label Studio's database (and its password) is Label Studio's own: the backend and the worker never see it.
+    env = {name: value for name, value in {**settings.as_env(), **fixed}.items() if name != DATABASE_VARIABLE}
     if services.running_pid(data_dir, "backend") is None:
         auth = (state.backend_user, state.backend_password)
         services.start_and_wait(data_dir, "backend", _local(backend_argv("127.0.0.1", state.backend_port)),
@@ -149,6 +177,7 @@ def _up(settings: Settings, pool: Path | None, bootstrap: Path | None, budget: i
     state = StackState.load(data_dir) or _new_state(settings)
     state.save(data_dir)
     env = start_services(settings, state)
+    report(f"Label Studio's database: {state.database}")
     plan = InitPlan(backend_url=state.backend_url, pool=pool, bootstrap=bootstrap, budget=budget, task=task,
                     columns=columns, backend_auth=(state.backend_user, state.backend_password),
                     webhook_secret=state.webhook_secret)

@@ -29,7 +29,7 @@ from alvar.scripts import services
 from alvar.scripts.coverage import LabelCover, cached_label_cover
 from alvar.scripts.jobs import WorkerRow, jobs_report, unserved_queues, worker_rows
 from alvar.scripts.stack import StackState
-from alvar.settings import GENERATION_QUEUE, TRAINING_QUEUE, Settings, llm_configured
+from alvar.settings import GENERATION_QUEUE, SCORING_QUEUE, TRAINING_QUEUE, Settings, llm_configured
 
 
 @dataclass
@@ -92,7 +92,7 @@ def _workers_where(workers: list[WorkerRow], unserved: list[str]) -> str:
         return f"no live worker serves {', '.join(unserved)}"
     live = [worker for worker in workers if worker.live]
     per_queue = {queue: sum(queue in worker.queues for worker in live)
-                 for queue in (TRAINING_QUEUE, GENERATION_QUEUE)}
+                 for queue in (TRAINING_QUEUE, GENERATION_QUEUE, SCORING_QUEUE)}
     return f"{len(live)} live RQ workers ({', '.join(f'{queue} {count}' for queue, count in per_queue.items())})"
 
 

@@ -1,8 +1,11 @@
-"""`alvar worker`: a supervisor of the RQ workers for the training queue and the generation queue.
+"""`alvar worker`: a supervisor of the RQ workers for the training, generation and scoring queues.
 
-The command's own process is a supervisor. It starts one child process per kind of work (spawned, so no child
-inherits a threaded parent): training runs in RQ's forking ``Worker`` (torch is imported once, before jobs
-fork); generation keeps several jobs in flight with worker threads (:mod:`alvar.generator.threaded_workers`).
+The command's own process is a supervisor. It starts child processes (spawned, so no child inherits a threaded
+parent): one for training, which runs in RQ's forking ``Worker`` (torch is imported once, before jobs fork);
+``ALVAR_WORKER_PROCESSES`` (``--processes``) for generation, each keeping several jobs in flight with worker
+threads (:mod:`alvar.generator.threaded_workers`); as many for scoring, each a non-forking RQ worker that keeps
+its models loaded between the chunks of a pool (:mod:`alvar.backend.pool_scoring`) and beats every few seconds
+while a chunk runs, so the chunk of a killed one is noticed and run again within seconds.
 A child that exits when it was not asked to (killed, out of memory, a crash) is started again, after a wait
 that doubles while it keeps dying young. SIGTERM/SIGINT is passed on to the children, which finish their
 running jobs and stop; the supervisor waits for them. The supervisor also runs the scheduler turn (jobs whose
@@ -28,17 +31,18 @@ from typing import Any
 
 from redis import Redis
 from redis.exceptions import RedisError
-from rq import Queue, Worker
+from rq import Queue, SimpleWorker, Worker
+from rq.job import Job
 from rq.scheduler import RQScheduler
 
 from alvar.job_settings import jobs_use
 from alvar.queues import redis_connection
 from alvar.reconnect import REDIS_ERRORS, Backoff, ReconnectingWorker, describe
-from alvar.settings import GENERATION_QUEUE, TRAINING_QUEUE, Settings, llm_configured
+from alvar.settings import GENERATION_QUEUE, SCORING_QUEUE, TRAINING_QUEUE, Settings, llm_configured
 
 log = logging.getLogger(__name__)
 
-QUEUE_ALIASES = {"training": TRAINING_QUEUE, "generation": GENERATION_QUEUE}
+QUEUE_ALIASES = {"training": TRAINING_QUEUE, "generation": GENERATION_QUEUE, "scoring": SCORING_QUEUE}
 # A child that ran at least this long before it died is started again after the shortest wait.
 STABLE_SECONDS = 60.0
 LONGEST_RESTART_WAIT = 60.0
@@ -47,6 +51,15 @@ LONGEST_RESTART_WAIT = 60.0
 TRAINING_WORKER_TTL = 60
 # Its RQ maintenance (registry cleanup) every this many seconds.
 TRAINING_MAINTENANCE_SECONDS = 60
+# A scoring worker beats this often while a chunk runs; a chunk whose worker stopped beating counts as abandoned
+# after SCORING_HEARTBEAT_TTL seconds (RQ's own default is the job's timeout plus a minute). The margin covers a
+# worker starved of CPU for a while and clocks of machines that differ by seconds (keep them NTP-synced).
+SCORING_BEAT_SECONDS = 5
+SCORING_HEARTBEAT_TTL = 40
+# Idle, it blocks on the queue this long minus 15 s between heartbeats; its maintenance (which settles the
+# chunks of dead workers) runs this often.
+SCORING_WORKER_TTL = 30
+SCORING_MAINTENANCE_SECONDS = 10
 
 
 def _configure_logging() -> None:
@@ -54,27 +67,38 @@ def _configure_logging() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per Label Studio and LLM request otherwise
 
 
-class TrainingWorker(ReconnectingWorker, Worker):
-    """RQ's forking worker, made to survive a Redis restart while a training job runs, and to take a repeated
-    SIGTERM as the same warm stop (the supervisor passes on the SIGTERM a child may have had already, from a
-    signal to the process group): SIGINT twice still stops at once, as in RQ."""
+class WarmStop:
+    """A mixin for RQ workers (before RQ's worker class) that takes a repeated SIGTERM as the same warm stop (the
+    supervisor passes on the SIGTERM a child may have had already, from a signal to the process group): SIGINT
+    twice still stops at once, as in RQ."""
 
     stop_requested = False
 
     def request_stop(self, signum: int, frame: Any) -> None:
         self.stop_requested = True
         try:
-            super().request_stop(signum, frame)
+            super().request_stop(signum, frame)  # type: ignore[misc]
         finally:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
+
+class SteadyHeartbeats:
+    """A mixin for RQ workers (before RQ's worker class): a job's heartbeat that finds Redis away is skipped, and
+    the job goes on (RQ would end the worker's loop and leave the job running unwatched); the heartbeat resumes
+    when Redis is back."""
+
+    name: str
+
     def maintain_heartbeats(self, job: Any) -> None:
-        """Called every 30 s while the forked job runs: with Redis away the job goes on (RQ would end the
-        worker's loop and leave the job running unwatched); the heartbeat resumes when Redis is back."""
         try:
-            super().maintain_heartbeats(job)
+            super().maintain_heartbeats(job)  # type: ignore[misc]
         except REDIS_ERRORS as error:
             log.warning("worker %s: no heartbeat while job %s runs (%s)", self.name, job.id, describe(error))
+
+
+class TrainingWorker(WarmStop, SteadyHeartbeats, ReconnectingWorker, Worker):
+    """RQ's forking worker (a heartbeat every 30 s while the forked job runs), made to survive a Redis restart
+    while a training job runs."""
 
 
 def run_training(settings: Settings, name: str, burst: bool) -> None:
@@ -82,13 +106,21 @@ def run_training(settings: Settings, name: str, burst: bool) -> None:
     _configure_logging()
     import alvar.backend.training  # noqa: F401  (torch and transformers once, before jobs fork)
 
+    _run_worker_loop(settings, name, burst, "training", lambda connection: TrainingWorker(
+        [TRAINING_QUEUE], connection=connection, name=name, worker_ttl=TRAINING_WORKER_TTL,
+        maintenance_interval=TRAINING_MAINTENANCE_SECONDS))
+
+
+def _run_worker_loop(settings: Settings, name: str, burst: bool, role: str,
+                     make: Callable[[Redis], TrainingWorker | ScoringWorker]) -> None:
+    """Run the worker ``make`` builds until it is asked to stop (or, with ``burst``, its queue is empty); a new
+    one of the same name when Redis ended its loop, once Redis answers again."""
     connection = redis_connection(settings)
     stop = threading.Event()
-    backoff = Backoff(f"training worker {name}")
+    backoff = Backoff(f"{role} worker {name}")
     while _redis_answers(connection, backoff, stop):
         try:
-            worker = TrainingWorker([TRAINING_QUEUE], connection=connection, name=name,
-                                    worker_ttl=TRAINING_WORKER_TTL, maintenance_interval=TRAINING_MAINTENANCE_SECONDS)
+            worker = make(connection)
         except REDIS_ERRORS as error:
             _stop_on_signals(stop).wait(backoff.failed(error))
             continue
@@ -102,6 +134,39 @@ def run_training(settings: Settings, name: str, burst: bool) -> None:
                 return
             wait = backoff.failed(RuntimeError("the worker's loop ended on an error, see above"))
         _stop_on_signals(stop).wait(wait)
+
+
+class ScoringWorker(WarmStop, SteadyHeartbeats, ReconnectingWorker, SimpleWorker):
+    """RQ's non-forking worker (the models stay loaded between chunks) with a short heartbeat: a thread beats
+    every SCORING_BEAT_SECONDS while a chunk runs, and RQ settles a chunk that went SCORING_HEARTBEAT_TTL
+    seconds without a beat as abandoned (it runs once more)."""
+
+    def get_heartbeat_ttl(self, job: Job) -> int:
+        return SCORING_HEARTBEAT_TTL
+
+    def perform_job(self, job: Job, queue: Queue) -> bool:
+        running = threading.Event()
+        beating = threading.Thread(target=self._beat, args=(job, running), name=f"{self.name}-beat", daemon=True)
+        beating.start()
+        try:
+            return bool(super().perform_job(job, queue))
+        finally:
+            running.set()
+            beating.join()
+
+    def _beat(self, job: Job, done: threading.Event) -> None:
+        while not done.wait(SCORING_BEAT_SECONDS):
+            self.maintain_heartbeats(job)
+
+
+def run_scoring(settings: Settings, name: str, burst: bool) -> None:
+    """A scoring child: RQ's non-forking worker, started again in this process when Redis ends its loop."""
+    _configure_logging()
+    import alvar.backend.pool_scoring  # noqa: F401  (torch and transformers once, before the first chunk)
+
+    _run_worker_loop(settings, name, burst, "scoring", lambda connection: ScoringWorker(
+        [SCORING_QUEUE], connection=connection, name=name, worker_ttl=SCORING_WORKER_TTL,
+        maintenance_interval=SCORING_MAINTENANCE_SECONDS))
 
 
 def _stop_on_signals(stop: threading.Event) -> threading.Event:
@@ -256,9 +321,17 @@ class Supervisor:
             log.warning("scheduler locks not released (%s); they lapse within a minute", describe(error))
 
 
-def run_worker(settings: Settings, queues: Sequence[str] = ("training", "generation"), burst: bool = False,
-               name: str | None = None) -> None:
-    """Work until stopped (or, with ``burst``, until the queues are empty); ``queues`` are QUEUE_ALIASES keys."""
+def _children(role: str, target: Callable[[Settings, str, bool], None], name: str, count: int) -> list[Child]:
+    """``count`` children of one role: named ``<name>-<role>`` when alone, ``<name>-<role>-p<i>`` otherwise."""
+    if count == 1:
+        return [Child(role, target, f"{name}-{role}")]
+    return [Child(role, target, f"{name}-{role}-p{index}") for index in range(count)]
+
+
+def run_worker(settings: Settings, queues: Sequence[str] = ("training", "generation", "scoring"),
+               burst: bool = False, name: str | None = None) -> None:
+    """Work until stopped (or, with ``burst``, until the queues are empty); ``queues`` are QUEUE_ALIASES keys.
+    Training gets one process; generation and scoring ``settings.worker_processes`` each."""
     _configure_logging()
     name = name or f"alvar-{socket.gethostname()}-{os.getpid()}"
     serves_generation = "generation" in queues and llm_configured(settings)
@@ -269,8 +342,10 @@ def run_worker(settings: Settings, queues: Sequence[str] = ("training", "generat
     if "training" in queues:
         children.append(Child("training", run_training, f"{name}-training"))
     if serves_generation:
-        children.append(Child("generation", run_generation, f"{name}-generation"))
-    served = [QUEUE_ALIASES[queue] for queue in queues if queue == "training" or serves_generation]
+        children += _children("generation", run_generation, name, settings.worker_processes)
+    if "scoring" in queues:
+        children += _children("scoring", run_scoring, name, settings.worker_processes)
+    served = [QUEUE_ALIASES[queue] for queue in queues if queue != "generation" or serves_generation]
     if children:
         Supervisor(settings, children, served, burst).run()
 
@@ -282,7 +357,8 @@ def healthcheck() -> None:
     from alvar.settings import load_settings
 
     settings = load_settings()
-    required = [TRAINING_QUEUE, GENERATION_QUEUE] if llm_configured(settings) else [TRAINING_QUEUE]
+    required = [TRAINING_QUEUE, GENERATION_QUEUE, SCORING_QUEUE] if llm_configured(settings) else \
+        [TRAINING_QUEUE, SCORING_QUEUE]
     missing = unserved_queues(worker_rows(redis_connection(settings)), required, hostname=socket.gethostname())
     if missing:
         raise SystemExit(f"no live worker of this container ({socket.gethostname()}) serves {', '.join(missing)}")

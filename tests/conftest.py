@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import secrets
 import shutil
 import socket
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import psycopg
 import pytest
 import redis
 from label_studio_sdk import LabelStudio
@@ -21,7 +23,7 @@ from label_studio_sdk import LabelStudio
 from alvar.backend.learner import TransformerClassifier
 from alvar.backend.model_store import ModelStore
 from alvar.datafiles import read_dataset
-from alvar.scripts import services
+from alvar.scripts import label_studio_database, services
 from alvar.settings import load_settings
 from tests.chat_server import ChatServer
 
@@ -31,6 +33,7 @@ LS_USER = "admin@alvar.test"
 LS_PASSWORD = "alvar-test-password"
 LS_TOKEN = "alvar-test-token-0123456789abcdef"
 EXTERNAL_REDIS_DEFAULT = "redis://127.0.0.1:6379/15"
+POSTGRES_ADMIN_DEFAULT = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 # A stack that the README's `alvar up` left in the checkout (./alvar-data/alvar.env) must not lend its
 # settings to the tests: every test process and its children get an empty data dir of their own.
@@ -133,6 +136,35 @@ def _database_below(url: str, offset: int) -> str:
     if database < 0:
         pytest.fail(f"{url}: no Redis database {offset} below it for this xdist worker")
     return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> str:
+    """ALVAR_TEST_POSTGRES, else this machine's PostgreSQL as ``postgres``: a login that may create databases."""
+    url = os.environ.get("ALVAR_TEST_POSTGRES") or POSTGRES_ADMIN_DEFAULT
+    try:
+        psycopg.connect(url, connect_timeout=5).close()
+    except psycopg.Error as error:
+        pytest.fail(f"no PostgreSQL answers at {label_studio_database.redacted(url)} ({error}): start one or set "
+                    "ALVAR_TEST_POSTGRES to a login that may create databases")
+    return url
+
+
+@pytest.fixture
+def fresh_postgres_database(postgres_admin_url: str) -> Iterator[Callable[[str], str]]:
+    """A factory: ``fresh_postgres_database(prefix)`` creates an empty database named ``<prefix>_<random>`` and
+    returns its URL; each one is dropped when the test ends."""
+    created: list[str] = []
+
+    def create(prefix: str) -> str:
+        name = f"{prefix}_{secrets.token_hex(4)}"
+        url = label_studio_database.create_database(postgres_admin_url, name)
+        created.append(name)
+        return url
+
+    yield create
+    for name in created:
+        label_studio_database.drop_database(postgres_admin_url, name)
 
 
 @pytest.fixture(params=["embedded", "external"])

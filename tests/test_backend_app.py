@@ -45,7 +45,7 @@ def test_predict_scores_every_task_in_order(client: FlaskClient, seed_model_dir:
     response = post(client, "/predict", {"tasks": tasks, "label_config": CONFIG, "project": "1.1"})
     assert response.status_code == 200
     results = response.json["results"]
-    _, learner = ModelStore(seed_model_dir).load()
+    _, learner = ModelStore(seed_model_dir).load(precision=load_settings().inference_precision)  # as the backend
     probabilities = learner.predict_proba(texts)
     assert len(results) == len(texts)
     for result, row in zip(results, probabilities):

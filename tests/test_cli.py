@@ -76,9 +76,11 @@ def test_a_bad_setting_names_its_variable_and_exits_2(tmp_path: Path) -> None:
     """From the environment, a flag, or two settings that contradict each other: `error: bad setting: ...`."""
     checks = [({"ALVAR_RELATION": "sideways"}, (), "ALVAR_RELATION='sideways'"),
               ({}, ("--epochs", "-3"), "ALVAR_EPOCHS=-3"),
-              ({"ALVAR_VARIATIONS_MIN": "9", "ALVAR_VARIATIONS_MAX": "3"}, (), "ALVAR_VARIATIONS_MIN (9) is above")]
+              ({"ALVAR_VARIATIONS_MIN": "9", "ALVAR_VARIATIONS_MAX": "3"}, (), "ALVAR_VARIATIONS_MIN (9) is above"),
+              ({"ALVAR_LABEL_STUDIO_DATABASE": "postgresql://ls:s3cret@db:5432"}, (),
+               "ALVAR_LABEL_STUDIO_DATABASE='postgresql://ls:***@db:5432'")]
     for env, flags, named in checks:
         result = alvar(*flags, "jobs", "--json", env={"ALVAR_DATA_DIR": str(tmp_path), **env})
         assert result.returncode == 2, result.stdout + result.stderr
         assert "error: bad setting: " in result.stderr and named in result.stderr
-        assert "Traceback" not in result.stdout + result.stderr
+        assert "Traceback" not in result.stdout + result.stderr and "s3cret" not in result.stderr

@@ -44,6 +44,7 @@ UP_ONLY = {
     "ALVAR_LABEL_STUDIO_PORT": "the port Label Studio is published on is compose's LABEL_STUDIO_PORT",
     "ALVAR_BACKEND_PORT": "the backend always listens on 9090 inside the compose network",
     "ALVAR_LABEL_STUDIO_BIND": "Label Studio's container listens on its own network; compose publishes its port",
+    "ALVAR_LABEL_STUDIO_DATABASE": "Label Studio's container runs on the postgres service (its POSTGRE_* variables)",
 }
 # Settings that go to the label-studio service (Label Studio reads the same names), not to alvar's containers:
 # there they only name the admin that `alvar up` creates; the containers sign in with the token instead.
@@ -90,7 +91,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, subprocess.Compl
     executable = docker_compose()
     folder = tmp_path_factory.mktemp("compose")
     texts = {"filled": filled_env_example(), "with-llm-url": filled_env_example(OPENAI_BASE_URL=LLM_URL),
-             "unfilled": ENV_EXAMPLE.read_text()}
+             "unfilled": ENV_EXAMPLE.read_text(), "three-workers": filled_env_example(ALVAR_WORKER_REPLICAS="3")}
     for secret in SECRETS:
         texts[f"without {secret}"] = re.sub(rf"^{secret}=.*\n", "", filled_env_example(), flags=re.MULTILINE)
     for name, text in texts.items():
@@ -98,6 +99,13 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, subprocess.Compl
     with ThreadPoolExecutor(len(texts)) as pool:
         results = pool.map(lambda name: compose_config(executable, folder / name), texts)
         return dict(zip(texts, results))
+
+
+def test_worker_replicas_follow_the_env_file(runs: dict[str, subprocess.CompletedProcess]) -> None:
+    """One worker container by default; ALVAR_WORKER_REPLICAS in .env runs more (the last line wins in an env file)."""
+    assert resolved(runs["filled"])["services"]["worker"]["deploy"]["replicas"] == 1
+    assert resolved(runs["three-workers"])["services"]["worker"]["deploy"]["replicas"] == 3
+    assert "replicas" not in resolved(runs["filled"])["services"]["backend"].get("deploy", {})
 
 
 def test_docker_compose_is_installed() -> None:

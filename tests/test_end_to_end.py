@@ -5,6 +5,8 @@ chat-completions server as the LLM) -> an annotator labels the first batch throu
 variations appear pre-labeled -> a reviewer verifies them (one marked invalid) and presses "Start training" ->
 the worker retrains and the project switches to the new version -> `alvar select` makes batch 2 ->
 `alvar export` -> `alvar evaluate` reads the export -> `alvar status` -> `alvar down` leaves no process behind.
+The whole loop runs twice: on Label Studio's embedded SQLite, and on PostgreSQL (`alvar up --database` on a
+fresh database of ALVAR_TEST_POSTGRES, dropped after).
 Beside it, headless Chromium opens a variation in Label Studio's labeling UI and finds its pre-label selected
 (screenshots kept in test-artifacts/).
 """
@@ -14,12 +16,14 @@ from __future__ import annotations
 import csv
 import json
 import os
+import secrets
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from label_studio_sdk import LabelStudio
 from selenium.webdriver.common.by import By
@@ -31,7 +35,7 @@ from alvar.datafiles import read_dataset
 from alvar.generator.variation_tasks import VERIFY_TAB
 from alvar.labelstudio.label_config import parse_choices_control
 from alvar.labelstudio.training_data import VALIDITY_FROM_NAME
-from alvar.scripts import services
+from alvar.scripts import label_studio_database, services
 from alvar.scripts.stack import SERVICES, StackState
 from alvar.strategies import DEFAULT_STRATEGY
 from tests.browser import chromium, log_in
@@ -95,9 +99,24 @@ def _tasks(client: LabelStudio, project_id: int, **equal: Any) -> list[dict[str,
     return [task.model_dump() for task in client.tasks.list(project=project_id, query=query, fields="all")]
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest) -> Iterator[list[str]]:
+    """The `alvar up` arguments that choose Label Studio's database: none (SQLite), or a fresh PostgreSQL one."""
+    if request.param == "sqlite":
+        yield []
+        return
+    postgres_admin_url = request.getfixturevalue("postgres_admin_url")
+    name = f"pg_loop_{secrets.token_hex(4)}"
+    url = label_studio_database.create_database(postgres_admin_url, name)
+    try:
+        yield ["--database", url]
+    finally:
+        label_studio_database.drop_database(postgres_admin_url, name)
+
+
 @pytest.fixture(scope="module")
-def loop(run_root: Path, safety_dir: Path) -> Iterator[Loop]:
-    data_dir = run_root / "loop"
+def loop(run_root: Path, safety_dir: Path, database: list[str]) -> Iterator[Loop]:
+    data_dir = run_root / f"loop-{'postgresql' if database else 'sqlite'}"
     data_dir.mkdir()
     pool = safety_dir / "dev_labeled.tsv"
     bootstrap = _write_tsv(run_root / "bootstrap.tsv", _bootstrap_rows(safety_dir))
@@ -114,21 +133,25 @@ def loop(run_root: Path, safety_dir: Path) -> Iterator[Loop]:
         })
         partial = Loop(data_dir, env, None, None, "", {}, [], llm)  # type: ignore[arg-type]
         try:
-            yield _first_round(partial, pool, bootstrap, gold_by_id)
+            yield _first_round(partial, pool, bootstrap, gold_by_id, database)
         finally:
             partial.alvar("down", "--data-dir", str(data_dir))
 
 
-def _first_round(loop: Loop, pool: Path, bootstrap: Path, gold_by_id: dict[str, str]) -> Loop:
+def _first_round(loop: Loop, pool: Path, bootstrap: Path, gold_by_id: dict[str, str], database: list[str]) -> Loop:
     """`alvar up`, then an annotator labels batch 1 and the generator answers with pre-labeled variations."""
     started = loop.alvar("up", "--data-dir", str(loop.data_dir), "--pool", str(pool), "--bootstrap", str(bootstrap),
-                         "--budget", str(BUDGET))
+                         "--budget", str(BUDGET), *database)
     assert started.returncode == 0, started.stderr + started.stdout
     state = StackState.load(loop.data_dir)
     assert state is not None and state.project_id is not None
     assert f"{state.label_studio_url}/projects/{state.project_id}" in started.stdout
     assert "LLM: gpt-4o-mini at " + loop.llm.base_url in started.stdout
     loop.state = state
+    if database:  # Label Studio keeps the project in PostgreSQL, and the stack remembers which database
+        with psycopg.connect(database[-1]) as connection:
+            assert connection.execute("SELECT id FROM project").fetchall() == [(state.project_id,)]
+        assert state.database == label_studio_database.redacted(database[-1])
     loop.client = LabelStudio(base_url=state.label_studio_url, api_key=state.token)
     project = loop.client.projects.get(id=state.project_id)
     loop.first_version = str(project.model_version)
@@ -239,7 +262,7 @@ def test_the_loop_closes_from_verification_to_export(loop: Loop, run_root: Path,
     assert len(batch_two) == BUDGET
     assert not any(task["annotations"] or task["data"].get("origin") for task in batch_two)
 
-    export_dir = run_root / "loop-export"
+    export_dir = run_root / f"{loop.data_dir.name}-export"
     exported = loop.alvar("export", "--project", str(project_id), "--out", str(export_dir),
                           "--data-dir", str(loop.data_dir))
     assert exported.returncode == 0, exported.stderr + exported.stdout
@@ -251,9 +274,9 @@ def test_the_loop_closes_from_verification_to_export(loop: Loop, run_root: Path,
 
     evaluated = loop.alvar("evaluate", "--train", str(export_dir / "dataset.tsv"),
                            "--test", str(safety_dir / "bootstrap_labeled.tsv"), "--models", "tfidf-lr",
-                           "--seeds", "1", "--out", str(run_root / "loop-evaluation"))
+                           "--seeds", "1", "--out", str(run_root / f"{loop.data_dir.name}-evaluation"))
     assert evaluated.returncode == 0, evaluated.stderr + evaluated.stdout
-    summary = list(csv.DictReader((run_root / "loop-evaluation" / "summary.csv").open()))
+    summary = list(csv.DictReader((run_root / f"{loop.data_dir.name}-evaluation" / "summary.csv").open()))
     assert [row["model"] for row in summary] == ["tfidf-lr"]
 
     status = loop.alvar("status", "--data-dir", str(loop.data_dir), "--json")

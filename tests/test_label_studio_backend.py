@@ -67,6 +67,8 @@ def stack(run_root: Path, seed_model_dir: Path, embedded_redis_url: str, label_s
         "ALVAR_EPOCHS": "1",
         "ALVAR_TORCH_THREADS": "1",
         "ALVAR_WEBHOOK_SECRET": SECRET,
+        # Compared below with a float32 learner to the last digit; bfloat16's closeness is test_learner's.
+        "ALVAR_INFERENCE_PRECISION": "float32",
     }
     port = free_port()
     url = f"http://127.0.0.1:{port}"

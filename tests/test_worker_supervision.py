@@ -1,7 +1,8 @@
 """`alvar worker` as a supervisor: its workers ride out a Redis restart, a killed worker process is started again,
 `alvar status` judges each worker by its heartbeat and its process, and `alvar jobs --requeue-failed` re-runs a
-failed job. Against the real parts: the session's Label Studio, the backend and `alvar worker` as processes, the
-embedded Redis (stopped and started again), and the loopback LLM.
+failed job, and `alvar worker --processes N` runs N generation and N scoring processes beside one for training.
+Against the real parts: the session's Label Studio, the backend and `alvar worker` as processes, the embedded
+Redis (stopped and started again), and the loopback LLM.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from alvar.generator.jobs import generation_key
 from alvar.generator.reaction import JOB_RETRY_INTERVALS, GenerationReaction
 from alvar.labelstudio.webhook import parse_event
 from alvar.scripts import services
+from alvar.scripts.jobs import worker_rows
 from alvar.scripts.project import create_project, import_pool
-from alvar.settings import GENERATION_QUEUE, TRAINING_QUEUE
+from alvar.settings import GENERATION_QUEUE, SCORING_QUEUE, TRAINING_QUEUE
 from tests.chat_server import ChatServer, Reply
 from tests.conftest import alvar_command, wait_for
 from tests.generator_stack import (
@@ -92,6 +94,8 @@ def test_the_workers_carry_on_through_a_redis_restart_and_status_shows_their_hea
     assert len(generation_workers(before)) == CONCURRENCY
     assert [worker["queues"] for worker in before["workers"] if worker["name"].endswith("-training")] == \
         [[TRAINING_QUEUE]]
+    assert [worker["queues"] for worker in before["workers"] if worker["name"].endswith("-scoring")] == \
+        [[SCORING_QUEUE]]
     project_id, task_ids = new_project(ls, stack, "supervision: redis restart", texts[:4])
     slow = task_ids[:CONCURRENCY]  # they hold every generation worker while Redis is away; the rest wait queued
     for task_id in slow:
@@ -211,3 +215,36 @@ def test_requeue_failed_runs_a_failed_job_again(ls: LabelStudio, label_studio: s
         assert current_variations(ls, project_id, task_id) == K
     finally:
         services.stop_process(redis_dir, "redis")
+
+
+@pytest.mark.slow
+def test_processes_runs_n_generation_and_n_scoring_processes_beside_one_for_training(
+        run_root: Path, llm: ChatServer) -> None:
+    root = run_root / "processes"
+    redis_url = services.ensure_redis(root / "redis", None)
+    env = {"REDIS_URL": redis_url, "OPENAI_BASE_URL": llm.base_url, "OPENAI_API_KEY": "test-key",
+           "ALVAR_GENERATION_CONCURRENCY": "1", "ALVAR_TORCH_THREADS": "1", "ALVAR_RECONCILE_INTERVAL": "0",
+           "ALVAR_DATA_DIR": str(root), "MODEL_DIR": str(root / "models")}
+    services.start_process(root, "worker", [*alvar_command(), "worker", "--processes", "2", "--name", "procs"], env)
+    connection = Redis.from_url(redis_url)
+
+    def live_by_queue() -> dict[str, dict[str, int]] | None:
+        found: dict[str, dict[str, int]] = {TRAINING_QUEUE: {}, GENERATION_QUEUE: {}, SCORING_QUEUE: {}}
+        for row in worker_rows(connection):
+            if row.live and row.pid:
+                (queue,) = row.queues
+                found[queue][row.name] = row.pid
+        return found if [len(found[queue]) for queue in found] == [1, 2, 2] else None
+
+    try:
+        found = wait_for(live_by_queue, 240, "1 training, 2 generation and 2 scoring workers")
+        assert set(found[TRAINING_QUEUE]) == {"procs-training"}
+        assert set(found[GENERATION_QUEUE]) == {"procs-generation-p0-0", "procs-generation-p1-0"}
+        assert set(found[SCORING_QUEUE]) == {"procs-scoring-p0", "procs-scoring-p1"}
+        pids = [pid for workers in found.values() for pid in workers.values()]
+        assert len(set(pids)) == 5  # five processes: one per worker here (one generation thread each)
+        supervisor = services.running_pid(root, "worker")
+        assert supervisor is not None and supervisor not in pids
+    finally:
+        services.stop_process(root, "worker")
+        services.stop_process(root / "redis", "redis")

@@ -85,20 +85,23 @@ def worker(
     label_studio_url: LabelStudioUrl = None,
     label_studio_api_key: LabelStudioApiKey = None,
     concurrency: Annotated[int | None, cli_option("generation_concurrency", "--concurrency")] = None,
-    queues: Annotated[str, typer.Option(help="Comma-separated: training, generation.")] = "training,generation",
+    processes: Annotated[int | None, cli_option("worker_processes", "--processes")] = None,
+    queues: Annotated[str, typer.Option(help="Comma-separated: training, generation, scoring.")] = \
+        "training,generation,scoring",
     burst: Annotated[bool, typer.Option(help="Exit when the queues are empty.")] = False,
     name: Annotated[str | None, typer.Option(help="Worker name shown in RQ's registries.")] = None,
 ) -> None:
-    """Run RQ workers: training jobs, and generation jobs (several in flight) when an LLM is configured."""
+    """Run RQ workers: training jobs, pool scoring chunks, and generation jobs (several in flight) when an LLM is
+    configured; --processes N runs N processes each for generation and scoring (training: one)."""
     from alvar.scripts.worker import QUEUE_ALIASES, run_worker
 
     settings = command_settings(ctx, redis_url=redis_url, data_dir=data_dir, model_dir=model_dir,
                                 label_studio_url=label_studio_url, label_studio_api_key=label_studio_api_key,
-                                generation_concurrency=concurrency)
+                                generation_concurrency=concurrency, worker_processes=processes)
     chosen = [queue.strip() for queue in queues.split(",") if queue.strip()]
     unknown = [queue for queue in chosen if queue not in QUEUE_ALIASES]
     if unknown or not chosen:
-        raise AlvarError(f"--queues takes training and/or generation, not {', '.join(unknown) or 'nothing'}")
+        raise AlvarError(f"--queues takes training, generation and/or scoring, not {', '.join(unknown) or 'nothing'}")
     run_worker(_with_redis(settings), queues=chosen, burst=burst, name=name)
 
 

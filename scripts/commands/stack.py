@@ -87,13 +87,19 @@ def up(
     model_dir: ModelDir = None,
     redis_url: RedisUrl = None,
     label_studio_bind: Annotated[str | None, cli_option("label_studio_bind")] = None,
+    database: Annotated[str | None, cli_option("label_studio_database", "--database")] = None,
 ) -> None:
-    """Start Label Studio, Redis, the ML backend and a worker; set up the project and its first batch."""
+    """Start Label Studio, Redis, the ML backend and a worker; set up the project and its first batch.
+
+    Label Studio keeps its projects in SQLite in the data dir, or with --database in that PostgreSQL database
+    (created when missing; remembered in the data dir for the next `up`).
+    """
     from alvar.scripts.stack import up as start_stack
 
     _check_task(task)
     settings = command_settings(ctx, data_dir=data_dir, redis_url=redis_url, label_studio_port=port,
-                                backend_port=backend_port, label_studio_bind=label_studio_bind, model_dir=model_dir)
+                                backend_port=backend_port, label_studio_bind=label_studio_bind, model_dir=model_dir,
+                                label_studio_database=database)
     if model_dir is None:
         settings = _with_stack_models(ctx, settings)
     pool, bootstrap = _import_files(settings, demo, pool, bootstrap)
