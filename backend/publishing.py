@@ -113,7 +113,8 @@ def publish(client: LabelStudio, project_id: int, version: str, predict: Predict
             show_progress: bool = False) -> Published:
     """Predict every task of the project with ``predict``, import the predictions as ``version``'s, set the
     project's version, and delete the predictions of the project's older alvar versions."""
-    tasks = [{"id": task["id"], "data": task["data"]} for task in iter_tasks(client, project_id, page_size=1000)]
+    tasks = [{"id": task["id"], "data": task["data"]}
+             for task in iter_tasks(client, project_id, page_size=1000, fields="task_only")]
     imported = 0
     for start in tqdm(range(0, len(tasks), chunk_size), desc="predictions", disable=not show_progress):
         chunk = tasks[start : start + chunk_size]

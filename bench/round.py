@@ -5,7 +5,8 @@
 Starts Label Studio (scripts/services.py) in a temporary dir, imports the safety texts (repeated with a
 numbered suffix up to --tasks distinct texts), then times `select_project` twice: the first round (every text
 embedded and scored) and a round after a new model version (embeddings from the cache, entropies new),
-each including reading the tasks and writing the batch and its tab. Target: <= 60 s per round. Also prints the
+each including reading the tasks and writing the batch and its tab. Target: <= 60 s per round. First it times
+select's read of the pool against reading every task whole. Also prints the
 peak RSS (VmHWM) of this process, which embeds and scores the pool when ALVAR_SCORING resolves to local, after
 each round. Embedding and scoring run in ALVAR_INFERENCE_PRECISION (float32 | bfloat16 | int8).
 """
@@ -24,6 +25,7 @@ from alvar.backend.learner import TransformerClassifier
 from alvar.backend.model_store import ModelStore
 from alvar.datafiles import Example, read_dataset
 from alvar.label_config import load
+from alvar.labelstudio.client import iter_tasks, pool_tasks
 from alvar.scripts import services
 from alvar.scripts.project import create_project, import_pool
 from alvar.scripts.select import select_project
@@ -44,6 +46,18 @@ def peak_rss_mib() -> float:
     return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")) / 1024
 
 
+def print_task_reads(client: LabelStudio, project_id: int) -> None:
+    """The pool read select makes (:func:`pool_tasks`) against one read of every task whole, in this run."""
+    started = time.perf_counter()
+    whole = sum(1 for _ in iter_tasks(client, project_id, page_size=1000))
+    whole_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    read = len(pool_tasks(client, project_id))
+    seconds = time.perf_counter() - started
+    print(f"reading {whole} tasks whole: {whole_seconds:.1f} s; select's pool read ({read} tasks): {seconds:.1f} s "
+          f"({whole_seconds / seconds:.2f}x)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", type=Path, required=True)
@@ -62,6 +76,7 @@ def main() -> None:
             started = time.perf_counter()
             import_pool(client, project_id, pool_texts(args.tasks))
             print(f"imported {args.tasks} tasks in {time.perf_counter() - started:.1f} s")
+            print_task_reads(client, project_id)
             started = time.perf_counter()
             first = select_project(settings, client, project_id, "cluster", args.budget, seed=0)
             first_seconds, first_peak = time.perf_counter() - started, peak_rss_mib()

@@ -27,7 +27,7 @@ from redis.exceptions import RedisError
 from alvar.datafiles import read_dataset
 from alvar.generator.teacher import enqueue_drafts
 from alvar.labelstudio.batches import Batch, ensure_batch_tab, has_batch_tab, latest_batch
-from alvar.labelstudio.client import COMPACT_COLUMNS, dm_filter, iter_tasks
+from alvar.labelstudio.client import COMPACT_COLUMNS, dm_filter, pool_tasks
 from alvar.labelstudio.generation_config import GENERATION, GenerationControl, parse_generation_control, project_kind
 from alvar.labelstudio.generation_data import verified_pairs
 from alvar.labelstudio.label_config import ChoicesControl, parse_choices_control
@@ -109,7 +109,7 @@ def select_project(settings: Settings, client: LabelStudio, project_id: int, str
     label_config = client.projects.get(id=project_id).label_config
     generative = project_kind(label_config) == GENERATION
     control = parse_generation_control(label_config) if generative else parse_choices_control(label_config)
-    tasks = list(iter_tasks(client, project_id, page_size=1000))
+    tasks = pool_tasks(client, project_id)
     if not tasks:
         raise ValueError(f"project {project_id} has no tasks: import a pool first")
     latest = latest_batch(tasks)

@@ -15,10 +15,11 @@ from alvar.backend.model_store import ModelStore
 from alvar.datafiles import Example, read_dataset
 from alvar.label_config import load
 from alvar.labelstudio.batches import batch_tab_title, latest_batch
+from alvar.labelstudio.client import iter_tasks, pool_tasks
 from alvar.labelstudio.label_config import LabelConfigError, parse_choices_control
 from alvar.labelstudio.task_data import BatchFields, VariationFields
 from alvar.scripts.project import create_project, import_pool
-from alvar.scripts.select import select_project
+from alvar.scripts.select import _is_labeled, select_project
 from alvar.scripts.selection import first_of_duplicates
 from alvar.settings import load_settings
 from alvar.strategies import DEFAULT_STRATEGY
@@ -89,6 +90,27 @@ def test_select_a_batch_in_label_studio(ls: LabelStudio, settings, safety_dir: P
     second = select_project(settings, ls, project_id, "topn", budget=10, seed=0)
     assert second.created and second.batch == 2 and second.task_ids == dry.task_ids
     assert not set(second.task_ids) & set(outcome.task_ids)
+
+
+def test_the_pool_is_read_whole_where_a_person_annotated_or_skipped(ls: LabelStudio, safety_dir: Path) -> None:
+    """select reads the pool without annotations and the annotated and skipped tasks again whole: what it sees
+    equals one whole read (order, data, annotations, which tasks count as labelled)."""
+    pool = read_dataset(safety_dir / "test_labeled.tsv").examples[:12]
+    project_id = create_project(ls, "alvar pool read", load("annotate"))
+    task_ids = import_pool(ls, project_id, pool)
+    for task_id, example in zip(task_ids[:3], pool[:3]):
+        ls.annotations.create(id=task_id, result=CONTROL.choice_result(example.label), was_cancelled=False)
+    ls.annotations.create(id=task_ids[3], result=[], was_cancelled=True)
+    ls.predictions.create(task=task_ids[4], result=CONTROL.choice_result(pool[4].label), model_version="v")
+
+    whole = list(iter_tasks(ls, project_id, fields="all"))
+    read = pool_tasks(ls, project_id, page_size=5)
+    assert [task["id"] for task in read] == [task["id"] for task in whole] == task_ids
+    assert [task["data"] for task in read] == [task["data"] for task in whole]
+    assert [_is_labeled(task) for task in read] == [_is_labeled(task) for task in whole] == [True] * 4 + [False] * 8
+    for task, reference in zip(read[:4], whole[:4]):
+        assert task["annotations"] == reference["annotations"] and len(task["annotations"]) == 1
+    assert all(not task.get("annotations") for task in read[4:])
 
 
 def batch_titles(ls: LabelStudio, project_id: int) -> list[str]:

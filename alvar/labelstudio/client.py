@@ -22,14 +22,30 @@ def as_dict(item: Any) -> dict[str, Any]:
     return item if isinstance(item, dict) else item.model_dump()
 
 
-def iter_tasks(client: LabelStudio, project_id: int, only_annotated: bool = False,
-               page_size: int = 500) -> Iterator[dict[str, Any]]:
+def iter_tasks(client: LabelStudio, project_id: int, only_annotated: bool = False, page_size: int = 500,
+               query: str | None = None, fields: str = "all") -> Iterator[dict[str, Any]]:
     """Every task of a project with its annotations, page by page; with ``only_annotated``, those with at least
-    one annotation (a Data Manager filter: Label Studio 1.23.2's task list ignores its ``only_annotated``)."""
-    query = dm_query(ANNOTATED) if only_annotated else None
-    pager: Iterable[Any] = client.tasks.list(project=project_id, fields="all", query=query, page_size=page_size)
+    one annotation (a Data Manager filter: Label Studio 1.23.2's task list ignores its ``only_annotated``), with
+    ``query`` (:func:`dm_query`) those it keeps. ``fields="task_only"`` leaves out annotations and predictions
+    (their counts stay) and takes Label Studio about half the time."""
+    query = dm_query(ANNOTATED) if only_annotated else query
+    pager: Iterable[Any] = client.tasks.list(project=project_id, fields=fields, query=query, page_size=page_size)
     for task in pager:
         yield as_dict(task)
+
+
+def pool_tasks(client: LabelStudio, project_id: int, page_size: int = 1000) -> list[dict[str, Any]]:
+    """Every task of a project in Label Studio's order, those with an annotation or a skip with their annotations.
+
+    A pool is mostly unannotated, and Label Studio 1.23.2 serves 11,000 tasks in 12.7 s without annotations and
+    predictions against 23.7 s with them: so every task is read without, and the annotated or skipped ones again
+    whole. A task annotated between the two reads comes whole; one annotated after both, as it was.
+    """
+    tasks = {task["id"]: task for task in iter_tasks(client, project_id, page_size=page_size, fields="task_only")}
+    touched = dm_query(ANNOTATED, SKIPPED, conjunction="or")
+    for task in iter_tasks(client, project_id, page_size=page_size, query=touched):
+        tasks[task["id"]] = task
+    return list(tasks.values())
 
 
 def dm_filter(field: str, operator: str, value: Any, kind: str = "String") -> dict[str, Any]:
@@ -47,10 +63,10 @@ def dm_number_order(field: str, descending: bool = True) -> dict[str, Any]:
     return {"ordering": [("-" if descending else "") + column], "columnsDisplayType": {column: "Number"}}
 
 
-def dm_query(*filters: dict[str, Any], order: Mapping[str, Any] | None = None) -> str:
-    """The ``query`` parameter of a task list that keeps tasks passing all ``filters``, in ``order``
-    (:func:`dm_number_order`) when given."""
-    return json.dumps({"filters": {"conjunction": "and", "items": list(filters)}, **(order or {})})
+def dm_query(*filters: dict[str, Any], order: Mapping[str, Any] | None = None, conjunction: str = "and") -> str:
+    """The ``query`` parameter of a task list that keeps tasks passing all ``filters`` (any of them with
+    ``conjunction="or"``), in ``order`` (:func:`dm_number_order`) when given."""
+    return json.dumps({"filters": {"conjunction": conjunction, "items": list(filters)}, **(order or {})})
 
 
 def count_tasks(client: LabelStudio, project_id: int, *filters: dict[str, Any]) -> int:
@@ -64,6 +80,7 @@ def count_tasks(client: LabelStudio, project_id: int, *filters: dict[str, Any]) 
 
 
 ANNOTATED = dm_filter("total_annotations", "greater", 0, "Number")
+SKIPPED = dm_filter("cancelled_annotations", "greater", 0, "Number")
 
 
 _BOOKKEEPING_COLUMNS = ("inner_id", "completed_at", "cancelled_annotations", "annotators", "annotations_results",
