@@ -111,6 +111,7 @@ def test_the_pool_is_read_whole_where_a_person_annotated_or_skipped(ls: LabelStu
     for task, reference in zip(read[:4], whole[:4]):
         assert task["annotations"] == reference["annotations"] and len(task["annotations"]) == 1
     assert all(not task.get("annotations") for task in read[4:])
+    assert whole[4]["predictions"] and not read[4].get("predictions"), "an untouched task is read without them"
 
 
 def batch_titles(ls: LabelStudio, project_id: int) -> list[str]:

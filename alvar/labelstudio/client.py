@@ -24,10 +24,10 @@ def as_dict(item: Any) -> dict[str, Any]:
 
 def iter_tasks(client: LabelStudio, project_id: int, only_annotated: bool = False, page_size: int = 500,
                query: str | None = None, fields: str = "all") -> Iterator[dict[str, Any]]:
-    """Every task of a project with its annotations, page by page; with ``only_annotated``, those with at least
-    one annotation (a Data Manager filter: Label Studio 1.23.2's task list ignores its ``only_annotated``), with
-    ``query`` (:func:`dm_query`) those it keeps. ``fields="task_only"`` leaves out annotations and predictions
-    (their counts stay) and takes Label Studio about half the time."""
+    """Every task of a project with its annotations and predictions, page by page; with ``only_annotated``, those
+    with at least one annotation (a Data Manager filter: Label Studio 1.23.2's task list ignores its
+    ``only_annotated``), with ``query`` (:func:`dm_query`) those it keeps. ``fields="task_only"`` leaves out
+    annotations and predictions (their counts stay) and takes Label Studio about half the time."""
     query = dm_query(ANNOTATED) if only_annotated else query
     pager: Iterable[Any] = client.tasks.list(project=project_id, fields=fields, query=query, page_size=page_size)
     for task in pager:
