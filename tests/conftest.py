@@ -117,25 +117,26 @@ def embedded_redis_url(run_root: Path) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def external_redis_url(worker_id: str) -> str:
-    """REDIS_URL when set, else this machine's Redis, database 15 (emptied first: it is the tests' database).
+    """REDIS_URL when set, else this machine's Redis, database 15 (emptied first: it is the tests' database)."""
+    return emptied_redis_database(worker_id)
 
-    Under pytest-xdist (``-n 2``) worker ``gwN`` takes the database N below it, so workers never empty each
-    other's.
+
+def emptied_redis_database(worker_id: str, below: int = 0) -> str:
+    """REDIS_URL (else this machine's Redis, database 15) ``below`` databases down, emptied first.
+
+    Under pytest-xdist (``-n 2``) worker ``gwN`` goes N further down, so workers never empty each other's.
     """
-    url = _database_below(os.environ.get("REDIS_URL") or EXTERNAL_REDIS_DEFAULT,
-                          int(worker_id.removeprefix("gw")) if worker_id.startswith("gw") else 0)
+    base = os.environ.get("REDIS_URL") or EXTERNAL_REDIS_DEFAULT
+    offset = below + (int(worker_id.removeprefix("gw")) if worker_id.startswith("gw") else 0)
+    parts = urlsplit(base)
+    database = int(parts.path.strip("/") or 0) - offset
+    if database < 0:
+        pytest.fail(f"{base}: no Redis database {offset} below it for this xdist worker")
+    url = urlunsplit(parts._replace(path=f"/{database}"))
     if not services.redis_reachable(url):
         pytest.fail(f"no Redis answers at {url}: start one or set REDIS_URL")
     redis.Redis.from_url(url).flushdb()
     return url
-
-
-def _database_below(url: str, offset: int) -> str:
-    parts = urlsplit(url)
-    database = int(parts.path.strip("/") or 0) - offset
-    if database < 0:
-        pytest.fail(f"{url}: no Redis database {offset} below it for this xdist worker")
-    return urlunsplit(parts._replace(path=f"/{database}"))
 
 
 @pytest.fixture(scope="session")

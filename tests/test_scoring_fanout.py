@@ -34,7 +34,7 @@ from alvar.scripts.scoring_fanout import (
 from alvar.scripts.selection import fill_caches, pool_embeddings, pool_probabilities
 from alvar.settings import SCORING_QUEUE, Settings, load_settings
 from alvar.vector_cache import text_key
-from tests.conftest import EXTERNAL_REDIS_DEFAULT, _database_below, alvar_command, copy_model_dir, wait_for
+from tests.conftest import alvar_command, copy_model_dir, emptied_redis_database, wait_for
 
 pytestmark = pytest.mark.slow
 FANOUT_DATABASE_OFFSET = 8
@@ -82,12 +82,7 @@ def redis_url(worker_id: str) -> str:
     """This machine's Redis at REDIS_URL, in a database of this module's: 8 below the tests' own, minus the
     xdist worker's number (workers on one database would take each other's chunks, of models they lack);
     emptied first."""
-    offset = FANOUT_DATABASE_OFFSET + (int(worker_id.removeprefix("gw")) if worker_id.startswith("gw") else 0)
-    url = _database_below(os.environ.get("REDIS_URL") or EXTERNAL_REDIS_DEFAULT, offset)
-    if not services.redis_reachable(url):
-        pytest.fail(f"no Redis answers at {url}: set REDIS_URL")
-    Redis.from_url(url).flushdb()
-    return url
+    return emptied_redis_database(worker_id, below=FANOUT_DATABASE_OFFSET)
 
 
 @pytest.fixture(scope="module")
