@@ -27,7 +27,7 @@ from redis.exceptions import RedisError
 from alvar.datafiles import read_dataset
 from alvar.generator.teacher import enqueue_drafts
 from alvar.labelstudio.batches import Batch, ensure_batch_tab, has_batch_tab, latest_batch
-from alvar.labelstudio.client import COMPACT_COLUMNS, dm_filter, pool_tasks
+from alvar.labelstudio.client import COMPACT_COLUMNS, dm_filter, is_labeled, pool_tasks
 from alvar.labelstudio.generation_config import GENERATION, GenerationControl, parse_generation_control, project_kind
 from alvar.labelstudio.generation_data import verified_pairs
 from alvar.labelstudio.label_config import ChoicesControl, parse_choices_control
@@ -79,10 +79,6 @@ class BatchOutcome:
     run: SelectionRun | None = None
 
 
-def _is_labeled(task: dict[str, Any]) -> bool:
-    return bool(task.get("total_annotations") or task.get("annotations"))
-
-
 def _still_open(client: LabelStudio, project_id: int, latest: Batch | None, dry_run: bool) -> BatchOutcome | None:
     """The outcome when the latest batch is complete and has unlabeled tasks: nothing changed (but for its tab,
     made if a run was cut short before it)."""
@@ -90,7 +86,7 @@ def _still_open(client: LabelStudio, project_id: int, latest: Batch | None, dry_
         return None
     if not dry_run:
         ensure_batch_tab(client, project_id, latest.number, latest.strategy)
-    open_tasks = [task for task in latest.tasks if not _is_labeled(task)]
+    open_tasks = [task for task in latest.tasks if not is_labeled(task)]
     if not open_tasks:
         return None
     return BatchOutcome(latest.number, [task["id"] for task in latest.tasks], False,
@@ -120,7 +116,7 @@ def select_project(settings: Settings, client: LabelStudio, project_id: int, str
         return unchanged
     batch = 1 if latest is None else latest.number if not latest.complete else latest.number + 1
     batch_of = [BatchFields.of(task).batch for task in tasks]
-    picking = Picking(settings, tasks, [not _is_labeled(task) and not is_variation(task) and (b is None or b == batch)
+    picking = Picking(settings, tasks, [not is_labeled(task) and not is_variation(task) and (b is None or b == batch)
                                         for task, b in zip(tasks, batch_of)], strategy, budget, seed, project_id,
                       n_clusters, per_cluster)
     if isinstance(control, GenerationControl):
@@ -169,7 +165,7 @@ class Picking:
                         dtype=bool)
 
     def labeled_texts(self, texts: list[str]) -> list[str]:
-        return [text for task, text in zip(self.tasks, texts) if _is_labeled(task)]
+        return [text for task, text in zip(self.tasks, texts) if is_labeled(task)]
 
 
 def _pick_classification(picking: Picking, control: ChoicesControl) -> SelectionRun:

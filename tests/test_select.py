@@ -15,11 +15,11 @@ from alvar.backend.model_store import ModelStore
 from alvar.datafiles import Example, read_dataset
 from alvar.label_config import load
 from alvar.labelstudio.batches import batch_tab_title, latest_batch
-from alvar.labelstudio.client import iter_tasks, pool_tasks
+from alvar.labelstudio.client import is_labeled, iter_tasks, pool_tasks
 from alvar.labelstudio.label_config import LabelConfigError, parse_choices_control
 from alvar.labelstudio.task_data import BatchFields, VariationFields
 from alvar.scripts.project import create_project, import_pool
-from alvar.scripts.select import _is_labeled, select_project
+from alvar.scripts.select import select_project
 from alvar.scripts.selection import first_of_duplicates
 from alvar.settings import load_settings
 from alvar.strategies import DEFAULT_STRATEGY
@@ -107,7 +107,7 @@ def test_the_pool_is_read_whole_where_a_person_annotated_or_skipped(ls: LabelStu
     read = pool_tasks(ls, project_id, page_size=5)
     assert [task["id"] for task in read] == [task["id"] for task in whole] == task_ids
     assert [task["data"] for task in read] == [task["data"] for task in whole]
-    assert [_is_labeled(task) for task in read] == [_is_labeled(task) for task in whole] == [True] * 4 + [False] * 8
+    assert [is_labeled(task) for task in read] == [is_labeled(task) for task in whole] == [True] * 4 + [False] * 8
     for task, reference in zip(read[:4], whole[:4]):
         assert task["annotations"] == reference["annotations"] and len(task["annotations"]) == 1
     assert all(not task.get("annotations") for task in read[4:])

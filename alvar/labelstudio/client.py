@@ -48,6 +48,13 @@ def pool_tasks(client: LabelStudio, project_id: int, page_size: int = 1000) -> l
     return list(tasks.values())
 
 
+def is_labeled(task: Mapping[str, Any]) -> bool:
+    """Whether a person answered the task: annotated, or skipped (a skip comes as an annotation of a whole read;
+    a ``task_only`` read keeps only the count of real annotations, which is why :func:`pool_tasks` reads skipped
+    tasks whole)."""
+    return bool(task.get("total_annotations") or task.get("annotations"))
+
+
 def dm_filter(field: str, operator: str, value: Any, kind: str = "String") -> dict[str, Any]:
     """One Data Manager filter on a task field (``data.<key>``, ``total_annotations``, ...)."""
     return {"filter": f"filter:tasks:{field}", "operator": operator, "type": kind, "value": value}
