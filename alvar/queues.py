@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import cast
 
 from redis import Redis
-from rq import Queue
+from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
@@ -15,6 +16,26 @@ from alvar.settings import GENERATION_QUEUE, TRAINING_QUEUE, Settings
 WAITING_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED})
 # A job in one of these states will still run (or is running): the same key is not queued again.
 PENDING_STATUSES = WAITING_STATUSES | {JobStatus.STARTED}
+
+
+@dataclass(frozen=True)
+class JobPolicy:
+    """How long one run of a generation or draft job may take, and when a failed one runs again (three times by
+    default; one that failed on a configuration error does not, see :func:`alvar.generator.jobs.record_failure`)."""
+
+    timeout: int = 300
+    retry_intervals: tuple[int, ...] = (30, 120, 600)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> JobPolicy:
+        return cls(settings.generation_timeout, settings.retry_intervals)
+
+    def retry(self) -> Retry:
+        return Retry(max=len(self.retry_intervals), interval=list(self.retry_intervals))
+
+
+# Production's: what a job queued without settings at hand gets.
+DEFAULT_JOB_POLICY = JobPolicy()
 
 
 def redis_connection(settings: Settings) -> Redis:

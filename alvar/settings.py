@@ -125,7 +125,14 @@ class Settings(BaseSettings):
     label_studio_venv: Path = Field(
         Path.home() / ".cache" / "alvar" / f"label-studio-{LABEL_STUDIO_VERSION}",
         validation_alias=AliasChoices("ALVAR_LABEL_STUDIO_VENV"),
-        description="Label Studio's own virtual environment (created on first use).",
+        description="Label Studio's own virtual environment (built from its lock on first use, repaired when it "
+        "differs).",
+    )
+    label_studio_lock: Path | None = Field(
+        None,
+        validation_alias=AliasChoices("ALVAR_LABEL_STUDIO_LOCK"),
+        description="The lock Label Studio's environment is installed from (unset: requirements/label-studio.txt "
+        "as shipped with alvar).",
     )
     base_model: str = Field(
         default_factory=_default_base_model,
@@ -263,9 +270,19 @@ class Settings(BaseSettings):
         1024, ge=16, le=100_000, validation_alias=AliasChoices("ALVAR_SCORING_CHUNK"),
         description="Texts per scoring job when a pool's scoring is fanned out over the workers.",
     )
+    scoring_heartbeat_ttl: int = Field(
+        40, ge=2, validation_alias=AliasChoices("ALVAR_SCORING_HEARTBEAT_TTL"),
+        description="Seconds without a heartbeat after which a scoring chunk counts as abandoned (its worker was "
+        "killed) and runs again; a busy scoring worker beats eight times as often.",
+    )
     generation_timeout: int = Field(
         300, ge=1, validation_alias=AliasChoices("ALVAR_GENERATION_TIMEOUT"),
         description="Seconds a generation job may run; a worker that dies mid-job is noticed 60 s after this.",
+    )
+    job_retry_intervals: str = Field(
+        "30,120,600", pattern=r"^\d+(,\d+)*$", validation_alias=AliasChoices("ALVAR_JOB_RETRY_INTERVALS"),
+        description="Seconds before a failed generation or draft job runs again, one number per retry "
+        "(comma-separated).",
     )
     reconcile_interval: int = Field(
         300, ge=0, validation_alias=AliasChoices("ALVAR_RECONCILE_INTERVAL"),
@@ -358,6 +375,11 @@ class Settings(BaseSettings):
             raise ValueError(f"ALVAR_VARIATIONS_MIN ({self.variations_min}) is above ALVAR_VARIATIONS_MAX "
                              f"({self.variations_max})")
         return self
+
+    @property
+    def retry_intervals(self) -> tuple[int, ...]:
+        """ALVAR_JOB_RETRY_INTERVALS as numbers."""
+        return tuple(int(seconds) for seconds in self.job_retry_intervals.split(","))
 
     def as_env(self) -> dict[str, str]:
         """Every setting that has a value, under its environment variable: the environment of a process that

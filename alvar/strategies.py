@@ -27,6 +27,9 @@ ASSIGN_CHUNK = 65_536
 SAMPLE_PER_CLUSTER = 256
 DEFAULT_STRATEGY = "balanced"
 """What `alvar select` uses without ``--strategy``, and what the name ``default`` stands for."""
+# K of `alvar coverage`: that of `alvar select`'s default batch (budget 20, one task per cluster), so both speak of
+# clusters of one size.
+DEFAULT_CLUSTERS = 20
 
 
 class SelectionError(AlvarError, ValueError):

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from redis import Redis
-from rq import Callback, Queue, Retry
+from rq import Callback, Queue
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 
@@ -27,15 +27,11 @@ from alvar.labelstudio.webhook import (
     WebhookEvent,
     human_label,
 )
-from alvar.queues import PENDING_STATUSES, generation_queue, job_status
+from alvar.queues import DEFAULT_JOB_POLICY, PENDING_STATUSES, JobPolicy, generation_queue, job_status
 from alvar.settings import Settings
 
-# A failed job (LLM or Label Studio unreachable after the SDKs' own retries) runs again later, three times; one
-# that failed on a configuration error does not (see :func:`alvar.generator.jobs.record_failure`).
-JOB_RETRY_INTERVALS = (30, 120, 600)
 
-
-def queue_generation(connection: Redis, queue: Queue, project_id: int, found: HumanLabel, job_timeout: int,
+def queue_generation(connection: Redis, queue: Queue, project_id: int, found: HumanLabel, policy: JobPolicy,
                      reason: str = "webhook") -> dict[str, Any]:
     """Queue the generation job of (project, task, label) unless one is waiting or running already."""
     job_id = generation_key(project_id, found.task_id, found.label)
@@ -54,8 +50,8 @@ def queue_generation(connection: Redis, queue: Queue, project_id: int, found: Hu
         queue.enqueue(
             generate_variations, project_id, found.task_id, found.label, text,
             job_id=job_id,
-            job_timeout=job_timeout,
-            retry=Retry(max=len(JOB_RETRY_INTERVALS), interval=list(JOB_RETRY_INTERVALS)),
+            job_timeout=policy.timeout,
+            retry=policy.retry(),
             on_failure=Callback(record_failure),
             result_ttl=30 * 24 * 3600,
             failure_ttl=30 * 24 * 3600,
@@ -69,14 +65,14 @@ def queue_generation(connection: Redis, queue: Queue, project_id: int, found: Hu
 class GenerationReaction:
     """The webhook reaction that queues one generation job per human label of a source task."""
 
-    def __init__(self, connection: Redis, queue: Queue, job_timeout: int = 300) -> None:
+    def __init__(self, connection: Redis, queue: Queue, policy: JobPolicy = DEFAULT_JOB_POLICY) -> None:
         self.connection = connection
         self.queue = queue
-        self.job_timeout = job_timeout
+        self.policy = policy
 
     @classmethod
     def from_settings(cls, settings: Settings, connection: Redis) -> GenerationReaction:
-        return cls(connection, generation_queue(connection), settings.generation_timeout)
+        return cls(connection, generation_queue(connection), JobPolicy.from_settings(settings))
 
     def __call__(self, event: WebhookEvent) -> dict[str, Any] | None:
         if event.action not in ANNOTATION_ACTIONS:
@@ -91,7 +87,7 @@ class GenerationReaction:
         for annotation, task in event.annotations():
             found = human_label(annotation, task, control)
             if isinstance(found, HumanLabel):
-                jobs.append(queue_generation(self.connection, self.queue, event.project_id, found, self.job_timeout))
+                jobs.append(queue_generation(self.connection, self.queue, event.project_id, found, self.policy))
             else:
                 jobs.append({"status": "skipped", "reason": found})
         return {"generation": jobs}

@@ -35,7 +35,7 @@ from alvar.labelstudio.label_config import ChoicesControl
 from alvar.labelstudio.task_data import BATCHED, VARIATIONS, DraftFields, VariationFields
 from alvar.labelstudio.training_data import current_labels, is_bootstrap
 from alvar.labelstudio.webhook import HumanLabel
-from alvar.queues import generation_queue, job_status
+from alvar.queues import JobPolicy, generation_queue, job_status
 from alvar.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -126,7 +126,7 @@ def _queue_missing(settings: Settings, connection: Redis, queue: Queue, project_
     if _settled(connection, job_id):
         return {"status": "settled", "job_id": job_id}
     human = HumanLabel(task["id"], annotation_with(task, control, label) or 0, label, None)
-    return queue_generation(connection, queue, project_id, human, settings.generation_timeout, reason="sweep")
+    return queue_generation(connection, queue, project_id, human, JobPolicy.from_settings(settings), reason="sweep")
 
 
 def _unshown_draft(task: dict[str, Any], control: GenerationControl, model_version: str | None) -> bool:
@@ -163,8 +163,8 @@ def catch_up_drafts(settings: Settings, client: LabelStudio, connection: Redis, 
         found.sources += 1
         if not _needs_draft(connection, project_id, task, control, model_version):
             continue
-        outcome = queue_draft(connection, queue, project_id, task["id"], settings.generation_timeout, reason="sweep",
-                              rerun_finished=True)
+        outcome = queue_draft(connection, queue, project_id, task["id"], JobPolicy.from_settings(settings),
+                              reason="sweep", rerun_finished=True)
         if outcome["status"] == "queued":
             found.queued.append(outcome["job_id"])
         elif outcome["status"] == "already queued":

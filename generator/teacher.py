@@ -26,7 +26,7 @@ from contextlib import nullcontext
 from typing import Any
 
 from redis import Redis
-from rq import Callback, Queue, Retry, get_current_job
+from rq import Callback, Queue, get_current_job
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 
@@ -34,7 +34,6 @@ from alvar.attribute_model import AttributeJudge, AttributeModelError
 from alvar.generator.draft_screening import screen_draft
 from alvar.generator.jobs import CONFIGURATION_ERRORS, NO_CLIENT_RETRIES, record_failure
 from alvar.generator.llm import OUTPUT_SCHEMA, ChatClient, Usage
-from alvar.generator.reaction import JOB_RETRY_INTERVALS
 from alvar.generator.source_state import source_lock
 from alvar.generator.templates import TeacherPrompt
 from alvar.generator.usage import record_usage
@@ -48,7 +47,7 @@ from alvar.labelstudio.generation_config import (
 )
 from alvar.labelstudio.label_config import interface
 from alvar.labelstudio.task_data import DRAFTED_STATUS, DraftFields, data_of, screened_out
-from alvar.queues import PENDING_STATUSES, generation_queue, job_status
+from alvar.queues import DEFAULT_JOB_POLICY, PENDING_STATUSES, JobPolicy, generation_queue, job_status
 from alvar.settings import Settings
 
 # Besides the variation jobs' configuration errors: an attribute value H that R does not know.
@@ -68,7 +67,7 @@ def record_draft_failure(job: Job, connection: Redis, error_type: type[BaseExcep
         job.retries_left = 0
 
 
-def queue_draft(connection: Redis, queue: Queue, project_id: int, task_id: int, job_timeout: int = 300,
+def queue_draft(connection: Redis, queue: Queue, project_id: int, task_id: int, policy: JobPolicy = DEFAULT_JOB_POLICY,
                 reason: str = "select", rerun_finished: bool = False) -> dict[str, Any]:
     """Queue the draft job of a task unless one is waiting or running, or (without ``rerun_finished``, which the
     sweep passes for a task it found without a draft) one finished already."""
@@ -85,8 +84,8 @@ def queue_draft(connection: Redis, queue: Queue, project_id: int, task_id: int, 
         queue.enqueue(
             draft_output, project_id, task_id,
             job_id=job_id,
-            job_timeout=job_timeout,
-            retry=Retry(max=len(JOB_RETRY_INTERVALS), interval=list(JOB_RETRY_INTERVALS)),
+            job_timeout=policy.timeout,
+            retry=policy.retry(),
             on_failure=Callback(record_draft_failure),
             result_ttl=30 * 24 * 3600,
             failure_ttl=30 * 24 * 3600,
@@ -96,11 +95,11 @@ def queue_draft(connection: Redis, queue: Queue, project_id: int, task_id: int, 
     return {"status": "queued", "job_id": job_id}
 
 
-def enqueue_drafts(connection: Redis, project_id: int, task_ids: Sequence[int], job_timeout: int = 300,
+def enqueue_drafts(connection: Redis, project_id: int, task_ids: Sequence[int], policy: JobPolicy = DEFAULT_JOB_POLICY,
                    reason: str = "select") -> list[str]:
     """Queue the draft job of each task that has none waiting, running or finished; the ids queued now."""
     queue = generation_queue(connection)
-    outcomes = [queue_draft(connection, queue, project_id, task_id, job_timeout, reason) for task_id in task_ids]
+    outcomes = [queue_draft(connection, queue, project_id, task_id, policy, reason) for task_id in task_ids]
     return [outcome["job_id"] for outcome in outcomes if outcome["status"] == "queued"]
 
 

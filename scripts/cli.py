@@ -11,7 +11,7 @@ import typer
 
 from alvar.errors import AlvarError
 from alvar.scripts import render
-from alvar.scripts.commands import attribute, coverage, data, datasets, model, services, stack
+from alvar.scripts.commands import attribute, coverage, data, datasets, doctor, model, services, stack
 from alvar.scripts.commands.options import RunSettings
 from alvar.settings import settings_signature
 
@@ -42,5 +42,5 @@ _run_settings.__signature__ = settings_signature().replace(  # type: ignore[attr
     parameters=[_context, *settings_signature().parameters.values()])
 app.callback()(_run_settings)
 
-for commands in (stack.app, services.app, model.app, data.app, coverage.app, datasets.app, attribute.app):
+for commands in (stack.app, services.app, model.app, data.app, coverage.app, datasets.app, attribute.app, doctor.app):
     app.add_typer(commands)

@@ -31,11 +31,8 @@ from alvar.labelstudio.task_data import data_of
 from alvar.labelstudio.training_data import LabelledItem, is_variation, labelled_items
 from alvar.scripts.selection import pool_entropy
 from alvar.settings import Settings
-from alvar.strategies import ASSIGN_CHUNK, fit_kmeans
+from alvar.strategies import ASSIGN_CHUNK, DEFAULT_CLUSTERS, fit_kmeans
 from alvar.vector_cache import VectorCache, text_key
-
-# K of `alvar select`'s default batch (budget 20, one task per cluster), so both speak of clusters of one size.
-DEFAULT_CLUSTERS = 20
 
 
 class CoverageError(AlvarError, ValueError):

@@ -43,6 +43,11 @@ def say(line: str) -> None:
     console.print(escape(line))
 
 
+def unwrapped(text: str) -> None:
+    """A line that stays one line whatever the terminal's width (paths and versions a person copies)."""
+    console.print(escape(text), soft_wrap=True)
+
+
 def line(text: str) -> None:
     console.print(text)
 

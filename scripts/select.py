@@ -33,6 +33,7 @@ from alvar.labelstudio.generation_data import verified_pairs
 from alvar.labelstudio.label_config import ChoicesControl, parse_choices_control
 from alvar.labelstudio.task_data import DRAFTED, BatchFields
 from alvar.labelstudio.training_data import LabelledItem, is_variation, labelled_items
+from alvar.queues import JobPolicy
 from alvar.scripts import services
 from alvar.scripts.generation_scores import select_generation_batch
 from alvar.scripts.selection import SelectionRun, select_batch
@@ -206,7 +207,8 @@ def _queue_drafts(settings: Settings, connection: Redis | None, project_id: int,
     sweep drafts every batched task without a draft)."""
     url = settings.redis_url or services.embedded_redis_url(settings.data_dir.resolve())
     try:
-        queued = enqueue_drafts(connection or Redis.from_url(url, socket_connect_timeout=2), project_id, task_ids)
+        queued = enqueue_drafts(connection or Redis.from_url(url, socket_connect_timeout=2), project_id, task_ids,
+                                JobPolicy.from_settings(settings))
     except RedisError as error:
         log.warning("teacher drafts of project %d not queued (%s): the sweep will draft them", project_id, error)
         return f"Redis at {url} is unreachable ({error}): the worker's sweep will draft them"

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -29,7 +29,7 @@ from rich.console import Console
 
 from alvar.errors import AlvarError
 from alvar.processes import process_alive
-from alvar.settings import LABEL_STUDIO_VERSION
+from alvar.scripts.label_studio_env import LabelStudioEnvironmentError, ensure_label_studio_venv, fix_hint
 
 console = Console(stderr=True)
 # Everything the services and alvar create in a data dir is for this user only (files 0600, directories 0700).
@@ -194,21 +194,6 @@ def start_and_wait(data_dir: Path, name: str, argv: Sequence[str], ready: Callab
 # --- Label Studio -----------------------------------------------------------------------------------------
 
 
-def ensure_label_studio_venv(venv: Path) -> Path:
-    """Label Studio's own virtual environment (its pins clash with ours); created on first use. Returns its CLI."""
-    executable = venv / "bin" / "label-studio"
-    if executable.exists():
-        return executable
-    console.print(f"[bold]Installing label-studio=={LABEL_STUDIO_VERSION}[/] into {venv} (once, about two minutes)")
-    venv.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", f"label-studio=={LABEL_STUDIO_VERSION}"],
-                   check=True)
-    if not executable.exists():
-        raise ServiceError(f"label-studio was installed into {venv} but {executable} is missing")
-    return executable
-
-
 @dataclass(frozen=True)
 class LabelStudioServer:
     """A running Label Studio: where it is and how to log in."""
@@ -248,6 +233,19 @@ def _client_host(bind: str) -> str:
     return _url_host(bind)
 
 
+# Label Studio's entry point, run by the environment's own Python (not its `label-studio` script, whose first
+# line names the Python of wherever the environment was first built).
+LABEL_STUDIO_MAIN = "import sys; from label_studio.server import main; sys.exit(main())"
+
+
+def _python_failure(log: Path) -> str | None:
+    """The exception line that ended a Python traceback in ``log`` (Label Studio died at import), or None."""
+    lines = _tail(log, 200).splitlines()
+    if not any(line.startswith("Traceback (most recent call last)") for line in lines):
+        return None
+    return next((line for line in reversed(lines) if re.match(r"^[\w.]+(Error|Exception)\b", line)), lines[-1])
+
+
 LABEL_STUDIO_SETTINGS_MODULE = "alvar_label_studio_settings"
 LABEL_STUDIO_SETTINGS = '''"""Label Studio's settings, but the files it saves (uploads, exports) are created 0600."""
 import os
@@ -273,12 +271,17 @@ def _private_uploads_env(data_dir: Path) -> dict[str, str]:
 
 
 def start_label_studio(data_dir: Path, port: int, username: str, password: str, token: str, venv: Path,
-                       timeout: float = 300.0, bind: str = LOOPBACK, database: str | None = None) -> LabelStudioServer:
+                       timeout: float = 300.0, bind: str = LOOPBACK, database: str | None = None,
+                       lock: Path | None = None) -> LabelStudioServer:
     """Start (or reuse) Label Studio on ``bind:port`` with its data in ``data_dir/label-studio``; wait for /health.
 
     Its database is SQLite in that folder, or with ``database`` (``postgresql://USER[:PASSWORD]@HOST[:PORT]/DB``)
     that PostgreSQL database, created first when the server lacks it
     (:func:`alvar.scripts.label_studio_database.ensure_database`); its files (uploads, exports) stay in the folder.
+
+    Label Studio runs from its own environment ``venv``, checked against ``lock`` first (built or repaired from it
+    when it differs: :func:`alvar.scripts.label_studio_env.ensure_label_studio_venv`); a Label Studio that dies
+    with a Python traceback while starting is reported with that environment and the fix.
 
     Legacy tokens are enabled (so ``token`` works as an API key from the first start), and the SSRF guards
     that reject an ML backend and webhooks on localhost are off: this stack runs them on this machine.
@@ -292,7 +295,7 @@ def start_label_studio(data_dir: Path, port: int, username: str, password: str, 
         return LabelStudioServer(url, username, password, token, pid)
     if healthy(url):
         raise ServiceError(f"port {port} already serves a Label Studio that this data dir did not start")
-    executable = ensure_label_studio_venv(venv)
+    python = ensure_label_studio_venv(venv, lock, log=lambda text: console.print(text, markup=False, soft_wrap=True))
     ls_data = private_dir(data_dir / "label-studio")
     database_env = {"DJANGO_DB": "sqlite"}
     if database is not None:
@@ -314,17 +317,24 @@ def start_label_studio(data_dir: Path, port: int, username: str, password: str, 
         **database_env,
         **_private_uploads_env(data_dir),
     }
-    pid = start_and_wait(
-        data_dir,
-        "label-studio",
-        [str(executable), "start", "--no-browser", "--internal-host", _url_host(bind), "--port", str(port),
-         "--data-dir", str(ls_data), "--enable-legacy-api-token"],
-        lambda: healthy(url),
-        f"Label Studio on port {port}",
-        timeout,
-        env=env,
-        cwd=ls_data,
-    )
+    try:
+        pid = start_and_wait(
+            data_dir,
+            "label-studio",
+            [str(python), "-c", LABEL_STUDIO_MAIN, "start", "--no-browser", "--internal-host", _url_host(bind),
+             "--port", str(port), "--data-dir", str(ls_data), "--enable-legacy-api-token"],
+            lambda: healthy(url),
+            f"Label Studio on port {port}",
+            timeout,
+            env=env,
+            cwd=ls_data,
+        )
+    except ServiceError:
+        failure = _python_failure(log_path(data_dir, "label-studio"))
+        if failure is None:
+            raise
+        raise LabelStudioEnvironmentError(f"Label Studio failed in its environment at {venv}: {failure}; "
+                                          f"{fix_hint(venv)}") from None
     return LabelStudioServer(url, username, password, token, pid)
 
 

@@ -136,7 +136,7 @@ def start_services(settings: Settings, state: StackState) -> dict[str, str]:
     # Label Studio first: its start checks PostgreSQL, which being down then leaves no Redis behind.
     server = services.start_label_studio(data_dir, state.label_studio_port, state.username, state.password,
                                          state.token, settings.label_studio_venv, bind=settings.label_studio_bind,
-                                         database=database)
+                                         database=database, lock=settings.label_studio_lock)
     redis_url = services.ensure_redis(data_dir, settings.redis_url)
     state.label_studio_url = server.url
     state.database = database_name(database)

@@ -51,11 +51,11 @@ LONGEST_RESTART_WAIT = 60.0
 TRAINING_WORKER_TTL = 60
 # Its RQ maintenance (registry cleanup) every this many seconds.
 TRAINING_MAINTENANCE_SECONDS = 60
-# A scoring worker beats this often while a chunk runs; a chunk whose worker stopped beating counts as abandoned
-# after SCORING_HEARTBEAT_TTL seconds (RQ's own default is the job's timeout plus a minute). The margin covers a
-# worker starved of CPU for a while and clocks of machines that differ by seconds (keep them NTP-synced).
-SCORING_BEAT_SECONDS = 5
-SCORING_HEARTBEAT_TTL = 40
+# A chunk whose scoring worker stopped beating counts as abandoned after ALVAR_SCORING_HEARTBEAT_TTL seconds (40;
+# RQ's own default is the job's timeout plus a minute); the worker beats eight times as often while a chunk runs.
+# The margin covers a worker starved of CPU for a while and clocks of machines that differ by seconds (keep them
+# NTP-synced).
+SCORING_BEATS_PER_TTL = 8
 # Idle, it blocks on the queue this long minus 15 s between heartbeats; its maintenance (which settles the
 # chunks of dead workers) runs this often.
 SCORING_WORKER_TTL = 30
@@ -138,11 +138,15 @@ def _run_worker_loop(settings: Settings, name: str, burst: bool, role: str,
 
 class ScoringWorker(WarmStop, SteadyHeartbeats, ReconnectingWorker, SimpleWorker):
     """RQ's non-forking worker (the models stay loaded between chunks) with a short heartbeat: a thread beats
-    every SCORING_BEAT_SECONDS while a chunk runs, and RQ settles a chunk that went SCORING_HEARTBEAT_TTL
-    seconds without a beat as abandoned (it runs once more)."""
+    SCORING_BEATS_PER_TTL times per ``heartbeat_ttl`` while a chunk runs, and RQ settles a chunk that went
+    ``heartbeat_ttl`` seconds without a beat as abandoned (it runs once more)."""
+
+    def __init__(self, *args: Any, heartbeat_ttl: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.heartbeat_ttl = heartbeat_ttl
 
     def get_heartbeat_ttl(self, job: Job) -> int:
-        return SCORING_HEARTBEAT_TTL
+        return self.heartbeat_ttl
 
     def perform_job(self, job: Job, queue: Queue) -> bool:
         running = threading.Event()
@@ -155,7 +159,7 @@ class ScoringWorker(WarmStop, SteadyHeartbeats, ReconnectingWorker, SimpleWorker
             beating.join()
 
     def _beat(self, job: Job, done: threading.Event) -> None:
-        while not done.wait(SCORING_BEAT_SECONDS):
+        while not done.wait(self.heartbeat_ttl / SCORING_BEATS_PER_TTL):
             self.maintain_heartbeats(job)
 
 
@@ -166,7 +170,7 @@ def run_scoring(settings: Settings, name: str, burst: bool) -> None:
 
     _run_worker_loop(settings, name, burst, "scoring", lambda connection: ScoringWorker(
         [SCORING_QUEUE], connection=connection, name=name, worker_ttl=SCORING_WORKER_TTL,
-        maintenance_interval=SCORING_MAINTENANCE_SECONDS))
+        maintenance_interval=SCORING_MAINTENANCE_SECONDS, heartbeat_ttl=settings.scoring_heartbeat_ttl))
 
 
 def _stop_on_signals(stop: threading.Event) -> threading.Event:

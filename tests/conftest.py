@@ -36,10 +36,16 @@ EXTERNAL_REDIS_DEFAULT = "redis://127.0.0.1:6379/15"
 POSTGRES_ADMIN_DEFAULT = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 # A stack that the README's `alvar up` left in the checkout (./alvar-data/alvar.env) must not lend its
-# settings to the tests: every test process and its children get an empty data dir of their own.
+# settings to the tests, and what earlier runs cached (embeddings, entropies, the LLM's answers) must not decide
+# which path a test takes: every test process and its children get an empty data dir and cache dir of their own.
+# Label Studio's environment stays where the settings put it (checked against its lock at every start).
+os.environ["ALVAR_LABEL_STUDIO_VENV"] = str(load_settings().label_studio_venv)
 _TEST_DATA_DIR = tempfile.mkdtemp(prefix="alvar-tests-data-", dir="/tmp")
-atexit.register(shutil.rmtree, _TEST_DATA_DIR, True)
+_TEST_CACHE_DIR = tempfile.mkdtemp(prefix="alvar-tests-cache-", dir="/tmp")
+for _folder in (_TEST_DATA_DIR, _TEST_CACHE_DIR):
+    atexit.register(shutil.rmtree, _folder, True)
 os.environ["ALVAR_DATA_DIR"] = _TEST_DATA_DIR
+os.environ["ALVAR_CACHE_DIR"] = _TEST_CACHE_DIR
 
 
 def free_port() -> int:
@@ -97,7 +103,8 @@ def run_root() -> Iterator[Path]:
 def label_studio(run_root: Path) -> Iterator[services.LabelStudioServer]:
     data_dir = run_root / "ls"
     server = services.start_label_studio(data_dir, free_port(), LS_USER, LS_PASSWORD, LS_TOKEN,
-                                         venv=load_settings().label_studio_venv)
+                                         venv=load_settings().label_studio_venv,
+                                         lock=load_settings().label_studio_lock)
     yield server
     services.stop_process(data_dir, "label-studio")
 

@@ -17,11 +17,12 @@ from redis import Redis
 from rq import Queue
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
-from alvar.generator.reaction import JOB_RETRY_INTERVALS, GenerationReaction
+from alvar.generator.reaction import GenerationReaction
 from alvar.generator.threaded_workers import ThreadWorker
 from alvar.generator.worker_resources import WorkerResources
 from alvar.label_config import load
 from alvar.labelstudio.webhook import parse_event
+from alvar.queues import DEFAULT_JOB_POLICY
 from alvar.settings import GENERATION_QUEUE, load_settings
 from tests.chat_server import ChatServer
 from tests.conftest import alvar_command, free_port
@@ -55,7 +56,7 @@ def test_label_studio_down_fails_the_job_with_its_reason_and_schedules_a_retry(r
         subprocess.run([*alvar_command(), "worker", "--queues", "generation", "--burst"], env=env, check=True,
                        capture_output=True, timeout=120)
     job = queue.fetch_job(queued["job_id"])
-    assert job.get_status() == "scheduled" and job.retries_left == len(JOB_RETRY_INTERVALS) - 1
+    assert job.get_status() == "scheduled" and job.retries_left == len(DEFAULT_JOB_POLICY.retry_intervals) - 1
     assert job.id in ScheduledJobRegistry(queue=queue).get_job_ids()
     assert job.meta["failures"] == 1 and job.meta["last_error"].startswith("ConnectError")
 

@@ -9,6 +9,7 @@ from alvar.generator.jobs import generate_variations, generation_key
 from alvar.generator.reaction import GenerationReaction
 from alvar.label_config import load
 from alvar.labelstudio.webhook import parse_event
+from alvar.queues import JobPolicy
 from alvar.settings import GENERATION_QUEUE
 
 CONFIG = load("annotate")
@@ -28,7 +29,7 @@ def test_each_human_label_queues_one_job_and_nothing_else_does(redis_url: str) -
     connection = Redis.from_url(redis_url)
     connection.flushdb()
     queue = Queue(GENERATION_QUEUE, connection=connection)
-    react = GenerationReaction(connection, queue, job_timeout=123)
+    react = GenerationReaction(connection, queue, JobPolicy(timeout=123))
     tasks = [{"id": 1, "data": {"text": "my landlord kept my deposit"}},
              {"id": 2, "data": {"text": "a variation", "origin": "llm"}},
              {"id": 3, "data": {"text": "skipped one"}},

@@ -149,7 +149,8 @@ def label_studio_on_postgres(run_root: Path, postgres_admin_url: str) -> Iterato
     started = time.monotonic()
     try:
         server = services.start_label_studio(data_dir, free_port(), LS_USER, LS_PASSWORD, LS_TOKEN,
-                                             venv=load_settings().label_studio_venv, database=url)
+                                             venv=load_settings().label_studio_venv,
+                                             lock=load_settings().label_studio_lock, database=url)
         yield PostgresLabelStudio(server, LabelStudio(base_url=server.url, api_key=server.token, timeout=120), url,
                                   time.monotonic() - started)
     finally:

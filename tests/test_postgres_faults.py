@@ -4,7 +4,7 @@
 What we promise: Label Studio keeps running through the restart (Django opens a connection per request, so the
 requests made while PostgreSQL is away, /health included, fail with 500 and the first ones after it is back
 succeed, with no restart of Label Studio); the jobs that
-met the outage fail, RQ runs them again after JOB_RETRY_INTERVALS[0], and every job ends finished with each
+met the outage fail, RQ runs them again after the policy's first retry interval, and every job ends finished with each
 source holding exactly its k variations, each with its pre-label: none lost, none doubled.
 """
 
@@ -21,11 +21,11 @@ from redis import Redis
 from rq.job import Job, JobStatus
 
 from alvar.datafiles import read_dataset
-from alvar.generator.reaction import JOB_RETRY_INTERVALS, queue_generation
+from alvar.generator.reaction import queue_generation
 from alvar.labelstudio.client import iter_tasks
 from alvar.labelstudio.webhook import HumanLabel
 from alvar.processes import process_alive
-from alvar.queues import generation_queue
+from alvar.queues import JobPolicy, generation_queue
 from alvar.scripts import services
 from alvar.scripts.label_studio_database import create_database
 from alvar.scripts.project import create_project, import_pool
@@ -41,6 +41,8 @@ K = 3
 SOURCES = 24
 LLM_LATENCY = 1.0
 OUTAGE_SECONDS = 6.0
+# The jobs this test queues: production's timeout, and retries a few seconds apart instead of 30 s.
+POLICY = JobPolicy(timeout=120, retry_intervals=(2, 4, 8))
 
 
 def finished(connection: Redis, job_ids: list[str]) -> int:
@@ -56,7 +58,8 @@ def test_postgresql_restarted_while_generation_jobs_run(tmp_path: Path, safety_d
         database = create_database(postgres.url(), "label_studio")
         ls_dir = tmp_path / "ls"
         server = services.start_label_studio(ls_dir, free_port(), LS_USER, LS_PASSWORD, LS_TOKEN,
-                                             venv=load_settings().label_studio_venv, database=database)
+                                             venv=load_settings().label_studio_venv,
+                                             lock=load_settings().label_studio_lock, database=database)
         env = {"REDIS_URL": external_redis_url, "LABEL_STUDIO_URL": server.url, "LABEL_STUDIO_API_KEY": server.token,
                "OPENAI_BASE_URL": llm.base_url, "OPENAI_API_KEY": "test-key", "ALVAR_LLM_MODEL": "loopback-pg",
                "ALVAR_VARIATIONS": str(K), "ALVAR_GENERATION_CONCURRENCY": "4", "ALVAR_RECONCILE_INTERVAL": "0",
@@ -72,7 +75,7 @@ def test_postgresql_restarted_while_generation_jobs_run(tmp_path: Path, safety_d
                 annotation = ls.annotations.create(id=task_id, result=CONTROL.choice_result(label),
                                                    was_cancelled=False)
                 found = HumanLabel(task_id, int(annotation.id), label, example.text)
-                job_ids.append(queue_generation(connection, queue, project_id, found, job_timeout=120)["job_id"])
+                job_ids.append(queue_generation(connection, queue, project_id, found, POLICY)["job_id"])
 
             services.start_process(tmp_path, "worker", [*alvar_command(), "worker", "--queues", "generation",
                                                         "--name", f"pg-restart-{free_port()}"], env)
@@ -90,7 +93,7 @@ def test_postgresql_restarted_while_generation_jobs_run(tmp_path: Path, safety_d
             assert services.healthy(server.url) and ls.projects.get(id=project_id).id == project_id
 
             wait_for(lambda: finished(connection, job_ids) == SOURCES,
-                     2 * JOB_RETRY_INTERVALS[0] + 120, "every job finished after PostgreSQL came back")
+                     2 * POLICY.retry_intervals[0] + 120, "every job finished after PostgreSQL came back")
             jobs = Job.fetch_many(job_ids, connection=connection)
             retried = [job for job in jobs if job is not None and job.meta.get("failures", 0) > 0]
             assert retried, "no job met the outage: the restart did not happen while jobs ran"

@@ -25,8 +25,9 @@ from rq.registry import FailedJobRegistry
 
 from alvar.datafiles import read_dataset
 from alvar.generator.jobs import generation_key
-from alvar.generator.reaction import JOB_RETRY_INTERVALS, GenerationReaction
+from alvar.generator.reaction import GenerationReaction
 from alvar.labelstudio.webhook import parse_event
+from alvar.queues import DEFAULT_JOB_POLICY
 from alvar.scripts import services
 from alvar.scripts.jobs import worker_rows
 from alvar.scripts.project import create_project, import_pool
@@ -111,7 +112,8 @@ def test_the_workers_carry_on_through_a_redis_restart_and_status_shows_their_hea
 
     for task_id in task_ids:
         job = stack.finished(generation_key(project_id, task_id, "self-harm"), timeout=120)
-        assert job.retries_left == len(JOB_RETRY_INTERVALS)  # first attempts: the running ones carried on
+        # First attempts: the running ones carried on.
+        assert job.retries_left == len(DEFAULT_JOB_POLICY.retry_intervals)
         assert current_variations(ls, project_id, task_id) == K
     after = wait_for(lambda: up_status(stack), 60, "status: workers up")
     assert {worker["name"]: worker["pid"] for worker in after["workers"]} == pids  # the same processes carried on

@@ -18,7 +18,7 @@ from alvar.scripts.commands.options import (
     TextCol,
     command_settings,
 )
-from alvar.scripts.coverage import DEFAULT_CLUSTERS
+from alvar.strategies import DEFAULT_CLUSTERS
 
 app = typer.Typer()
 

@@ -1,0 +1,214 @@
+"""Label Studio's own virtual environment: built from the lock, stamped with it, checked at every start.
+
+Label Studio's pins clash with alvar's, so it lives in an environment of its own, installed with
+``pip install --require-hashes -r requirements/label-studio.txt`` (the lock; never the bare ``label-studio`` spec,
+whose open transitive pins broke it once: sentry-sdk 3.0). The environment records the lock's SHA-256 in
+:data:`STAMP_FILE`. Every start compares the stamp and every installed version with the lock, which reads a few
+hundred folder names and costs milliseconds; anything missing or different is repaired from the lock (the
+packages the lock lacks removed), and the person is told. Importing Label Studio takes seconds, so that check
+runs after a build or repair and on demand (`alvar doctor`), never on every start.
+
+Nothing here runs ``label-studio --version``: it collects version and git information and has blocked for over
+ten minutes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from alvar.errors import AlvarError
+
+STAMP_FILE = "alvar-lock.sha256"
+# Packages a virtual environment brings with it, not from the lock.
+VENV_TOOLING = frozenset({"pip", "setuptools", "wheel"})
+PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)")
+IMPORT_CHECK = """
+import os, sys, label_studio
+sys.path.insert(0, os.path.dirname(label_studio.__file__))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "label_studio.core.settings.label_studio")
+import django
+django.setup()
+"""
+
+
+class LabelStudioEnvironmentError(AlvarError, RuntimeError):
+    """Label Studio's environment cannot be made to match its lock, or Label Studio cannot import in it."""
+
+
+def label_studio_lock() -> Path:
+    """The lock that every Label Studio environment is installed from (shipped inside the package)."""
+    return Path(str(resources.files("alvar.requirements") / "label-studio.txt"))
+
+
+def normalized(name: str) -> str:
+    """A distribution's name as PEP 503 compares it (``Django`` = ``django``, ``sentry_sdk`` = ``sentry-sdk``)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def locked_versions(lock: Path) -> dict[str, str]:
+    """``{name: version}`` of every ``name==version`` line of a pip requirements lock."""
+    pins = (PIN.match(line) for line in lock.read_text().splitlines())
+    return {normalized(pin[1]): pin[2] for pin in pins if pin}
+
+
+def lock_digest(lock: Path) -> str:
+    return hashlib.sha256(lock.read_bytes()).hexdigest()
+
+
+def python_of(venv: Path) -> Path:
+    return venv / "bin" / "python"
+
+
+def installed_versions(venv: Path) -> dict[str, str]:
+    """``{name: version}`` of the distributions in the environment, read from its ``*.dist-info`` folder names
+    (no interpreter started: this is the check every start pays)."""
+    found = {}
+    for info in venv.glob("lib/python3*/site-packages/*.dist-info"):
+        name, _, version = info.name.removesuffix(".dist-info").rpartition("-")
+        found[normalized(name)] = version
+    return found
+
+
+@dataclass(frozen=True)
+class EnvironmentCheck:
+    """How an environment differs from its lock; empty when it matches."""
+
+    venv: Path
+    missing_python: bool
+    stamp: str | None
+    expected_stamp: str
+    differing: dict[str, tuple[str | None, str]]  # name: (installed or None, locked)
+    extra: tuple[str, ...]
+
+    @property
+    def matches(self) -> bool:
+        return not self.missing_python and self.stamp == self.expected_stamp and not self.differing and not self.extra
+
+    def describe(self) -> str:
+        """What is wrong, for a person: ``sentry-sdk 3.0.0 (lock: 2.76.0); built from another lock``."""
+        if self.missing_python:
+            return "no environment yet"
+        problems = [f"{name} {installed or 'missing'} (lock: {locked})"
+                    for name, (installed, locked) in sorted(self.differing.items())]
+        if self.extra:
+            problems.append("not in the lock: " + ", ".join(self.extra))
+        if self.stamp is None:
+            problems.append("no stamp of the lock it was built from")
+        elif self.stamp != self.expected_stamp:
+            problems.append("built from another lock")
+        return "; ".join(problems)
+
+
+def check_environment(venv: Path, lock: Path) -> EnvironmentCheck:
+    """Compare the environment with the lock: its stamp, then every locked package's installed version."""
+    stamp_file = venv / STAMP_FILE
+    locked = locked_versions(lock)
+    installed = installed_versions(venv)
+    differing = {name: (installed.get(name), version) for name, version in locked.items()
+                 if installed.get(name) != version}
+    extra = tuple(sorted(set(installed) - set(locked) - VENV_TOOLING))
+    return EnvironmentCheck(
+        venv=venv,
+        missing_python=not python_of(venv).exists(),
+        stamp=stamp_file.read_text().strip() if stamp_file.is_file() else None,
+        expected_stamp=lock_digest(lock),
+        differing=differing,
+        extra=extra,
+    )
+
+
+def import_problem(venv: Path, timeout: float = 180.0) -> str | None:
+    """Import Label Studio and load its Django settings in the environment (seconds); the error's last line, or
+    None when it loads. Its data goes to a temporary folder, so no database or file of a real one is touched."""
+    with tempfile.TemporaryDirectory(prefix="alvar-ls-check-") as data_dir:
+        env = {key: value for key, value in os.environ.items() if key not in ("DJANGO_SETTINGS_MODULE", "PYTHONPATH")}
+        try:
+            result = subprocess.run([str(python_of(venv)), "-c", IMPORT_CHECK], capture_output=True, text=True,
+                                    timeout=timeout, env={**env, "LABEL_STUDIO_BASE_DATA_DIR": data_dir})
+        except subprocess.TimeoutExpired:
+            return f"importing Label Studio took over {timeout:.0f} s"
+    if result.returncode == 0:
+        return None
+    lines = (result.stderr or result.stdout).strip().splitlines()
+    return lines[-1] if lines else f"exit code {result.returncode}"
+
+
+def fix_hint(venv: Path) -> str:
+    return f"run `alvar doctor --repair`, or delete {venv} and start again (it is rebuilt from the lock)"
+
+
+def install_from_lock(venv: Path, lock: Path, check: EnvironmentCheck, reinstall: bool = False) -> None:
+    """Create the environment if needed, install the lock into it (every package afresh with ``reinstall``), and
+    remove what the lock does not name."""
+    if check.missing_python:
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+    pip = [str(python_of(venv)), "-m", "pip", "--disable-pip-version-check"]
+    afresh = ["--force-reinstall"] if reinstall else []
+    subprocess.run([*pip, "install", "--quiet", "--require-hashes", "--no-deps", *afresh, "-r", str(lock)], check=True)
+    if check.extra:
+        subprocess.run([*pip, "uninstall", "--quiet", "--yes", *check.extra], check=True)
+
+
+def ensure_label_studio_venv(venv: Path, lock: Path | None = None, log: Callable[[str], object] = print,
+                             reinstall: bool = False) -> Path:
+    """Label Studio's environment, built or repaired from ``lock`` (default: the shipped one) when it differs, or
+    reinstalled whole with ``reinstall`` (its versions are right but a file is not: `alvar doctor --repair`).
+
+    Returns its Python. A build or repair is said through ``log`` and followed by an import check; an
+    environment that still differs or cannot import Label Studio raises, naming the environment and the fix.
+    """
+    lock = lock or label_studio_lock()
+    if check_environment(venv, lock).matches and not reinstall:
+        return python_of(venv)
+    with _building(venv):
+        _repair(venv, lock, log, reinstall)
+    return python_of(venv)
+
+
+@contextmanager
+def _building(venv: Path) -> Iterator[None]:
+    """One build or repair of an environment at a time (two `alvar up`s, two test workers): the later one waits,
+    then finds the environment right."""
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    with open(venv.parent / f".{venv.name}.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        yield
+
+
+def _repair(venv: Path, lock: Path, log: Callable[[str], object], reinstall: bool) -> None:
+    check = check_environment(venv, lock)
+    if check.matches and not reinstall:
+        return
+    action = "Building" if check.missing_python else "Reinstalling" if check.matches else "Repairing"
+    reason = "asked for" if check.matches else check.describe()
+    log(f"{action} Label Studio's environment at {venv} from {lock} ({reason}); about two minutes")
+    (venv / STAMP_FILE).unlink(missing_ok=True)
+    try:
+        install_from_lock(venv, lock, check, reinstall)
+    except subprocess.CalledProcessError as error:
+        raise LabelStudioEnvironmentError(
+            f"installing {lock} into Label Studio's environment at {venv} failed ({error}); {fix_hint(venv)}"
+        ) from None
+    after = check_environment(venv, lock)
+    if after.differing or after.extra or after.missing_python:
+        raise LabelStudioEnvironmentError(
+            f"Label Studio's environment at {venv} still differs from {lock} after installing it: "
+            f"{after.describe()}; {fix_hint(venv)}")
+    problem = import_problem(venv)
+    if problem is not None:
+        raise LabelStudioEnvironmentError(
+            f"Label Studio cannot import in its environment at {venv}: {problem}; {fix_hint(venv)}")
+    written = venv / f"{STAMP_FILE}.new"
+    written.write_text(after.expected_stamp + "\n")
+    written.replace(venv / STAMP_FILE)
