@@ -8,6 +8,7 @@ import json
 import os
 import random
 import socket
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -178,14 +179,27 @@ def raw_requests() -> list[bytes]:
 
 
 def send_raw(url: str, data: bytes, timeout: float = 5.0) -> int | str:
-    """The status of the answer to raw bytes, or "closed" when the server closed without one."""
+    """The status of the answer to raw bytes, or "closed" when the server closed without one.
+
+    The bytes go out from a thread while this one reads: a server may answer before the body is all sent (a 413 for
+    an oversized upload) and reset the connection, and that answer counts."""
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        sender = threading.Thread(target=_send_all, args=(sock, data), daemon=True)
+        sender.start()
         try:
-            sock.sendall(data)
-            sock.shutdown(socket.SHUT_WR)
             answer = sock.recv(64)
         except OSError:
-            return "closed"
+            answer = b""
+        sender.join(timeout)
     parts = answer.split(b" ", 2)
     return int(parts[1]) if len(parts) > 1 and parts[0].startswith(b"HTTP/") and parts[1].isdigit() else "closed"
+
+
+def _send_all(sock: socket.socket, data: bytes) -> None:
+    """Send ``data`` and half-close; a server that answered and closed first ends the sending (its answer counts)."""
+    try:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass

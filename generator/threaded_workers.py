@@ -57,6 +57,7 @@ class ThreadWorker(ReconnectingWorker, SimpleWorker):
         super().__init__(*args, **kwargs)
         self.resources = resources
         self._holding_job = False
+        self._running_job: Job | None = None
 
     @property
     def dequeue_timeout(self) -> int:
@@ -75,8 +76,18 @@ class ThreadWorker(ReconnectingWorker, SimpleWorker):
     def perform_job(self, job: Job, queue: Queue) -> bool:
         """RQ runs the job here, in this thread: :func:`~alvar.generator.worker_resources.current_resources`
         answers this worker's resources while it runs."""
-        with serving(self.resources):
-            return bool(super().perform_job(job, queue))
+        self._running_job = job
+        try:
+            with serving(self.resources):
+                return bool(super().perform_job(job, queue))
+        finally:
+            self._running_job = None
+
+    def get_heartbeat_ttl(self, job: Job) -> int:
+        """ALVAR_GENERATION_HEARTBEAT_TTL when set (the main thread then beats for the job, see
+        :meth:`beat_if_busy`), else RQ's."""
+        ttl = self.resources.settings.generation_heartbeat_ttl
+        return super().get_heartbeat_ttl(job) if ttl is None else ttl
 
     def reorder_queues(self, reference_queue: Queue) -> None:
         """Called by RQ right after a job was dequeued: from here on the job runs before the worker stops."""
@@ -97,10 +108,14 @@ class ThreadWorker(ReconnectingWorker, SimpleWorker):
             self.last_cleaned_at = now()  # type: ignore[assignment]  # rq 2.12 types it as None
 
     def beat_if_busy(self) -> None:
-        """From the main thread: a fresh ``last_heartbeat`` while a job runs. The key's expiry, which RQ set for
-        the job's timeout when the job started, is left as it is."""
+        """From the main thread: a fresh ``last_heartbeat`` while a job runs. With ALVAR_GENERATION_HEARTBEAT_TTL
+        set, the job's heartbeat too, so a job that runs longer than that TTL is not taken for abandoned; without it
+        the expiry RQ set when the job started (its timeout plus a minute) is left as it is."""
         if self._holding_job:
             self.connection.hset(self.key, "last_heartbeat", utcformat(now()))
+        job = self._running_job
+        if job is not None and self.resources.settings.generation_heartbeat_ttl is not None and self.execution:
+            self.maintain_heartbeats(job)
 
 
 class Slot:

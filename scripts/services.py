@@ -29,7 +29,12 @@ from rich.console import Console
 
 from alvar.errors import AlvarError
 from alvar.processes import process_alive
-from alvar.scripts.label_studio_env import LabelStudioEnvironmentError, ensure_label_studio_venv, fix_hint
+from alvar.scripts.label_studio_env import (
+    LabelStudioEnvironmentError,
+    ensure_label_studio_venv,
+    fix_hint,
+    seed_sqlite_database,
+)
 
 console = Console(stderr=True)
 # Everything the services and alvar create in a data dir is for this user only (files 0600, directories 0700).
@@ -281,7 +286,8 @@ def start_label_studio(data_dir: Path, port: int, username: str, password: str, 
 
     Label Studio runs from its own environment ``venv``, checked against ``lock`` first (built or repaired from it
     when it differs: :func:`alvar.scripts.label_studio_env.ensure_label_studio_venv`); a Label Studio that dies
-    with a Python traceback while starting is reported with that environment and the fix.
+    with a Python traceback while starting is reported with that environment and the fix. A new SQLite data dir
+    starts from the environment's migrated empty database (:func:`~alvar.scripts.label_studio_env.migrated_sqlite`).
 
     Legacy tokens are enabled (so ``token`` works as an API key from the first start), and the SSRF guards
     that reject an ML backend and webhooks on localhost are off: this stack runs them on this machine.
@@ -298,7 +304,9 @@ def start_label_studio(data_dir: Path, port: int, username: str, password: str, 
     python = ensure_label_studio_venv(venv, lock, log=lambda text: console.print(text, markup=False, soft_wrap=True))
     ls_data = private_dir(data_dir / "label-studio")
     database_env = {"DJANGO_DB": "sqlite"}
-    if database is not None:
+    if database is None:
+        seed_sqlite_database(venv, ls_data)
+    else:
         # Imported here: that module builds on this one (its ServiceError), and SQLite needs no psycopg.
         from alvar.scripts.label_studio_database import ensure_database, label_studio_env
 

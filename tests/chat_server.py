@@ -21,6 +21,8 @@ from typing import Any
 from alvar.generator.llm import ChatClient
 
 SOURCE = re.compile(r"<source>\n?(.*?)\n?</source>", re.DOTALL)
+# A variation prompt's first line names the class the person gave the source (generator/templates/*.j2).
+LABEL = re.compile(r'\AClass "([^"\n]*)"')
 WANTED = re.compile(r"Write (\d+) (?:more )?variations")
 TEACHER = re.compile(r'\{"output":')
 
@@ -43,6 +45,15 @@ def source_of(messages: list[dict[str, Any]]) -> str:
         if match:
             return match.group(1).strip()
     return ""
+
+
+def label_of(messages: list[dict[str, Any]]) -> str | None:
+    """The person's label a variation request is for (its first user turn), None for other requests."""
+    for message in messages:
+        if message.get("role") == "user":
+            match = LABEL.match(str(message.get("content", "")))
+            return match.group(1) if match else None
+    return None
 
 
 def wanted(messages: list[dict[str, Any]]) -> int:
@@ -89,9 +100,11 @@ class ChatServer:
         with self._lock:
             self._scripts[source.strip()].extend(replies)
 
-    def requests_for(self, source: str) -> list[dict[str, Any]]:
+    def requests_for(self, source: str, label: str | None = None) -> list[dict[str, Any]]:
+        """The requests about ``source``; with ``label``, only the variation requests for that label."""
         with self._lock:
-            return [request for request in self.requests if source_of(request["messages"]) == source.strip()]
+            return [request for request in self.requests if source_of(request["messages"]) == source.strip()
+                    and (label is None or label_of(request["messages"]) == label)]
 
     def __enter__(self) -> ChatServer:
         self._thread.start()

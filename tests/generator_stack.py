@@ -98,6 +98,10 @@ def generator_stack(root: Path, seed_model_dir: Path, label_studio: services.Lab
             "ALVAR_LLM_TIMEOUT": "2",
             "ALVAR_VARIATIONS": str(K),
             "ALVAR_GENERATION_TIMEOUT": "10",
+            # Production's waits, shortened: a killed worker's job is noticed after 15 s without a heartbeat (RQ's
+            # default: 70 s here), and a failed job runs again after 1, 2 and 4 s (30, 120 and 600 s).
+            "ALVAR_GENERATION_HEARTBEAT_TTL": "15",
+            "ALVAR_JOB_RETRY_INTERVALS": "1,2,4",
             "ALVAR_GENERATION_CONCURRENCY": "4",
             "ALVAR_RETRAIN_EVERY": "100000",
             "ALVAR_RECONCILE_INTERVAL": "0",

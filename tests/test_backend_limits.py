@@ -21,6 +21,8 @@ from alvar.scripts.backend_app import backend_app
 from alvar.settings import load_settings
 from tests.conftest import alvar_command, free_port, wait_for
 
+pytestmark = pytest.mark.slow  # starts `alvar backend` processes and loads them with predictions
+
 CONFIG = load("annotate")
 AUTH = ("ls", "limits-pass")
 HOOK = {"X-Alvar-Secret": "limits-secret", "Content-Type": "application/json"}

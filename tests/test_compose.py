@@ -41,6 +41,7 @@ SETTINGS = {str(field.validation_alias.choices[0]): field  # type: ignore[union-
 # Settings that only `alvar up` (everything on one machine) reads; compose has its own equivalents.
 UP_ONLY = {
     "ALVAR_LABEL_STUDIO_VENV": "Label Studio runs from its official image, not from a venv alvar creates",
+    "ALVAR_LABEL_STUDIO_LOCK": "Label Studio runs from its official image, not from a venv alvar builds from a lock",
     "ALVAR_LABEL_STUDIO_PORT": "the port Label Studio is published on is compose's LABEL_STUDIO_PORT",
     "ALVAR_BACKEND_PORT": "the backend always listens on 9090 inside the compose network",
     "ALVAR_LABEL_STUDIO_BIND": "Label Studio's container listens on its own network; compose publishes its port",
@@ -101,6 +102,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, subprocess.Compl
         return dict(zip(texts, results))
 
 
+@pytest.mark.slow  # `alvar` subprocesses that load models or start services
 def test_worker_replicas_follow_the_env_file(runs: dict[str, subprocess.CompletedProcess]) -> None:
     """One worker container by default; ALVAR_WORKER_REPLICAS in .env runs more (the last line wins in an env file)."""
     assert resolved(runs["filled"])["services"]["worker"]["deploy"]["replicas"] == 1
@@ -243,6 +245,9 @@ def test_the_image_is_cpu_torch_non_root_and_serves_the_backend() -> None:
     assert all(base.startswith("python:3.11-slim") for base in arguments["FROM"])
     assert "TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu" in arguments["ARG"]
     assert any('--index-url "$TORCH_INDEX_URL" torch==2.13.0' in run for run in arguments["RUN"])
+    # Everything else exactly as the lock pins it, hashes checked; the package itself adds nothing.
+    assert any("--require-hashes --no-deps -r requirements/alvar.txt" in run for run in arguments["RUN"])
+    assert any("install --no-deps ." in run for run in arguments["RUN"])
     assert arguments["USER"] and arguments["USER"][-1] not in ("root", "0", "0:0")
     environment = dict(pair.split("=", 1) for line in arguments["ENV"] for pair in shlex.split(line))
     assert {key: environment.get(key) for key in ("HF_HUB_OFFLINE", "MODEL_DIR", "ALVAR_DATA_DIR", "ALVAR_CACHE_DIR")} \

@@ -13,6 +13,8 @@ from alvar.datafiles import read_dataset
 from tests.chat_server import ChatServer
 from tests.conftest import alvar_command
 
+pytestmark = pytest.mark.slow  # `alvar evaluate` and `alvar simulate` train models in subprocesses
+
 
 def write_slice(path: Path, rows: list[tuple[str, str, str]]) -> Path:
     path.write_text("id\tinput\tcategory\n" + "".join(f"{i}\t{text}\t{label}\n" for i, text, label in rows))

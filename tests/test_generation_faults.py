@@ -44,6 +44,7 @@ def worker_env(redis_url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
             "LABEL_STUDIO_API_KEY": "unused-token", "ALVAR_CACHE_DIR": str(tmp_path / "cache"), **extra}
 
 
+@pytest.mark.slow  # `alvar` subprocesses that load models or start services
 def test_label_studio_down_fails_the_job_with_its_reason_and_schedules_a_retry(redis_url: str,
                                                                                tmp_path: Path) -> None:
     connection = Redis.from_url(redis_url)
@@ -109,6 +110,7 @@ def project_server(label_config: str) -> Iterator[str]:
     ("<View><Text name='text' value='$text'/></View>", {}, "LabelConfigError"),
     (CONFIG, {"relation": "contrast", "contrast_label": "not-a-label"}, "ContrastLabelError"),
 ], ids=["label-config", "contrast-label"])
+@pytest.mark.slow  # `alvar` subprocesses that load models or start services
 def test_a_configuration_error_fails_the_job_once_without_retries(redis_url: str, tmp_path: Path, label_config: str,
                                                                    settings: dict[str, str], error: str) -> None:
     """An unusable label config, or a prompt that cannot be built: no retry can fix it, so the job ends failed at

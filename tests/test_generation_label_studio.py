@@ -261,8 +261,8 @@ def test_a_worker_killed_mid_job_leaves_exactly_k_tasks(ls: LabelStudio, stack: 
     assert variations(ls, project_id, task_id) == []
 
     stack.start_worker(f"generator-test-restarted-{os.getpid()}")
-    # The new worker's maintenance notices the dead worker's job once its heartbeat lapses (job timeout + 60 s)
-    # and RQ re-runs it under its retry policy (only the workers clean the registry here).
+    # The new worker's maintenance notices the dead worker's job once its heartbeat lapses
+    # (ALVAR_GENERATION_HEARTBEAT_TTL) and RQ re-runs it under its retry policy (only the workers clean the registry).
     wait_for(lambda: key not in registry.get_job_ids(cleanup=False), 150, "RQ to give up on the killed execution")
     job = stack.finished(key, timeout=200)
     assert job.retries_left == 2

@@ -30,6 +30,8 @@ from alvar.settings import load_settings
 from tests.conftest import alvar_command
 from tests.test_demo_data import FileServer
 
+pytestmark = pytest.mark.slow  # the generative simulation trains students in subprocesses
+
 TOPICS = {
     "CATS": ("Cats are {} and should be banned", "Cats keep people company and calm them down, note {}."),
     "CARS": ("Drivers are {} and ruin our towns", "Most drivers are careful people who need to reach work, note {}."),

@@ -335,6 +335,7 @@ def test_bootstrap_pairs_make_a_generative_project_and_a_labelled_bootstrap_a_cl
     assert wanted_kind(InitPlan(backend_url="-")) == CLASSIFICATION
 
 
+@pytest.mark.slow  # `alvar` subprocesses that load models or start services
 def test_files_init_cannot_use_stop_it_before_anything_is_made(tmp_path: Path) -> None:
     posts = _write_tsv(tmp_path / "posts.tsv", ("id", "post", "reply"), [("1", "a post", "a reply")])
     with pytest.raises(DataFileError, match=r"no input column .*post.*reply.*--input-col"):
@@ -349,6 +350,7 @@ def test_files_init_cannot_use_stop_it_before_anything_is_made(tmp_path: Path) -
     assert refused.returncode == 2 and "choose one of auto, classification, generation" in refused.stderr
 
 
+@pytest.mark.slow  # `alvar` subprocesses that load models or start services
 def test_without_r_the_first_batch_is_cluster_then_random_and_says_so(tmp_path: Path) -> None:
     settings = load_settings(model_dir=tmp_path / "models", cache_dir=tmp_path / "cache", torch_threads=1)
     inputs = [row[1] for row in POOL]

@@ -146,6 +146,7 @@ def test_an_endpoint_without_json_schema_gets_a_plain_request(tmp_path: Path) ->
         assert len(structured) == 1 and len(server.requests) == 3
 
 
+@pytest.mark.slow  # `alvar` subprocesses that load models or start services
 def test_alvar_generate_prints_k_variations_as_json(llm: ChatServer, tmp_path: Path) -> None:
     env = {**os.environ, "OPENAI_BASE_URL": llm.base_url, "OPENAI_API_KEY": "test",
            "ALVAR_CACHE_DIR": str(tmp_path / "cache")}
@@ -194,6 +195,7 @@ def test_the_job_and_simulate_ask_with_the_one_prompt_rule(llm: ChatServer, tmp_
         assert request["messages"] == variation_prompt(settings, DESCRIPTIONS, text, label, pool_id).messages()
 
 
+@pytest.mark.slow  # `alvar` subprocesses that load models or start services
 def test_alvar_generate_follows_the_job_prompt_rule(llm: ChatServer, tmp_path: Path) -> None:
     """`--relation contrast` without `--contrast-label`: the other labels of the config in turn, from the first."""
     env = {**os.environ, "OPENAI_BASE_URL": llm.base_url, "OPENAI_API_KEY": "test",

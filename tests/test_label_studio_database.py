@@ -115,6 +115,7 @@ def test_a_login_the_server_refuses_is_named_without_its_password(postgres_admin
     assert not _database_exists(postgres_admin_url, "pg_never_created")
 
 
+@pytest.mark.slow  # `alvar` subprocesses that load models or start services
 def test_up_with_postgresql_down_names_the_url_and_leaves_nothing_running(tmp_path: Path) -> None:
     data_dir = tmp_path / "stack"
     url = f"postgresql://alvar:hunter22@127.0.0.1:{free_port()}/labels"

@@ -17,6 +17,9 @@ from alvar.precision import AUTO, BFLOAT16, FLOAT32, INT8, resolve_precision
 from alvar.scripts.scoring_fanout import embeddings_of
 from alvar.settings import load_settings
 
+# Trains and scores with the transformer learner (bfloat16 is emulated on CPUs without it).
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def small_set(safety_dir: Path) -> tuple[list[str], list[str]]:

@@ -94,6 +94,7 @@ def test_download_is_checked_converted_and_cached(tmp_path: Path, upstream: tupl
     assert server.served == ["/labeled_data.csv"], "a second load reads the cache"
 
 
+@pytest.mark.slow  # `alvar` subprocesses that load models or start services
 def test_a_tampered_download_fails_clearly_and_is_not_kept(tmp_path: Path,
                                                           upstream: tuple[Path, FileServer]) -> None:
     folder, server = upstream
@@ -104,6 +105,7 @@ def test_a_tampered_download_fails_clearly_and_is_not_kept(tmp_path: Path,
     assert not (tmp_path / "cache" / "datasets" / "davidson-2017" / "labeled_data.csv").exists()
 
 
+@pytest.mark.slow  # `alvar` subprocesses that load models or start services
 def test_an_unreachable_source_says_how_to_go_on(tmp_path: Path) -> None:
     dataset = _davidson_at(f"http://127.0.0.1:{free_port()}", b"")
     with pytest.raises(PublicDataError, match=r"could not download labeled_data\.csv .*set ALVAR_DATASETS"):
@@ -217,6 +219,7 @@ def alvar(*args: str) -> subprocess.CompletedProcess:
                           env={**os.environ, "COLUMNS": "200"})
 
 
+@pytest.mark.slow  # `alvar` subprocesses that load models or start services
 def test_the_datasets_command_lists_and_explains_errors(tmp_path: Path) -> None:
     listed = alvar("datasets", "list")
     assert listed.returncode == 0, listed.stderr

@@ -21,19 +21,22 @@ from rq.job import Job
 
 from alvar.backend.pool_scoring import PROBABILITIES
 from alvar.datafiles import read_dataset
+from alvar.embedder import VECTOR_CACHE_FILE
 from alvar.scripts import services
 from alvar.scripts.jobs import worker_rows
 from alvar.scripts.scoring_fanout import (
     Computation,
     FanOut,
     ScoringError,
+    embeddings_of,
     fan_out,
     fan_out_connection,
     live_scoring_workers,
+    probabilities_of,
 )
-from alvar.scripts.selection import fill_caches, pool_embeddings, pool_probabilities
+from alvar.scripts.selection import fill_caches, pool_embeddings, pool_probabilities, serving_version
 from alvar.settings import SCORING_QUEUE, Settings, load_settings
-from alvar.vector_cache import text_key
+from alvar.vector_cache import VectorCache, text_key
 from tests.conftest import alvar_command, copy_model_dir, emptied_redis_database, wait_for
 
 pytestmark = pytest.mark.slow
@@ -41,6 +44,9 @@ FANOUT_DATABASE_OFFSET = 8
 
 POOL_SIZE = 1500
 CHUNK = 100
+# A killed worker's chunk is noticed once its heartbeat lapses: production's 40 s, shortened (its live workers beat
+# every 1.5 s, far inside it even on two busy cores).
+HEARTBEAT_TTL = 12
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +80,8 @@ def start_scoring_worker(root: Path, redis_url: str, model_dir: Path, processes:
     services.start_process(root, "worker", [*alvar_command(), "worker", "--queues", "scoring", "--processes",
                                             str(processes), "--name", f"fanout-{os.getpid()}-{processes}"],
                            {"REDIS_URL": redis_url, "MODEL_DIR": str(model_dir), "ALVAR_TORCH_THREADS": "1",
-                            "ALVAR_DATA_DIR": str(root), "ALVAR_RECONCILE_INTERVAL": "0"})
+                            "ALVAR_DATA_DIR": str(root), "ALVAR_RECONCILE_INTERVAL": "0",
+                            "ALVAR_SCORING_HEARTBEAT_TTL": str(HEARTBEAT_TTL)})
 
 
 @pytest.fixture(scope="module")
@@ -128,10 +135,23 @@ def busy_scoring_worker(connection: Redis) -> tuple[int, str] | None:
     return None
 
 
+def cached_rows(settings: Settings, computation: Computation, pool: list[str]) -> np.ndarray:
+    """The rows of ``computation`` the cache file holds for the pool's texts, in order; fails the test when it lacks
+    any text's row (nothing here computes what is missing)."""
+    keys = [text_key(text) for text in pool]
+    rows = VectorCache(settings.cache_dir / VECTOR_CACHE_FILE, computation.namespace).get(keys)
+    missing = [text for text, key in zip(pool, keys, strict=True) if key not in rows]
+    assert not missing, f"the {computation.kind} cache lacks {len(missing)} of {len(pool)} texts: {missing[:3]}"
+    return np.stack([rows[key] for key in keys])
+
+
 def assert_same_scores(settings: Settings, pool: list[str], local: tuple[np.ndarray, np.ndarray]) -> None:
-    """The caches the fan-out filled give the local scores (read without computing: ALVAR_SCORING=local)."""
-    cached = settings.model_copy(update={"scoring": "local"})
-    probabilities, embeddings = pool_probabilities(cached, pool)[2], pool_embeddings(cached, pool)
+    """The caches the fan-out filled hold every text's probabilities and embedding, and they are the local scores
+    (read from the cache file itself: a text the fan-out did not write fails)."""
+    store, version = serving_version(settings, None)
+    precision = settings.inference_precision
+    probabilities = cached_rows(settings, probabilities_of(settings.model_dir, store.root, version, precision), pool)
+    embeddings = cached_rows(settings, embeddings_of(settings.embedding_model, precision), pool)
     np.testing.assert_allclose(probabilities, local[0], atol=1e-4)
     assert (probabilities.argmax(axis=1) == local[0].argmax(axis=1)).all()
     np.testing.assert_allclose(embeddings, local[1], atol=1e-4)

@@ -14,6 +14,8 @@ from alvar.backend.model_store import ModelKindError, ModelStore, load_model
 from alvar.backend.student import CAUSAL, WARM_STARTED, TextToTextStudent, architecture, new_student
 from alvar.settings import load_settings
 
+pytestmark = pytest.mark.slow  # fine-tunes real seq2seq and causal students
+
 PAIRS = [
     ("you people are all idiots", "Name-calling does not help anyone here."),
     ("women should stay at home", "Women contribute in every field."),

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 from label_studio_sdk import LabelStudio
+from rq.job import Job, JobStatus
+from rq.registry import FinishedJobRegistry
+from rq.utils import now
 
 from alvar.backend.model_store import project_store
 from alvar.datafiles import read_dataset
@@ -21,6 +25,7 @@ from alvar.labelstudio.client import iter_tasks
 from alvar.labelstudio.training_data import training_set
 from alvar.queues import PENDING_STATUSES, job_status
 from alvar.scripts import services
+from alvar.settings import GENERATION_QUEUE
 from tests.chat_server import Reply
 from tests.conftest import wait_for
 from tests.generator_stack import (
@@ -37,12 +42,21 @@ from tests.generator_stack import (
 
 RETRAIN_EVERY = 4
 SWEEP_SECONDS = 5
+# The LLM's slow replies keep jobs running while Redis restarts: well under the LLM's timeout (no retry) and the
+# jobs' own, and long enough that every slow job is still waiting on its reply when Redis goes away.
+SLOW_REPLY_SECONDS = 6.0
+LLM_TIMEOUT_SECONDS = 20
+GENERATION_TIMEOUT_SECONDS = 60
+# The id every sweep job gets (scripts/reconcile.py, enqueue_sweep).
+SWEEP_JOB_PREFIX = "alvar-reconcile-"
 
 
 @pytest.fixture(scope="module")
 def stack(run_root: Path, seed_model_dir: Path, label_studio: services.LabelStudioServer) -> Iterator[GeneratorStack]:
     with generator_stack(run_root / "team-day", seed_model_dir, label_studio,
-                         ALVAR_RETRAIN_EVERY=str(RETRAIN_EVERY), ALVAR_RECONCILE_INTERVAL=str(SWEEP_SECONDS)) as built:
+                         ALVAR_RETRAIN_EVERY=str(RETRAIN_EVERY), ALVAR_RECONCILE_INTERVAL=str(SWEEP_SECONDS),
+                         ALVAR_LLM_TIMEOUT=str(LLM_TIMEOUT_SECONDS),
+                         ALVAR_GENERATION_TIMEOUT=str(GENERATION_TIMEOUT_SECONDS)) as built:
         yield built
 
 
@@ -62,6 +76,14 @@ def exactly_k_current(ls: LabelStudio, project_id: int, task_id: int, labels: se
     current = by_status(ls, project_id, task_id)["current"]
     per_label = {label: [task for task in current if task["data"]["source_label"] == label] for label in labels}
     return len(current) == K * len(labels) and all(len(tasks) == K for tasks in per_label.values())
+
+
+def sweeps_started_since(stack: GeneratorStack, since: datetime) -> list[Job]:
+    """The reconciliation sweeps that started at ``since`` or later and have finished."""
+    registry = FinishedJobRegistry(GENERATION_QUEUE, connection=stack.redis)
+    ids = [job_id for job_id in registry.get_job_ids(cleanup=False) if job_id.startswith(SWEEP_JOB_PREFIX)]
+    return [job for job in Job.fetch_many(ids, connection=stack.redis)
+            if job is not None and job.started_at is not None and job.started_at >= since]
 
 
 def test_a_second_annotator_who_agrees_adds_nothing_and_stales_nothing(ls: LabelStudio, stack: GeneratorStack,
@@ -123,19 +145,25 @@ def test_annotations_made_while_redis_is_down_get_variations_and_training_from_t
 
 def test_generation_carries_on_through_a_redis_restart(ls: LabelStudio, stack: GeneratorStack, texts: list) -> None:
     project_id, task_ids = new_project(ls, stack, "team day: redis restart", texts[16:20])
-    slow = task_ids[:3]
+    slow = {task_id: text_of(ls, task_id) for task_id in task_ids[:3]}
+    for text in slow.values():
+        stack.llm.script(text, Reply(delay=SLOW_REPLY_SECONDS))
     for task_id in slow:
-        stack.llm.script(text_of(ls, task_id), Reply(delay=3.0))
         annotate(ls, task_id, "emergency-situation")
-    wait_for(lambda: all(stack.llm.requests_for(text_of(ls, task_id)) for task_id in slow), 60,
-             "the jobs' LLM requests")
+    wait_for(lambda: all(stack.llm.requests_for(text) for text in slow.values()), 60, "the jobs' LLM requests")
+    keys = [generation_key(project_id, task_id, "emergency-situation") for task_id in slow]
+    assert [job_status(stack.redis, key) for key in keys] == [JobStatus.STARTED] * len(keys)
     stack.stop_redis()
     time.sleep(2)
     stack.start_redis()
     for task_id in slow:
         wait_for(lambda task_id=task_id: exactly_k_current(ls, project_id, task_id, {"emergency-situation"}), 240,
                  f"variations of task {task_id} after the restart")
-    time.sleep(SWEEP_SECONDS * 2)  # a later sweep or re-run adds nothing
+    settled = now()
+    wait_for(lambda: len(sweeps_started_since(stack, settled)) >= 2, SWEEP_SECONDS * 24,
+             "two sweeps that started after the variations were made")
+    sweeps = sweeps_started_since(stack, settled)
+    assert [sweep.return_value()[str(project_id)]["queued"] for sweep in sweeps] == [[]] * len(sweeps)
     assert all(exactly_k_current(ls, project_id, task_id, {"emergency-situation"}) for task_id in slow)
 
 
@@ -155,4 +183,7 @@ def test_a_quick_relabel_there_and_back_ends_with_one_set_and_one_llm_call_per_l
     wait_for(lambda: all(job_status(stack.redis, key) not in PENDING_STATUSES for key in keys), 120,
              "both labels' jobs to end")
     assert exactly_k_current(ls, project_id, task_id, {"financial-advice"})
-    assert len(stack.llm.requests_for(text_of(ls, task_id))) <= 2
+    text = text_of(ls, task_id)
+    assert len(stack.llm.requests_for(text)) <= 2
+    assert len(stack.llm.requests_for(text, label="financial-advice")) == 1
+    assert len(stack.llm.requests_for(text, label="legal-advice")) <= 1

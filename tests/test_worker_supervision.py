@@ -145,8 +145,8 @@ def test_a_killed_generation_process_is_started_again_and_nothing_is_lost(
     assert new_pid != killed_pid and all(worker["live"] for worker in generation_workers(report))
     assert f"generation worker process (PID {killed_pid}) ended unexpectedly (signal 9)" in \
         services.log_path(stack.root, "worker").read_text()
-    # The killed execution is noticed once its heartbeat lapses (job timeout + 60 s); RQ schedules its retry and
-    # the supervisor's scheduler puts it back in the queue.
+    # The killed execution is noticed once its heartbeat lapses (ALVAR_GENERATION_HEARTBEAT_TTL); RQ schedules its
+    # retry and the supervisor's scheduler puts it back in the queue.
     job = stack.finished(generation_key(project_id, running, "legal-advice"), timeout=240)
     assert job.retries_left == 2  # one of its three retries
     assert current_variations(ls, project_id, running) == K
