@@ -11,11 +11,14 @@ from pathlib import Path
 import psycopg
 import redis
 
-POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.browser import CHROMEDRIVER, CHROMIUM  # noqa: E402
+from tests.postgres_server import POSTGRES_BIN  # noqa: E402
+from tests.service_locations import EXTERNAL_REDIS_DEFAULT, POSTGRES_ADMIN_DEFAULT, SAFETY  # noqa: E402
 
 
 def redis_problem() -> str | None:
-    url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/15"
+    url = os.environ.get("REDIS_URL") or EXTERNAL_REDIS_DEFAULT
     try:
         redis.Redis.from_url(url, socket_connect_timeout=5).ping()
     except redis.RedisError as error:
@@ -24,7 +27,7 @@ def redis_problem() -> str | None:
 
 
 def postgres_problem() -> str | None:
-    url = os.environ.get("ALVAR_TEST_POSTGRES") or "postgresql://postgres@127.0.0.1:5432/postgres"
+    url = os.environ.get("ALVAR_TEST_POSTGRES") or POSTGRES_ADMIN_DEFAULT
     try:
         with psycopg.connect(url, connect_timeout=5) as connection:
             version = connection.info.server_version // 10000
@@ -38,13 +41,13 @@ def postgres_problem() -> str | None:
 
 
 def programs_problem() -> str | None:
-    missing = [name for name in ("chromium", "chromedriver", "docker-compose", "runuser") if not shutil.which(name)]
-    return f"programs not on PATH: {', '.join(missing)}" if missing else None
+    missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.is_file()]
+    missing += [name for name in ("docker-compose", "runuser") if not shutil.which(name)]
+    return f"programs: {', '.join(missing)}" if missing else None
 
 
 def dataset_problem() -> str | None:
-    root = Path(os.environ.get("ALVAR_DATASETS") or Path(__file__).resolve().parents[2] / "shared" / "datasets")
-    wanted = root / "active-learning-safety" / "test_labeled.tsv"
+    wanted = SAFETY / "test_labeled.tsv"
     return None if wanted.is_file() else f"the safety dataset at {wanted}: set ALVAR_DATASETS"
 
 

@@ -23,8 +23,8 @@ class JobPolicy:
     """How long one run of a generation or draft job may take, and when a failed one runs again (three times by
     default; one that failed on a configuration error does not, see :func:`alvar.generator.jobs.record_failure`)."""
 
-    timeout: int = 300
-    retry_intervals: tuple[int, ...] = (30, 120, 600)
+    timeout: int
+    retry_intervals: tuple[int, ...]
 
     @classmethod
     def from_settings(cls, settings: Settings) -> JobPolicy:
@@ -34,8 +34,8 @@ class JobPolicy:
         return Retry(max=len(self.retry_intervals), interval=list(self.retry_intervals))
 
 
-# Production's: what a job queued without settings at hand gets.
-DEFAULT_JOB_POLICY = JobPolicy()
+# Production's (the settings' defaults): what a job queued without settings at hand gets.
+DEFAULT_JOB_POLICY = JobPolicy.from_settings(Settings.model_construct())
 
 
 def redis_connection(settings: Settings) -> Redis:

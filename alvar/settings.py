@@ -277,13 +277,14 @@ class Settings(BaseSettings):
     )
     generation_timeout: int = Field(
         300, ge=1, validation_alias=AliasChoices("ALVAR_GENERATION_TIMEOUT"),
-        description="Seconds a generation job may run; a worker that dies mid-job is noticed 60 s after this.",
+        description="Seconds a generation job may run; a worker that dies mid-job is noticed 60 s after this "
+        "(or after ALVAR_GENERATION_HEARTBEAT_TTL).",
     )
     generation_heartbeat_ttl: int | None = Field(
         None, ge=10, validation_alias=AliasChoices("ALVAR_GENERATION_HEARTBEAT_TTL"),
         description="Seconds without a heartbeat after which a running generation or draft job counts as abandoned "
-        "(its worker was killed) and runs again; a busy worker beats every 5 s. Unset: RQ's, the job's timeout (at "
-        "most 30 s) plus 60 s.",
+        "(its worker was killed) and runs again; a busy worker beats every 5 s. Unset: RQ's, the job's timeout "
+        "plus 60 s.",
     )
     job_retry_intervals: str = Field(
         "30,120,600", pattern=r"^\d+(,\d+)*$", validation_alias=AliasChoices("ALVAR_JOB_RETRY_INTERVALS"),

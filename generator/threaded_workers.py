@@ -114,8 +114,12 @@ class ThreadWorker(ReconnectingWorker, SimpleWorker):
         if self._holding_job:
             self.connection.hset(self.key, "last_heartbeat", utcformat(now()))
         job = self._running_job
-        if job is not None and self.resources.settings.generation_heartbeat_ttl is not None and self.execution:
+        if job is None or self.resources.settings.generation_heartbeat_ttl is None:
+            return
+        try:
             self.maintain_heartbeats(job)
+        except AttributeError:
+            pass  # the job ended between the look and the beat (its thread cleared RQ's execution): nothing to keep
 
 
 class Slot:

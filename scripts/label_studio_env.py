@@ -15,7 +15,6 @@ ten minutes.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import re
 import shutil
@@ -29,9 +28,10 @@ from importlib import resources
 from pathlib import Path
 
 from alvar.errors import AlvarError
+from alvar.pinned_files import sha256
 
 STAMP_FILE = "alvar-lock.sha256"
-# An empty SQLite database with all of this environment's Label Studio migrations applied (see migrated_sqlite).
+# An empty SQLite database with all of this environment's Label Studio migrations applied (seed_sqlite_database).
 MIGRATED_SQLITE = "alvar-migrated.sqlite3"
 # Label Studio's SQLite database in its data dir.
 SQLITE_DATABASE = "label_studio.sqlite3"
@@ -73,10 +73,6 @@ def locked_versions(lock: Path) -> dict[str, str]:
     return {normalized(pin[1]): pin[2] for pin in pins if pin}
 
 
-def lock_digest(lock: Path) -> str:
-    return hashlib.sha256(lock.read_bytes()).hexdigest()
-
-
 def python_of(venv: Path) -> Path:
     return venv / "bin" / "python"
 
@@ -87,7 +83,8 @@ def installed_versions(venv: Path) -> dict[str, str]:
     found = {}
     for info in venv.glob("lib/python3*/site-packages/*.dist-info"):
         name, _, version = info.name.removesuffix(".dist-info").rpartition("-")
-        found[normalized(name)] = version
+        if not name.startswith("~"):  # what an interrupted pip left behind, not an installed package
+            found[normalized(name)] = version
     return found
 
 
@@ -123,6 +120,8 @@ class EnvironmentCheck:
 
 def check_environment(venv: Path, lock: Path) -> EnvironmentCheck:
     """Compare the environment with the lock: its stamp, then every locked package's installed version."""
+    if not lock.is_file():
+        raise LabelStudioEnvironmentError(f"no lock at {lock} (ALVAR_LABEL_STUDIO_LOCK) to check {venv} against")
     stamp_file = venv / STAMP_FILE
     locked = locked_versions(lock)
     installed = installed_versions(venv)
@@ -133,7 +132,7 @@ def check_environment(venv: Path, lock: Path) -> EnvironmentCheck:
         venv=venv,
         missing_python=not python_of(venv).exists(),
         stamp=stamp_file.read_text().strip() if stamp_file.is_file() else None,
-        expected_stamp=lock_digest(lock),
+        expected_stamp=sha256(lock),
         differing=differing,
         extra=extra,
     )
@@ -143,10 +142,9 @@ def import_problem(venv: Path, timeout: float = 180.0) -> str | None:
     """Import Label Studio and load its Django settings in the environment (seconds); the error's last line, or
     None when it loads. Its data goes to a temporary folder, so no database or file of a real one is touched."""
     with tempfile.TemporaryDirectory(prefix="alvar-ls-check-") as data_dir:
-        env = {key: value for key, value in os.environ.items() if key not in ("DJANGO_SETTINGS_MODULE", "PYTHONPATH")}
         try:
             result = subprocess.run([str(python_of(venv)), "-c", IMPORT_CHECK], capture_output=True, text=True,
-                                    timeout=timeout, env={**env, "LABEL_STUDIO_BASE_DATA_DIR": data_dir})
+                                    timeout=timeout, env=_label_studio_env(data_dir))
         except subprocess.TimeoutExpired:
             return f"importing Label Studio took over {timeout:.0f} s"
     if result.returncode == 0:
@@ -163,6 +161,10 @@ def install_from_lock(venv: Path, lock: Path, check: EnvironmentCheck, reinstall
     """Create the environment if needed, install the lock into it (every package afresh with ``reinstall``), and
     remove what the lock does not name."""
     if check.missing_python:
+        if venv.is_dir() and any(venv.iterdir()) and not (venv / "pyvenv.cfg").is_file():
+            raise LabelStudioEnvironmentError(f"{venv} holds files but no virtual environment: alvar builds Label "
+                                              "Studio's environment only in a new or empty folder "
+                                              "(ALVAR_LABEL_STUDIO_VENV)")
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
     pip = [str(python_of(venv)), "-m", "pip", "--disable-pip-version-check"]
     afresh = ["--force-reinstall"] if reinstall else []
@@ -203,7 +205,7 @@ def _repair(venv: Path, lock: Path, log: Callable[[str], object], reinstall: boo
         return
     action = "Building" if check.missing_python else "Reinstalling" if check.matches else "Repairing"
     reason = "asked for" if check.matches else check.describe()
-    log(f"{action} Label Studio's environment at {venv} from {lock} ({reason}); about two minutes")
+    log(f"{action} Label Studio's environment at {venv} from {lock} ({reason}); a few minutes")
     (venv / STAMP_FILE).unlink(missing_ok=True)
     (venv / MIGRATED_SQLITE).unlink(missing_ok=True)
     try:
@@ -227,32 +229,46 @@ def _repair(venv: Path, lock: Path, log: Callable[[str], object], reinstall: boo
 
 
 def seed_sqlite_database(venv: Path, label_studio_data: Path) -> None:
-    """Give a new SQLite data dir a copy of :func:`migrated_sqlite`; Label Studio then starts in seconds and applies
-    only what the copy lacks (nothing) before it creates its admin. A data dir with a database keeps it."""
+    """Give a new SQLite data dir a copy of :func:`_migrated_sqlite`; Label Studio then starts in seconds and applies
+    only what the copy lacks (nothing) before it creates its admin. A data dir with a database keeps it; where no
+    copy can be made (an environment folder that cannot be written), Label Studio migrates by itself as before."""
     database = label_studio_data / SQLITE_DATABASE
     if database.exists():
         return
-    shutil.copyfile(migrated_sqlite(venv), database)
+    with _building(venv):
+        try:
+            shutil.copyfile(_migrated_sqlite(venv), database)
+        except OSError:
+            return
     database.chmod(0o600)
 
 
-def migrated_sqlite(venv: Path, timeout: float = 900.0) -> Path:
+def _migrated_sqlite(venv: Path, timeout: float = 900.0) -> Path:
     """An empty Label Studio database with every migration applied, made once per environment (a build or repair
-    drops it): a new SQLite data dir would otherwise spend 30-60 s (two minutes on two busy cores) migrating."""
+    drops it): a new SQLite data dir would otherwise spend 30-60 s (two minutes on two busy cores) migrating.
+    The caller holds :func:`_building`."""
     migrated = venv / MIGRATED_SQLITE
     if migrated.is_file():
         return migrated
-    with _building(venv):
-        if not migrated.is_file():
-            with tempfile.TemporaryDirectory(prefix="migrating-", dir=venv) as data_dir:
-                env = {key: value for key, value in os.environ.items()
-                       if key not in ("DJANGO_SETTINGS_MODULE", "PYTHONPATH", "DATABASE_NAME")}
-                env.update({"LABEL_STUDIO_BASE_DATA_DIR": data_dir, "DJANGO_DB": "sqlite"})
-                done = subprocess.run([str(python_of(venv)), "-c", MIGRATE], timeout=timeout, capture_output=True,
-                                      text=True, env=env)
-                if done.returncode != 0:
-                    lines = done.stderr.strip().splitlines() or [f"exit code {done.returncode}"]
-                    raise LabelStudioEnvironmentError(
-                        f"Label Studio's migrations failed in its environment at {venv}: {lines[-1]}; {fix_hint(venv)}")
-                (Path(data_dir) / SQLITE_DATABASE).replace(migrated)
+    with tempfile.TemporaryDirectory(prefix="migrating-", dir=venv) as data_dir:
+        env = {**_label_studio_env(data_dir), "DJANGO_DB": "sqlite"}
+        env.pop("DATABASE_NAME", None)
+        try:
+            done = subprocess.run([str(python_of(venv)), "-c", MIGRATE], timeout=timeout, capture_output=True,
+                                  text=True, env=env)
+        except subprocess.TimeoutExpired:
+            raise LabelStudioEnvironmentError(f"Label Studio's migrations took over {timeout:.0f} s in its "
+                                              f"environment at {venv}; {fix_hint(venv)}") from None
+        if done.returncode != 0:
+            lines = done.stderr.strip().splitlines() or [f"exit code {done.returncode}"]
+            raise LabelStudioEnvironmentError(
+                f"Label Studio's migrations failed in its environment at {venv}: {lines[-1]}; {fix_hint(venv)}")
+        (Path(data_dir) / SQLITE_DATABASE).replace(migrated)
     return migrated
+
+
+def _label_studio_env(data_dir: str) -> dict[str, str]:
+    """This process's environment for a Label Studio command with its data in ``data_dir``, less the variables that
+    would point it at another settings module or code."""
+    env = {key: value for key, value in os.environ.items() if key not in ("DJANGO_SETTINGS_MODULE", "PYTHONPATH")}
+    return {**env, "LABEL_STUDIO_BASE_DATA_DIR": data_dir}

@@ -46,6 +46,10 @@ class ServiceError(AlvarError, RuntimeError):
     """A service could not be started or reached; the message says which and where its log is."""
 
 
+class ServiceExited(ServiceError):
+    """A service's process ended while it was starting."""
+
+
 @contextmanager
 def private_umask() -> Iterator[None]:
     """Whatever this process creates meanwhile is its user's only; the previous umask comes back after."""
@@ -179,7 +183,7 @@ def wait_until(check: Callable[[], bool], what: str, timeout: float, pid: int | 
             return
         if pid is not None and not process_alive(pid):
             _reap(pid)
-            raise ServiceError(f"{what} exited while starting; last lines of {log}:\n{_tail(log) if log else ''}")
+            raise ServiceExited(f"{what} exited while starting; last lines of {log}:\n{_tail(log) if log else ''}")
         time.sleep(0.5)
     raise ServiceError(f"{what} not ready after {timeout:.0f} s; last lines of {log}:\n{_tail(log) if log else ''}")
 
@@ -243,9 +247,15 @@ def _client_host(bind: str) -> str:
 LABEL_STUDIO_MAIN = "import sys; from label_studio.server import main; sys.exit(main())"
 
 
-def _python_failure(log: Path) -> str | None:
-    """The exception line that ended a Python traceback in ``log`` (Label Studio died at import), or None."""
-    lines = _tail(log, 200).splitlines()
+def _python_failure(log: Path, offset: int) -> str | None:
+    """The exception line that ended a Python traceback in what ``log`` got after ``offset`` (this start's output:
+    Label Studio died at import), or None."""
+    try:
+        with log.open("rb") as written:
+            written.seek(offset)
+            lines = written.read().decode(errors="replace").splitlines()[-200:]
+    except FileNotFoundError:
+        return None
     if not any(line.startswith("Traceback (most recent call last)") for line in lines):
         return None
     return next((line for line in reversed(lines) if re.match(r"^[\w.]+(Error|Exception)\b", line)), lines[-1])
@@ -287,7 +297,8 @@ def start_label_studio(data_dir: Path, port: int, username: str, password: str, 
     Label Studio runs from its own environment ``venv``, checked against ``lock`` first (built or repaired from it
     when it differs: :func:`alvar.scripts.label_studio_env.ensure_label_studio_venv`); a Label Studio that dies
     with a Python traceback while starting is reported with that environment and the fix. A new SQLite data dir
-    starts from the environment's migrated empty database (:func:`~alvar.scripts.label_studio_env.migrated_sqlite`).
+    starts from a copy of the environment's migrated empty database
+    (:func:`~alvar.scripts.label_studio_env.seed_sqlite_database`).
 
     Legacy tokens are enabled (so ``token`` works as an API key from the first start), and the SSRF guards
     that reject an ML backend and webhooks on localhost are off: this stack runs them on this machine.
@@ -325,6 +336,8 @@ def start_label_studio(data_dir: Path, port: int, username: str, password: str, 
         **database_env,
         **_private_uploads_env(data_dir),
     }
+    log = log_path(data_dir, "label-studio")
+    earlier_log = log.stat().st_size if log.exists() else 0
     try:
         pid = start_and_wait(
             data_dir,
@@ -337,8 +350,8 @@ def start_label_studio(data_dir: Path, port: int, username: str, password: str, 
             env=env,
             cwd=ls_data,
         )
-    except ServiceError:
-        failure = _python_failure(log_path(data_dir, "label-studio"))
+    except ServiceExited:
+        failure = _python_failure(log, earlier_log)
         if failure is None:
             raise
         raise LabelStudioEnvironmentError(f"Label Studio failed in its environment at {venv}: {failure}; "

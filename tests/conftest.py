@@ -27,20 +27,16 @@ from alvar.datafiles import read_dataset
 from alvar.scripts import label_studio_database, services
 from alvar.settings import load_settings
 from tests.chat_server import ChatServer
+from tests.service_locations import EXTERNAL_REDIS_DEFAULT, POSTGRES_ADMIN_DEFAULT, REPO, SAFETY
 
-REPO = Path(__file__).resolve().parents[1]
-SAFETY = Path(os.environ.get("ALVAR_DATASETS", REPO.parent / "shared" / "datasets")) / "active-learning-safety"
 LS_USER = "admin@alvar.test"
 LS_PASSWORD = "alvar-test-password"
 LS_TOKEN = "alvar-test-token-0123456789abcdef"
-EXTERNAL_REDIS_DEFAULT = "redis://127.0.0.1:6379/15"
-POSTGRES_ADMIN_DEFAULT = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 # A stack that the README's `alvar up` left in the checkout (./alvar-data/alvar.env) must not lend its
 # settings to the tests, and what earlier runs cached (embeddings, entropies, the LLM's answers) must not decide
 # which path a test takes: every test process and its children get an empty data dir and cache dir of their own.
 # Label Studio's environment stays where the settings put it (checked against its lock at every start).
-os.environ["ALVAR_LABEL_STUDIO_VENV"] = str(load_settings().label_studio_venv)
 _TEST_DATA_DIR = tempfile.mkdtemp(prefix="alvar-tests-data-", dir="/tmp")
 _TEST_CACHE_DIR = tempfile.mkdtemp(prefix="alvar-tests-cache-", dir="/tmp")
 for _folder in (_TEST_DATA_DIR, _TEST_CACHE_DIR):

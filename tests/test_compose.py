@@ -102,7 +102,6 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, subprocess.Compl
         return dict(zip(texts, results))
 
 
-@pytest.mark.slow  # `alvar` subprocesses that load models or start services
 def test_worker_replicas_follow_the_env_file(runs: dict[str, subprocess.CompletedProcess]) -> None:
     """One worker container by default; ALVAR_WORKER_REPLICAS in .env runs more (the last line wins in an env file)."""
     assert resolved(runs["filled"])["services"]["worker"]["deploy"]["replicas"] == 1

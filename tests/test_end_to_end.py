@@ -130,6 +130,8 @@ def loop(run_root: Path, safety_dir: Path, database: list[str]) -> Iterator[Loop
             "ALVAR_RETRAIN_EVERY": str(BUDGET + 1),
             "ALVAR_EPOCHS": "3", "ALVAR_TORCH_THREADS": "1", "ALVAR_GENERATION_CONCURRENCY": "2",
             "ALVAR_LABEL_STUDIO_PORT": str(free_port()), "ALVAR_BACKEND_PORT": str(free_port()),
+            # Each database's loop asks the LLM itself: no answer cached by the other one (same texts, same model).
+            "ALVAR_CACHE_DIR": str(data_dir / "cache"),
         })
         partial = Loop(data_dir, env, None, None, "", {}, [], llm)  # type: ignore[arg-type]
         try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from redis import Redis
 from rq import Queue
 
@@ -9,7 +11,7 @@ from alvar.generator.jobs import generate_variations, generation_key
 from alvar.generator.reaction import GenerationReaction
 from alvar.label_config import load
 from alvar.labelstudio.webhook import parse_event
-from alvar.queues import JobPolicy
+from alvar.queues import DEFAULT_JOB_POLICY
 from alvar.settings import GENERATION_QUEUE
 
 CONFIG = load("annotate")
@@ -29,7 +31,7 @@ def test_each_human_label_queues_one_job_and_nothing_else_does(redis_url: str) -
     connection = Redis.from_url(redis_url)
     connection.flushdb()
     queue = Queue(GENERATION_QUEUE, connection=connection)
-    react = GenerationReaction(connection, queue, JobPolicy(timeout=123))
+    react = GenerationReaction(connection, queue, replace(DEFAULT_JOB_POLICY, timeout=123))
     tasks = [{"id": 1, "data": {"text": "my landlord kept my deposit"}},
              {"id": 2, "data": {"text": "a variation", "origin": "llm"}},
              {"id": 3, "data": {"text": "skipped one"}},

@@ -27,7 +27,6 @@ from alvar.datafiles import read_dataset
 from alvar.generator.jobs import generation_key
 from alvar.generator.reaction import GenerationReaction
 from alvar.labelstudio.webhook import parse_event
-from alvar.queues import DEFAULT_JOB_POLICY
 from alvar.scripts import services
 from alvar.scripts.jobs import worker_rows
 from alvar.scripts.project import create_project, import_pool
@@ -113,7 +112,7 @@ def test_the_workers_carry_on_through_a_redis_restart_and_status_shows_their_hea
     for task_id in task_ids:
         job = stack.finished(generation_key(project_id, task_id, "self-harm"), timeout=120)
         # First attempts: the running ones carried on.
-        assert job.retries_left == len(DEFAULT_JOB_POLICY.retry_intervals)
+        assert job.retries_left == len(stack.env["ALVAR_JOB_RETRY_INTERVALS"].split(","))
         assert current_variations(ls, project_id, task_id) == K
     after = wait_for(lambda: up_status(stack), 60, "status: workers up")
     assert {worker["name"]: worker["pid"] for worker in after["workers"]} == pids  # the same processes carried on

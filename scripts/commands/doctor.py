@@ -11,7 +11,6 @@ import typer
 from alvar.scripts import render
 from alvar.scripts.commands.options import command_settings
 from alvar.scripts.label_studio_env import (
-    EnvironmentCheck,
     check_environment,
     ensure_label_studio_venv,
     fix_hint,
@@ -47,11 +46,17 @@ def doctor(
     for line in drift:
         render.unwrapped(f"  {line}")
     venv, lock = settings.label_studio_venv, settings.label_studio_lock or label_studio_lock()
-    check, problem = _label_studio_check(venv, lock)
-    if repair and not (check.matches and problem is None):
-        # Right versions that cannot import mean a damaged file: only a reinstall of every package mends that.
-        ensure_label_studio_venv(venv, lock, log=render.unwrapped, reinstall=check.matches)
-        check, problem = _label_studio_check(venv, lock)
+    check = check_environment(venv, lock)
+    if repair and not check.matches:
+        # A build or repair ends with Label Studio imported in the environment, or raises.
+        ensure_label_studio_venv(venv, lock, log=render.unwrapped)
+        check, problem = check_environment(venv, lock), None
+    else:
+        problem = None if check.missing_python else import_problem(venv)
+        if repair and problem is not None:
+            # Right versions that cannot import mean a damaged file: only a reinstall of every package mends that.
+            ensure_label_studio_venv(venv, lock, log=render.unwrapped, reinstall=True)
+            check, problem = check_environment(venv, lock), None
     if check.matches and problem is None:
         render.unwrapped(f"Label Studio's environment: {venv} matches {lock} and imports Label Studio")
         return
@@ -59,9 +64,3 @@ def doctor(
         part for part in (None if check.matches else check.describe(), problem) if part))
     render.unwrapped(f"  fix: {fix_hint(venv)}")
     raise typer.Exit(1)
-
-
-def _label_studio_check(venv: Path, lock: Path) -> tuple[EnvironmentCheck, str | None]:
-    """The environment against its lock, and the error of importing Label Studio in it (None: it imports)."""
-    check = check_environment(venv, lock)
-    return check, None if check.missing_python else import_problem(venv)
