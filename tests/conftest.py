@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import fcntl
 import os
 import secrets
 import shutil
@@ -179,14 +180,33 @@ def redis_url(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
-def seed_model_dir(run_root: Path, safety_dir: Path) -> Path:
-    """A model directory whose current version is a learner trained for one epoch on the bootstrap set."""
+def seed_model_dir(run_root: Path, safety_dir: Path, tmp_path_factory: pytest.TempPathFactory,
+                   worker_id: str) -> Path:
+    """A model directory whose current version is a learner trained for one epoch on the bootstrap set.
+
+    Trained once per run: under xdist the first worker trains it into the folder the workers share (the others
+    wait on its lock), and each worker gets a copy of its own, since tests may add versions to theirs."""
+    shared_root = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        shared_root = shared_root.parent
+    trained = shared_root / "seed-model"
+    with open(shared_root / "seed-model.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        if not (trained / DONE_MARKER).is_file():
+            shutil.rmtree(trained, ignore_errors=True)
+            data = read_dataset(safety_dir / "bootstrap_labeled.tsv")
+            learner = TransformerClassifier(load_settings().base_model, epochs=1, num_threads=2).fit(data.texts,
+                                                                                                   data.labels)
+            store = ModelStore(trained)
+            store.switch(store.save(learner, data.texts, data.labels))
+            (trained / DONE_MARKER).touch()
     model_dir = run_root / "seed-model"
-    data = read_dataset(safety_dir / "bootstrap_labeled.tsv")
-    learner = TransformerClassifier(load_settings().base_model, epochs=1, num_threads=2).fit(data.texts, data.labels)
-    store = ModelStore(model_dir)
-    store.switch(store.save(learner, data.texts, data.labels))
+    shutil.copytree(trained, model_dir, ignore=shutil.ignore_patterns(DONE_MARKER))
     return model_dir
+
+
+# Written after the shared seed model is saved whole: a worker that died mid-training leaves none.
+DONE_MARKER = ".trained"
 
 
 def copy_model_dir(source: Path, target: Path) -> Path:
