@@ -126,7 +126,11 @@ def generator_stack(root: Path, seed_model_dir: Path, label_studio: services.Lab
 
 
 # A student that trains in seconds on one thread: few epochs, short inputs and outputs; retraining after 2 reviews.
+# A draft job (the teacher's answer judged by R) gets a minute: on two cores shared with the rest of the suite it
+# took over 10 s, and a job cut short between writing its draft and its prediction shows the one without the other
+# until its retry.
 GENERATIVE_SETTINGS = {
+    "ALVAR_GENERATION_TIMEOUT": "60",
     "ALVAR_STUDENT_EPOCHS": "2",
     "ALVAR_TORCH_THREADS": "1",
     "ALVAR_RETRAIN_EVERY": "2",
