@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pytest
 from label_studio_sdk import LabelStudio
+from rq.job import JobStatus
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -34,10 +35,12 @@ from alvar.attribute_model import AttributeJudge
 from alvar.backend.learner import TransformerClassifier
 from alvar.backend.model_store import data_hash, project_store
 from alvar.datafiles import DataFileError
+from alvar.generator.teacher import draft_key
 from alvar.labelstudio.client import iter_tasks
 from alvar.labelstudio.generation_config import CLASSIFICATION, GENERATION, parse_generation_control, project_kind
 from alvar.labelstudio.task_data import BatchFields, DraftFields
 from alvar.pairfiles import PairColumns
+from alvar.queues import job_status
 from alvar.scripts import services
 from alvar.scripts.generation_scores import GenerationSelection, select_generation_batch
 from alvar.scripts.initialize import GENERATION_TITLE, InitError, InitPlan, check_files, wanted_kind
@@ -200,7 +203,13 @@ def test_init_selects_a_cluster_batch_on_the_informativeness(generative_round: R
 
 
 def _drafted(generative_round: Round) -> list[dict[str, Any]] | None:
+    """The batch once every task's draft job has finished (a job writes the draft into the task, then makes it the
+    task's prediction: between the two, under load for seconds while R scores it, a reader sees only the first)."""
     ids = {task["id"] for task in generative_round.batch}
+    jobs = [job_status(generative_round.stack.redis, draft_key(generative_round.project_id, task_id))
+            for task_id in ids]
+    if jobs != [JobStatus.FINISHED] * len(ids):
+        return None
     batch = [task for task in generative_round.tasks() if task["id"] in ids]
     return batch if all(DraftFields.of(task).draft_status for task in batch) else None
 
