@@ -225,7 +225,8 @@ LONGEST_MODULES = (
     "test_end_to_end", "test_quickstart", "test_generative_project", "test_team_day", "test_worker_supervision",
     "test_scoring_fanout", "test_generation_label_studio", "test_label_studio_database", "test_postgres_faults",
     "test_project_models", "test_label_studio_env", "test_backend_fuzz", "test_coverage", "test_label_studio_backend",
-    "test_teacher", "test_generation_simulate", "test_evaluate_simulate", "test_review_view", "test_export",
+    "test_teacher", "test_generation_simulate", "test_evaluate_simulate", "test_learner", "test_select",
+    "test_variation_budget", "test_review_view", "test_export", "test_cli",
 )
 # Modules whose module-scoped fixture is parametrized by database: each database's half is a unit of its own.
 SPLIT_BY_PARAMETER = frozenset({"tests/test_end_to_end.py"})
