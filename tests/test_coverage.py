@@ -121,19 +121,19 @@ def variation(text: str, label: str, source: int, status: str = "current") -> di
                      "source_task": source, "source_label": label}}
 
 
-def stack_settings(data_dir: Path, label_studio, project_id: int, model_dir: Path, cache_dir: Path):
+def stack_settings(data_dir: Path, label_studio, project_id: int, model_dir: Path, cache_dir: Path, redis_url: str):
     """Settings whose data dir holds a stack.json pointing at the test Label Studio and project (the other
     services are down: status still reports the project)."""
     data_dir.mkdir(parents=True)
     StackState(label_studio.url, f"http://127.0.0.1:{free_port()}", label_studio.username, label_studio.password,
                label_studio.token, "backend", "backend-password", "secret", project_id).save(data_dir)
     return load_settings(data_dir=data_dir, model_dir=model_dir, cache_dir=cache_dir, torch_threads=2,
-                         redis_url=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15"))
+                         redis_url=redis_url)
 
 
 def test_coverage_of_a_label_studio_project_and_status(tmp_path: Path, ls: LabelStudio, label_studio,
                                                        seed_model_dir: Path, safety_dir: Path,
-                                                       cache_dir: Path) -> None:
+                                                       cache_dir: Path, external_redis_url: str) -> None:
     examples = read_dataset(safety_dir / "test_labeled.tsv").examples[200:240]
     project_id = create_project(ls, "alvar coverage", load("annotate"))
     task_ids = import_pool(ls, project_id, examples)
@@ -154,7 +154,8 @@ def test_coverage_of_a_label_studio_project_and_status(tmp_path: Path, ls: Label
     assert chosen.batch == batch.batch == 1 and sum(item.in_batch for item in chosen.pool) == 6
 
     # status before anything embedded the project's texts in its cache: it says so and embeds nothing
-    fresh = stack_settings(tmp_path / "fresh", label_studio, project_id, seed_model_dir, tmp_path / "empty-cache")
+    fresh = stack_settings(tmp_path / "fresh", label_studio, project_id, seed_model_dir, tmp_path / "empty-cache",
+                           external_redis_url)
     cover = stack_status(fresh, label_cover=True).label_cover
     assert cover is not None and cover.unlabelled is None and cover.not_embedded == 40
     assert "not embedded yet" in cover.line()
@@ -174,7 +175,8 @@ def test_coverage_of_a_label_studio_project_and_status(tmp_path: Path, ls: Label
     assert len(unlabelled) >= 15, "five labels reach at most five of twenty clusters"
     assert f"{len(unlabelled)} of 20 clusters have no labelled task yet" in result.stdout
 
-    status_settings = stack_settings(tmp_path / "stack", label_studio, project_id, seed_model_dir, cache_dir)
+    status_settings = stack_settings(tmp_path / "stack", label_studio, project_id, seed_model_dir, cache_dir,
+                                     external_redis_url)
     status = stack_status(status_settings, label_cover=True)
     assert status.label_cover is not None and status.label_cover.clusters == 20
     assert status.label_cover.unlabelled == len(unlabelled), "status counts what coverage shows"
