@@ -2,7 +2,8 @@
 
 Label Studio's pins clash with alvar's, so it lives in an environment of its own, installed with
 ``pip install --require-hashes -r requirements/label-studio.txt`` (the lock; never the bare ``label-studio`` spec,
-whose open transitive pins broke it once: sentry-sdk 3.0). The environment records the lock's SHA-256 in
+whose open transitive pins broke it once: sentry-sdk 3.0), or ``uv pip install`` of the same lock where uv is
+installed. The environment records the lock's SHA-256 in
 :data:`STAMP_FILE`. Every start compares the stamp and every installed version with the lock, which reads a few
 hundred folder names and costs milliseconds; anything missing or different is repaired from the lock (the
 packages the lock lacks removed), and the person is told. Importing Label Studio takes seconds, so that check
@@ -21,7 +22,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -157,20 +158,55 @@ def fix_hint(venv: Path) -> str:
     return f"run `alvar doctor --repair`, or delete {venv} and start again (it is rebuilt from the lock)"
 
 
-def install_from_lock(venv: Path, lock: Path, check: EnvironmentCheck, reinstall: bool = False) -> None:
+@dataclass(frozen=True)
+class Installer:
+    """The program that installs a lock into an environment: pip (every Python has it) or uv (the same lock with
+    the same hash checks, in seconds instead of minutes from a warm cache)."""
+
+    name: str
+    program: Path | None = None
+
+    def install(self, venv: Path, lock: Path, reinstall: bool) -> list[str]:
+        if self.program is None:
+            afresh = ["--force-reinstall"] if reinstall else []
+            return [*self._pip(venv), "install", "--quiet", "--require-hashes", "--no-deps", *afresh, "-r", str(lock)]
+        afresh = ["--reinstall"] if reinstall else []
+        return [str(self.program), "pip", "install", "--quiet", "--python", str(python_of(venv)), "--require-hashes",
+                "--no-deps", *afresh, "-r", str(lock)]
+
+    def uninstall(self, venv: Path, packages: Iterable[str]) -> list[str]:
+        if self.program is None:
+            return [*self._pip(venv), "uninstall", "--quiet", "--yes", *packages]
+        return [str(self.program), "pip", "uninstall", "--quiet", "--python", str(python_of(venv)), *packages]
+
+    @staticmethod
+    def _pip(venv: Path) -> list[str]:
+        return [str(python_of(venv)), "-m", "pip", "--disable-pip-version-check"]
+
+
+PIP = Installer("pip")
+
+
+def default_installer() -> Installer:
+    """uv when it is installed beside alvar or on PATH, else pip."""
+    found = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
+    return Installer("uv", Path(found)) if found else PIP
+
+
+def install_from_lock(venv: Path, lock: Path, check: EnvironmentCheck, reinstall: bool = False,
+                      installer: Installer | None = None) -> None:
     """Create the environment if needed, install the lock into it (every package afresh with ``reinstall``), and
     remove what the lock does not name."""
+    installer = installer or default_installer()
     if check.missing_python:
         if venv.is_dir() and any(venv.iterdir()) and not (venv / "pyvenv.cfg").is_file():
             raise LabelStudioEnvironmentError(f"{venv} holds files but no virtual environment: alvar builds Label "
                                               "Studio's environment only in a new or empty folder "
                                               "(ALVAR_LABEL_STUDIO_VENV)")
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-    pip = [str(python_of(venv)), "-m", "pip", "--disable-pip-version-check"]
-    afresh = ["--force-reinstall"] if reinstall else []
-    subprocess.run([*pip, "install", "--quiet", "--require-hashes", "--no-deps", *afresh, "-r", str(lock)], check=True)
+    subprocess.run(installer.install(venv, lock, reinstall), check=True)
     if check.extra:
-        subprocess.run([*pip, "uninstall", "--quiet", "--yes", *check.extra], check=True)
+        subprocess.run(installer.uninstall(venv, check.extra), check=True)
 
 
 def ensure_label_studio_venv(venv: Path, lock: Path | None = None, log: Callable[[str], object] = print,
@@ -205,11 +241,13 @@ def _repair(venv: Path, lock: Path, log: Callable[[str], object], reinstall: boo
         return
     action = "Building" if check.missing_python else "Reinstalling" if check.matches else "Repairing"
     reason = "asked for" if check.matches else check.describe()
-    log(f"{action} Label Studio's environment at {venv} from {lock} ({reason}); a few minutes")
+    installer = default_installer()
+    log(f"{action} Label Studio's environment at {venv} from {lock} with {installer.name} ({reason}); "
+        f"{'a minute' if installer.program else 'a few minutes'}")
     (venv / STAMP_FILE).unlink(missing_ok=True)
     (venv / MIGRATED_SQLITE).unlink(missing_ok=True)
     try:
-        install_from_lock(venv, lock, check, reinstall)
+        install_from_lock(venv, lock, check, reinstall, installer)
     except subprocess.CalledProcessError as error:
         raise LabelStudioEnvironmentError(
             f"installing {lock} into Label Studio's environment at {venv} failed ({error}); {fix_hint(venv)}"

@@ -18,11 +18,14 @@ from label_studio_sdk import LabelStudio
 from alvar.pinned_files import sha256
 from alvar.scripts import services
 from alvar.scripts.label_studio_env import (
+    PIP,
     STAMP_FILE,
     LabelStudioEnvironmentError,
     check_environment,
+    default_installer,
     ensure_label_studio_venv,
     import_problem,
+    install_from_lock,
     label_studio_lock,
     locked_versions,
     python_of,
@@ -34,6 +37,8 @@ from tests.conftest import LS_PASSWORD, LS_TOKEN, LS_USER, free_port
 # Every test here takes or builds a Label Studio environment (the slow tier's part, like the session fixture's).
 pytestmark = pytest.mark.label_studio
 BROKEN_SENTRY = "3.0.0"  # sentry-sdk 3.0.0 makes Label Studio 1.23.2 die at import
+# A package Label Studio's lock does not name (a repair removes it).
+STRAY, STRAY_VERSION = "iniconfig", "2.0.0"
 
 
 @pytest.fixture(scope="session")
@@ -111,6 +116,24 @@ def test_a_moved_package_is_found_and_repaired_by_the_next_start(
     assert f"sentry-sdk {BROKEN_SENTRY} (lock: {locked})" in said.out + said.err
     assert check_environment(venv, lock).matches
     assert check_environment(label_studio_venv, lock).matches, "repairing the copy changed the original"
+    assert package_digests(label_studio_venv, "sentry_sdk") == original, "the copy wrote through to the original"
+
+
+@pytest.mark.parametrize("installer", ["pip", "uv"])
+def test_each_installer_puts_moved_packages_back_and_removes_strays(label_studio_venv: Path, lock: Path,
+                                                                    tmp_path: Path, installer: str) -> None:
+    """pip where uv is not installed, uv where it is (the test extra installs it beside alvar): either one restores
+    the lock's sentry-sdk and removes a package the lock does not name, leaving the original environment whole."""
+    chosen = PIP if installer == "pip" else default_installer()
+    assert chosen.name == installer, "uv is not installed beside alvar (it is in the test extra)"
+    original = package_digests(label_studio_venv, "sentry_sdk")
+    venv = linked_copy(label_studio_venv, tmp_path / "ls-venv")
+    pip_install(venv, f"sentry-sdk=={BROKEN_SENTRY}", f"{STRAY}=={STRAY_VERSION}")
+    check = check_environment(venv, lock)
+    assert set(check.differing) == {"sentry-sdk"} and check.extra == (STRAY,)
+
+    install_from_lock(venv, lock, check, installer=chosen)
+    assert check_environment(venv, lock).matches, check_environment(venv, lock).describe()
     assert package_digests(label_studio_venv, "sentry_sdk") == original, "the copy wrote through to the original"
 
 
