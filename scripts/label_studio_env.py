@@ -171,8 +171,9 @@ class Installer:
             afresh = ["--force-reinstall"] if reinstall else []
             return [*self._pip(venv), "install", "--quiet", "--require-hashes", "--no-deps", *afresh, "-r", str(lock)]
         afresh = ["--reinstall"] if reinstall else []
+        # Compiled to bytecode at install, as pip does: where PYTHONDONTWRITEBYTECODE is set nothing else would.
         return [str(self.program), "pip", "install", "--quiet", "--python", str(python_of(venv)), "--require-hashes",
-                "--no-deps", *afresh, "-r", str(lock)]
+                "--no-deps", "--compile-bytecode", *afresh, "-r", str(lock)]
 
     def uninstall(self, venv: Path, packages: Iterable[str]) -> list[str]:
         if self.program is None:
