@@ -75,6 +75,8 @@ WARM_UP_CLIENTS = 6
 # The warm-up stops once a round grows RSS by under 3 % (at most 5 rounds).
 WARM_UP_STEADY = 1.03
 WARM_UP_MAX_ROUNDS = 5
+
+
 @dataclass
 class Report:
     """What the fuzzer saw; ``failures`` lists the checks that did not hold."""

@@ -163,8 +163,11 @@ class Installer:
     """The program that installs a lock into an environment: pip (every Python has it) or uv (the same lock with
     the same hash checks, in seconds instead of minutes from a warm cache)."""
 
-    name: str
-    program: Path | None = None
+    program: Path | None = None  # uv's executable; None: the environment's pip
+
+    @property
+    def name(self) -> str:
+        return "pip" if self.program is None else "uv"
 
     def install(self, venv: Path, lock: Path, reinstall: bool) -> list[str]:
         if self.program is None:
@@ -185,13 +188,13 @@ class Installer:
         return [str(python_of(venv)), "-m", "pip", "--disable-pip-version-check"]
 
 
-PIP = Installer("pip")
+PIP = Installer()
 
 
 def default_installer() -> Installer:
     """uv when it is installed beside alvar or on PATH, else pip."""
     found = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
-    return Installer("uv", Path(found)) if found else PIP
+    return Installer(Path(found)) if found else PIP
 
 
 def install_from_lock(venv: Path, lock: Path, check: EnvironmentCheck, reinstall: bool = False,
