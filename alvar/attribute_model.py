@@ -8,6 +8,9 @@ sequence-classification model (a path or a hub id), or the one `alvar attribute 
 In pair mode R judges an output against its input ("the output actually counters the input"): it reads
 :func:`judge_text` of the two. A model directory says so in its ``attribute.json`` (``{"pair_input": true,
 "required": "..."}``), written by ``alvar attribute train --pairs``.
+
+torch and transformers load when R does: `alvar status` and `alvar down` read R's path here, and importing them
+costs seconds that those commands do not need.
 """
 
 from __future__ import annotations
@@ -18,8 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 from alvar.entropy import entropy
 from alvar.errors import AlvarError
@@ -55,6 +56,8 @@ def attribute_card(model_path: str | Path) -> dict[str, Any]:
 
 def model_classes(model_path: str) -> list[str]:
     """R's classes in label-id order, read from its config (no weights loaded)."""
+    from transformers import AutoConfig
+
     try:
         config = AutoConfig.from_pretrained(model_path)
     except (OSError, ValueError) as error:
@@ -81,6 +84,8 @@ class AttributeJudge:
 
     def load(self) -> AttributeJudge:
         """Load R's model and tokenizer; H must be one of its classes."""
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
         classes = model_classes(self.model_path)
         if self.required not in classes:
             raise AttributeModelError(
@@ -107,6 +112,8 @@ class AttributeJudge:
 
     def predict_proba(self, outputs: Sequence[str], inputs: Sequence[str] | None = None) -> np.ndarray:
         """R's class probabilities, one row per output, columns in ``classes_`` order (inputs: pair mode only)."""
+        import torch
+
         if not hasattr(self, "model_"):
             self.load()
         if self.num_threads:

@@ -17,6 +17,8 @@ A pruned version is renamed to a hidden name before it is deleted, so it is neve
 
 A version's metadata names its ``kind``: ``classification`` (a :class:`TransformerClassifier`; versions written
 before generative projects have no kind and are classifiers) or ``generation`` (a :class:`TextToTextStudent`).
+The two classes (and torch with them) are imported when a model is loaded or saved: `alvar status` reads versions
+here and needs neither.
 """
 
 from __future__ import annotations
@@ -33,12 +35,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-from alvar.backend.learner import TransformerClassifier
-from alvar.backend.student import TextToTextStudent
 from alvar.errors import AlvarError
 from alvar.labelstudio.generation_config import CLASSIFICATION, GENERATION
+
+if TYPE_CHECKING:
+    from alvar.backend.learner import TransformerClassifier
+    from alvar.backend.student import TextToTextStudent
 
 CURRENT_FILE = "CURRENT"
 METADATA_FILE = "metadata.json"
@@ -47,7 +51,7 @@ VERSION_NAME = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9]{6}-[0-9a-f]{8}")
 # A hidden staging or deletion directory older than this was left by a process that died (a save takes seconds).
 ABANDONED_AFTER_SECONDS = 3600.0
 
-Model: TypeAlias = TransformerClassifier | TextToTextStudent
+Model: TypeAlias = "TransformerClassifier | TextToTextStudent"
 
 
 class ModelKindError(AlvarError, TypeError):
@@ -65,6 +69,8 @@ def data_hash(texts: Sequence[str], labels: Sequence[str]) -> str:
 
 def model_kind(model: Model) -> str:
     """The ``kind`` a version of ``model`` is saved under."""
+    from alvar.backend.student import TextToTextStudent
+
     return GENERATION if isinstance(model, TextToTextStudent) else CLASSIFICATION
 
 
@@ -74,6 +80,9 @@ def load_model(path: str | Path, precision: str | None = None, **overrides: Any)
     ``precision`` is a classifier's scoring arithmetic (:data:`~alvar.precision.PRECISIONS`; None = float32);
     a student has none and ignores it.
     """
+    from alvar.backend.learner import TransformerClassifier
+    from alvar.backend.student import TextToTextStudent
+
     path = Path(path)
     kind = json.loads((path / METADATA_FILE).read_text()).get("kind", CLASSIFICATION)
     if kind == GENERATION:
@@ -84,6 +93,8 @@ def load_model(path: str | Path, precision: str | None = None, **overrides: Any)
 def _kind_metadata(model: Model, examples: Sequence[str], targets: Sequence[str]) -> dict[str, Any]:
     """What a version's metadata says about its training set: class counts for a classifier, none for a student
     (its targets are free texts)."""
+    from alvar.backend.student import TextToTextStudent
+
     if isinstance(model, TextToTextStudent):
         return {"kind": GENERATION, "architecture": model.architecture_, "loss_history": model.loss_history_}
     return {"kind": CLASSIFICATION, "class_counts": dict(sorted(Counter(targets).items())),
@@ -171,6 +182,8 @@ class ModelStore:
 
     def load_classifier(self, version: str | None = None, **overrides: Any) -> tuple[str, TransformerClassifier]:
         """:meth:`load` for a caller that needs a classifier; a student there raises :class:`ModelKindError`."""
+        from alvar.backend.learner import TransformerClassifier
+
         version, model = self.load(version, **overrides)
         if not isinstance(model, TransformerClassifier):
             raise ModelKindError(f"version {version} under {self.root} is a {GENERATION} model, not a classifier")
@@ -178,6 +191,8 @@ class ModelStore:
 
     def load_student(self, version: str | None = None, **overrides: Any) -> tuple[str, TextToTextStudent]:
         """:meth:`load` for a caller that needs a student; a classifier there raises :class:`ModelKindError`."""
+        from alvar.backend.student import TextToTextStudent
+
         version, model = self.load(version, **overrides)
         if not isinstance(model, TextToTextStudent):
             raise ModelKindError(f"version {version} under {self.root} is a {CLASSIFICATION} model, not a student")

@@ -14,15 +14,18 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from rq import get_current_job
 
-from alvar.backend.learner import TransformerClassifier
 from alvar.backend.model_store import ModelStore
 from alvar.embedder import Embedder
 from alvar.job_settings import job_settings
 from alvar.settings import Settings
+
+if TYPE_CHECKING:
+    from alvar.backend.learner import TransformerClassifier
 
 EMBEDDINGS = "embeddings"
 PROBABILITIES = "probabilities"

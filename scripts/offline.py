@@ -1,4 +1,8 @@
-"""`alvar train` and `alvar predict` without Label Studio: files in, saved versions and JSONL out."""
+"""`alvar train` and `alvar predict` without Label Studio: files in, saved versions and JSONL out.
+
+The learner (and torch with it) is imported once the input has been read: a file that does not parse, or a
+model directory with nothing to load, is reported in a second or two rather than after the model libraries load.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sklearn.metrics import accuracy_score, f1_score
-
 from alvar.backend.model_store import shared_store
-from alvar.backend.training import new_learner
 from alvar.classifiers import likeliest
 from alvar.datafiles import Dataset, read_dataset, read_labeled
 from alvar.entropy import entropy
@@ -19,6 +20,8 @@ from alvar.settings import Settings
 
 
 def classification_scores(gold: Sequence[str], predicted: Sequence[str]) -> dict[str, float]:
+    from sklearn.metrics import accuracy_score, f1_score
+
     return {
         "accuracy": float(accuracy_score(gold, predicted)),
         "macro_f1": float(f1_score(gold, predicted, average="macro", zero_division=0)),
@@ -41,6 +44,8 @@ def train_files(settings: Settings, data: Sequence[Path], eval_file: Path | None
     The shared model serves every project that has no model of its own yet; no project's own model changes.
     """
     train = read_labeled(data, text_col, label_col)
+    from alvar.backend.training import new_learner
+
     learner = new_learner(settings, show_progress=True).fit(train.texts, train.labels)
     metrics: dict[str, float] = {}
     if eval_file is not None:

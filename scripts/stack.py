@@ -16,14 +16,17 @@ import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from label_studio_sdk import LabelStudio
 from redis import Redis
 
 from alvar.pairfiles import PairColumns
 from alvar.scripts import label_studio_database, services
-from alvar.scripts.initialize import InitOutcome, InitPlan, initialize
 from alvar.settings import STACK_ENV_FILE, Settings
+
+if TYPE_CHECKING:
+    from alvar.scripts.initialize import InitOutcome
 
 STATE_FILE = "stack.json"
 # Stopped in this order: consumers first, then what they consume.
@@ -176,6 +179,8 @@ def _up(settings: Settings, pool: Path | None, bootstrap: Path | None, budget: i
     data_dir = services.secure_data_dir(settings.data_dir.resolve())
     state = StackState.load(data_dir) or _new_state(settings)
     state.save(data_dir)
+    from alvar.scripts.initialize import InitPlan, initialize  # torch and the models: `down` and `status` need neither
+
     env = start_services(settings, state)
     report(f"Label Studio's database: {state.database}")
     plan = InitPlan(backend_url=state.backend_url, pool=pool, bootstrap=bootstrap, budget=budget, task=task,

@@ -66,6 +66,10 @@ SCORING_BEATS_PER_TTL = 8
 # chunks of dead workers) runs this often.
 SCORING_WORKER_TTL = 30
 SCORING_MAINTENANCE_SECONDS = 10
+# A supervisor without a queue's scheduler lock asks for it again this often. A killed supervisor's lock lapses 61 s
+# after its last heartbeat; RQ's own fallback asks only every 120 s, so the retries of jobs a killed worker left
+# behind waited up to three minutes for the next supervisor's scheduler.
+SCHEDULER_LOCK_RETRY_SECONDS = 5.0
 
 
 def _configure_logging() -> None:
@@ -278,6 +282,7 @@ class Supervisor:
                                      connection=self.connection, interval=1)
         self.next_sweep = 0.0
         self.next_turn = 0.0
+        self.next_lock_try = 0.0
 
     def run(self) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -306,9 +311,11 @@ class Supervisor:
 
     def _maintain(self) -> None:
         """One scheduler turn (hold the queues' scheduler locks, enqueue jobs whose retry time has come) and,
-        when due, the reconciliation sweep."""
-        if self.scheduler.should_reacquire_locks:
+        when due, the reconciliation sweep. A lock another scheduler holds is asked for again every
+        :data:`SCHEDULER_LOCK_RETRY_SECONDS` (the held ones are kept by the heartbeat)."""
+        if self.scheduler.acquired_locks != set(self.queue_names) and time.monotonic() >= self.next_lock_try:
             self.scheduler.acquire_locks()
+            self.next_lock_try = time.monotonic() + SCHEDULER_LOCK_RETRY_SECONDS
         if self.scheduler.acquired_locks:
             self.scheduler.heartbeat()
             self.scheduler.enqueue_scheduled_jobs()

@@ -84,3 +84,16 @@ def test_a_bad_setting_names_its_variable_and_exits_2(tmp_path: Path) -> None:
         assert result.returncode == 2, result.stdout + result.stderr
         assert "error: bad setting: " in result.stderr and named in result.stderr
         assert "Traceback" not in result.stdout + result.stderr and "s3cret" not in result.stderr
+
+
+def test_commands_that_read_or_stop_load_no_model_library() -> None:
+    """`alvar status`, `alvar down` and a bad input file to `train`/`predict` answer in a second or two: the modules
+    behind them leave torch, transformers, sentence-transformers and scikit-learn unimported (they cost ~8 s)."""
+    modules = ("alvar.scripts.status", "alvar.scripts.stack", "alvar.scripts.offline", "alvar.attribute_model",
+               "alvar.backend.model_store", "alvar.backend.pool_scoring", "alvar.scripts.cli")
+    probe = (f"import sys\nfor name in {modules!r}: __import__(name)\n"
+             "print(sorted({'torch', 'transformers', 'sentence_transformers', 'sklearn'} & set(sys.modules)))")
+    loaded = subprocess.run([str(Path(alvar_command()[0]).with_name("python")), "-c", probe], capture_output=True,
+                            text=True, timeout=120)
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.strip() == "[]"

@@ -76,7 +76,7 @@ def test_the_constructor_arguments_and_attributes_alvar_uses() -> None:
     # ThreadWorker overrides a property RQ's loop reads; ReconnectingWorker sets RQ's dequeue back-off ceiling.
     assert isinstance(inspect.getattr_static(SimpleWorker, "dequeue_timeout"), property)
     assert isinstance(SimpleWorker.max_connection_wait_time, float)
-    assert isinstance(inspect.getattr_static(RQScheduler, "should_reacquire_locks"), property)
+    assert isinstance(inspect.getattr_static(RQScheduler, "acquired_locks"), property)
     assert issubclass(TimerDeathPenalty, BaseDeathPenalty) and issubclass(StopRequested, Exception)
     assert worker_registration.REDIS_WORKER_KEYS == "rq:workers"
 

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,8 @@ from alvar.labelstudio.webhook import parse_event
 from alvar.scripts import services
 from alvar.scripts.jobs import worker_rows
 from alvar.scripts.project import create_project, import_pool
-from alvar.settings import GENERATION_QUEUE, SCORING_QUEUE, TRAINING_QUEUE
+from alvar.scripts.worker import SCHEDULER_LOCK_RETRY_SECONDS, Supervisor
+from alvar.settings import GENERATION_QUEUE, SCORING_QUEUE, TRAINING_QUEUE, load_settings
 from tests.chat_server import ChatServer, Reply
 from tests.conftest import alvar_command, wait_for
 from tests.generator_stack import (
@@ -249,3 +251,31 @@ def test_processes_runs_n_generation_and_n_scoring_processes_beside_one_for_trai
     finally:
         services.stop_process(root, "worker")
         services.stop_process(root / "redis", "redis")
+
+
+def test_a_new_supervisor_takes_the_scheduler_over_soon_after_a_killed_ones_lock_lapses(
+        external_redis_url: str) -> None:
+    """A killed supervisor leaves its scheduler locks behind until they lapse (RQ gives them 61 s; 2 s here). The
+    next supervisor takes them within SCHEDULER_LOCK_RETRY_SECONDS of that, not after RQ's 120 s fallback, and
+    then enqueues a retry that was due, so the jobs the killed worker left behind run again."""
+    connection = Redis.from_url(external_redis_url)
+    queue_names = [TRAINING_QUEUE, GENERATION_QUEUE]
+    for name in queue_names:
+        connection.set(f"rq:scheduler-lock:{name}", "a-killed-supervisor", ex=2)
+    queue = Queue(GENERATION_QUEUE, connection=connection)
+    job = queue.enqueue_in(timedelta(seconds=1), "os.getpid", job_id="due-retry")
+    supervisor = Supervisor(load_settings(redis_url=external_redis_url), [], queue_names, burst=False)
+
+    def turn() -> bool:
+        supervisor._maintain()
+        return supervisor.scheduler.acquired_locks == set(queue_names)
+
+    def due_job_queued() -> bool:
+        supervisor._maintain()
+        return job.id in queue.get_job_ids()
+
+    assert not turn(), "the killed supervisor's locks were still held"
+    # RQ's fallback alone would wait 120 s: the wait below fails long before that.
+    wait_for(turn, 2 + SCHEDULER_LOCK_RETRY_SECONDS + 5, "the new supervisor to take the scheduler locks", 0.2)
+    wait_for(due_job_queued, 10, "the due job back in its queue", 0.2)
+    supervisor.scheduler.release_locks()
