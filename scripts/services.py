@@ -28,7 +28,7 @@ import requests
 from rich.console import Console
 
 from alvar.errors import AlvarError
-from alvar.processes import process_alive
+from alvar.processes import group_alive, process_alive
 from alvar.scripts.label_studio_env import (
     LabelStudioEnvironmentError,
     ensure_label_studio_venv,
@@ -40,6 +40,9 @@ console = Console(stderr=True)
 # Everything the services and alvar create in a data dir is for this user only (files 0600, directories 0700).
 PRIVATE_UMASK = 0o077
 LOOPBACK = "127.0.0.1"
+# After SIGKILL a group is gone within milliseconds; this bounds the wait where a process cannot die (stuck in D
+# state on a dead mount, say), so `alvar down` still returns.
+KILLED_GROUP_WAIT_SECONDS = 10.0
 
 
 class ServiceError(AlvarError, RuntimeError):
@@ -137,16 +140,23 @@ def stop_process(data_dir: Path, name: str, timeout: float = 30.0) -> bool:
         pid_file.unlink(missing_ok=True)
         return False
     _signal_group(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while process_alive(pid) and time.monotonic() < deadline:
-        _reap(pid)
-        time.sleep(0.1)
-    if process_alive(pid):
+    if not _wait_for_group(pid, timeout):
         _signal_group(pid, signal.SIGKILL)
-        while process_alive(pid):
-            _reap(pid)
-            time.sleep(0.05)
+        _wait_for_group(pid, KILLED_GROUP_WAIT_SECONDS)
     pid_file.unlink(missing_ok=True)
+    return True
+
+
+def _wait_for_group(pid: int, timeout: float) -> bool:
+    """Wait until no process of the service's group is left (the leader reaped when it is our child); False when
+    one still is after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while group_alive(pid):
+        _reap(pid)
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+    _reap(pid)
     return True
 
 

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from label_studio_sdk import LabelStudio
 
 from alvar.backend.model_store import ModelStore
-from alvar.processes import process_alive
+from alvar.processes import group_alive, process_alive
 from alvar.scripts import services
 from alvar.scripts.stack import SERVICES, StackState
-from tests.conftest import alvar_command, copy_model_dir, free_port
+from tests.conftest import alvar_command, copy_model_dir, free_port, wait_for
 
 # Generated passwords may start with "-" too (secrets.token_urlsafe): Label Studio must still get it as a value.
 PASSWORD = "-starts-with-a-dash"
@@ -68,3 +69,16 @@ def check_up_and_down(data_dir: Path, pool: Path) -> None:
     assert stopped.returncode == 0 and all(name in stopped.stdout for name in SERVICES)
     assert not any(process_alive(pid) for pid in pids.values())
     assert "nothing was running" in alvar("down", "--data-dir", str(data_dir)).stdout
+
+
+def test_stopping_a_service_waits_for_every_process_of_its_group(tmp_path: Path) -> None:
+    """A process of the group that ignores SIGTERM and outlives the leader for a while (a worker's multiprocessing
+    resource tracker does, until its pipe closes) is waited for: once stop_process returns, none is left."""
+    ready = tmp_path / "ignoring-sigterm"
+    lingering = (f"import pathlib, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                 f"pathlib.Path({str(ready)!r}).touch(); time.sleep(3)")
+    group = f'"{sys.executable}" -c "{lingering}" & exec sleep 60'  # the leader: sleep, which SIGTERM ends
+    pid = services.start_process(tmp_path, "lingering", ["sh", "-c", group])
+    wait_for(ready.exists, 30, "the group's second process to ignore SIGTERM")
+    assert services.stop_process(tmp_path, "lingering")
+    assert not group_alive(pid) and not process_alive(pid)
