@@ -37,7 +37,7 @@ def _default_base_model() -> str:
 
 
 class Settings(BaseSettings):
-    """alvar's settings, read from the environment; see the README's settings table."""
+    """alvar's settings, read from the environment; every one is listed in docs/settings.md (generated)."""
 
     # An empty variable counts as unset (docker compose passes `${VAR:-}` through as "").
     model_config = SettingsConfigDict(populate_by_name=True, extra="ignore", frozen=True, env_ignore_empty=True)

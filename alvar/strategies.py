@@ -376,7 +376,7 @@ class BalancedKMeansStrategy:
     An item's weight is its entropy times its predicted class's rarity, ``(mean count / class count) **
     rarity_power`` (counts = human labels per class + 1), so the centres are pulled toward uncertain items of the
     classes labelled least, and one item per centre keeps the batch spread over the pool. ``rarity_power`` 0 is
-    ``wkmeans``; 3 was the best of 1, 2 and 3 on the README's simulations over seeds 0-4 (on seeds 5-9, which
+    ``wkmeans``; 3 was the best of 1, 2 and 3 on the simulations (docs/selection.md) over seeds 0-4 (on seeds 5-9, which
     did not choose it, it fell behind ``balanced``). Ranked by entropy, most uncertain first.
     """
 

@@ -13,7 +13,7 @@ lets a server answer 501, is a 400 here too), no connection closed without an an
 an answered request; see CLOSED_CONNECTIONS_BOUND), every prediction of the load
 answered 200 with one result per task (429 only where the load has more clients than the backend admits
 predictions: its documented back-pressure, and then still most answered), the process alive, RSS after within
-1.2x of RSS before (measured once a warm-up of concurrent predictions leaves RSS steady; the README reports
+1.2x of RSS before (measured once a warm-up of concurrent predictions leaves RSS steady; docs/guarantees.md reports
 1.11x), /webhook and /health under 1 s during the predictions. Exit status 1 when a check fails.
 """
 

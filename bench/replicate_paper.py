@@ -1,4 +1,4 @@
-"""Reproduce the README's learner table: `alvar train` on bootstrap + each released split, `alvar predict` on test.
+"""The learner table of docs/replication.md: `alvar train` on bootstrap + each released split, `alvar predict` on test.
 
     python bench/replicate_paper.py --seeds 3 --out bench/results/paper
 

@@ -1,11 +1,11 @@
-"""The README's paper-replication tables, from `alvar evaluate` and the released splits.
+"""The paper-replication tables (docs/replication.md), from `alvar evaluate` and the released splits.
 
     python bench/replication.py [--seeds 5] [--models embedding-lr,tfidf-lr] [--out bench/results/replication]
 
 (a) bootstrap + each released split -> test_labeled.tsv: macro-F1 per model, mean ± sd over seeds, next to
     the paper's bert-base-cased numbers (each row is one `alvar evaluate` command, printed above the table);
 (c) the standard deviation of the class counts of each released 600-row split, next to the paper's Table 3.
-The simulation table (b) is `alvar simulate` (see the README).
+The simulation table (b) is `alvar simulate` (see docs/selection.md).
 """
 
 from __future__ import annotations

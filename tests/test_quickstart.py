@@ -85,11 +85,3 @@ def test_the_readme_commands_bring_the_demo_up_and_down(tmp_path: Path, safety_d
     assert stopped.returncode == 0 and all(name in stopped.stdout for name in SERVICES)
     assert processes_in_sessions(sessions) == []
 
-
-def test_the_readme_settings_table_names_every_setting() -> None:
-    from alvar.settings import Settings
-
-    readme = (REPO / "README.md").read_text()
-    table = readme[readme.index("## Settings"):]
-    names = [str(field.validation_alias.choices[0]) for field in Settings.model_fields.values()]  # type: ignore[union-attr]
-    assert [name for name in names if f"`{name}`" not in table] == []
