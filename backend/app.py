@@ -29,13 +29,8 @@ from alvar.attribute_model import AttributeModelError
 from alvar.backend.dispatcher import ReactionFactory
 from alvar.backend.metrics import BackendMetrics
 from alvar.backend.model import AlvarModel
-from alvar.labelstudio.generation_config import GENERATION, GenerationControl, parse_generation_control, project_kind
-from alvar.labelstudio.label_config import (
-    ChoicesControl,
-    LabelConfigError,
-    parse_choices_control,
-)
-from alvar.labelstudio.task_data import DraftFields
+from alvar.labelstudio.label_config import LabelConfigError
+from alvar.labelstudio.task_kinds import Control, task_kind
 from alvar.labelstudio.webhook import TRAINING_ACTION, WebhookError
 from alvar.queues import redis_connection
 from alvar.settings import WEBHOOK_SECRET_HEADER, Settings
@@ -162,28 +157,24 @@ def _check_names(named: dict[str, str], choices: tuple[str, ...], control_name: 
                              f"the most is {MAX_NAME_CHARS}")
 
 
-def bounded_control(label_config: Any) -> ChoicesControl | GenerationControl:
+def bounded_control(label_config: Any) -> Control:
     """The label config's control (a generative project's when it has a ``<TextArea>``), refused (400) when its
-    names or choices exceed the bounds."""
-    if project_kind(label_config) == GENERATION:
-        generation = parse_generation_control(label_config)
-        _check_names({"Text name": generation.input_name, "Text value": generation.data_key,
-                      "TextArea name": generation.output_name, "Choices name": generation.attribute_name,
-                      "verdict Choices name": generation.verdict_name},
-                     generation.attributes, generation.attribute_name)
-        return generation
-    control = parse_choices_control(label_config)
-    _check_names({"Choices name": control.from_name, "Choices toName": control.to_name, "Text value": control.data_key},
-                 control.labels, control.from_name)
+    names or values exceed the bounds."""
+    kind = task_kind(label_config)
+    control = kind.control(label_config)
+    declared = kind.control_names(control)
+    _check_names(declared.names, tuple(declared.values), declared.values_owner)
     return control
 
 
-def check_tasks(tasks: list[Any], control: ChoicesControl | GenerationControl, settings: Settings) -> None:
+def check_tasks(tasks: list[Any], label_config: Any, settings: Settings) -> None:
     """Refuse (400) more tasks than ALVAR_MAX_TASKS_PER_REQUEST or a text longer than ALVAR_MAX_TEXT_CHARS (in a
     generative project, the teacher's draft too: it comes back as the prediction).
 
     A task without a usable text is left to the predictor, which answers it with its own error entry.
     """
+    kind = task_kind(label_config)
+    control = bounded_control(label_config)
     if len(tasks) > settings.max_tasks_per_request:
         raise BadRequest(f"the request has {len(tasks)} tasks; ALVAR_MAX_TASKS_PER_REQUEST is "
                          f"{settings.max_tasks_per_request}")
@@ -191,10 +182,7 @@ def check_tasks(tasks: list[Any], control: ChoicesControl | GenerationControl, s
         data = task.get("data") if isinstance(task, dict) else None
         if not isinstance(data, dict):
             continue
-        texts = {"text": data.get(control.data_key)}
-        if isinstance(control, GenerationControl):
-            texts["draft"] = DraftFields.of(task).draft
-        for what, value in texts.items():
+        for what, value in kind.bounded_texts(task, control).items():
             length = len(value if isinstance(value, str) else str(value)) if value is not None else 0
             if length > settings.max_text_chars:
                 raise BadRequest(f"task #{position} has a {what} of {length} characters; ALVAR_MAX_TEXT_CHARS "
@@ -327,12 +315,12 @@ def create_app(settings: Settings, reactions: Sequence[ReactionFactory] = (), mo
             label_config = payload.get("label_config")
             if label_config is None:
                 raise BadRequest("'label_config' is missing")
-            check_tasks(tasks, bounded_control(label_config), settings)
+            check_tasks(tasks, label_config, settings)
             with client_errors("/predict"):
                 results = model.predict(tasks, label_config, project=payload.get("project"))
         metrics.tasks_scored.inc(len(tasks))
-        kind = GENERATION if project_kind(label_config) == GENERATION else None
-        return jsonify(results=results, model_version=model.serving_version(payload.get("project"), kind))
+        served_by = task_kind(label_config).served_by
+        return jsonify(results=results, model_version=model.serving_version(payload.get("project"), served_by))
 
     @app.post("/webhook")
     def webhook() -> tuple[Response, int]:

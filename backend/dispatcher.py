@@ -18,15 +18,13 @@ from redis import Redis
 from rq import Queue
 
 from alvar.backend.training import pending_training_key, train_project
-from alvar.labelstudio.generation_config import GENERATION
 from alvar.labelstudio.label_config import LabelConfigError
+from alvar.labelstudio.task_kinds import task_kind
 from alvar.labelstudio.webhook import (
     NEW_ANNOTATION_ACTIONS,
     TRAINING_ACTION,
     WebhookEvent,
-    human_labels,
     parse_event,
-    verified_reviews,
 )
 from alvar.projects import remember_project
 from alvar.queues import training_queue, waiting_job
@@ -65,17 +63,13 @@ class TrainingReaction:
             return self.enqueue(event.project_id, reason="START_TRAINING")
         if event.action not in NEW_ANNOTATION_ACTIONS:
             return None
-        generative = event.kind() == GENERATION
+        kind = task_kind(event.label_config())
         try:
-            if generative:
-                new_labels = len(verified_reviews(event.annotations(), event.generation_control()))
-            else:
-                new_labels = len(human_labels(event.annotations(), event.control()))
+            new_labels = kind.new_labels(event.annotations(), kind.control(event.label_config()))
         except LabelConfigError:
             return {"training": "skipped", "reason": "no usable label config in the payload"}
         if new_labels == 0:
-            reason = "no new verified output (accept or edit)" if generative else "no new human label of a source task"
-            return {"training": "not counted", "reason": reason}
+            return {"training": "not counted", "reason": kind.no_new_label}
         seen = cast(int, self.connection.incrby(self._counter_key(event.project_id), new_labels))
         if seen < self.retrain_every:
             return {"training": "waiting", "annotations_since_training": seen, "retrain_every": self.retrain_every}

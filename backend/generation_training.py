@@ -12,15 +12,17 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from label_studio_sdk import LabelStudio
+
 from alvar.attribute_model import load_judge
 from alvar.backend.model_store import project_store
 from alvar.backend.publishing import publish_generation_predictions
 from alvar.backend.student import new_student
 from alvar.errors import AlvarError
-from alvar.job_settings import job_settings
-from alvar.labelstudio.client import iter_tasks, label_studio_client
+from alvar.labelstudio.client import iter_tasks
 from alvar.labelstudio.generation_config import parse_generation_control
 from alvar.labelstudio.generation_data import review_counts, verified_pairs
+from alvar.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -29,15 +31,13 @@ class NoVerifiedPairs(AlvarError):
     """A generative project with nothing to train on yet."""
 
 
-def train_generation_project(project_id: int) -> dict[str, Any]:
+def train_generation_project(settings: Settings, client: LabelStudio, project_id: int,
+                             label_config: str | None) -> dict[str, Any]:
     """Train G on the project's verified pairs, switch the project to it and publish its predictions.
 
     R (when trained) is loaded first, so an R that does not know H fails the job before anything is saved.
     """
-    settings = job_settings()
-    client = label_studio_client(settings)
-    project = client.projects.get(id=project_id)
-    control = parse_generation_control(project.label_config)
+    control = parse_generation_control(label_config)
     judge = load_judge(settings, control.required_attribute(settings.attribute_value))
     tasks = list(iter_tasks(client, project_id, only_annotated=True))
     pairs = verified_pairs(tasks, control)

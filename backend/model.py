@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from redis import Redis
@@ -12,8 +12,8 @@ from alvar.backend.dispatcher import Dispatcher, ReactionFactory
 from alvar.backend.generation_predictor import GenerationPredictor
 from alvar.backend.model_store import serving
 from alvar.backend.predictor import Predictor, serving_kind
-from alvar.labelstudio.generation_config import GENERATION, parse_generation_control, project_kind
-from alvar.labelstudio.label_config import parse_choices_control
+from alvar.labelstudio.generation_config import CLASSIFICATION, GENERATION
+from alvar.labelstudio.task_kinds import task_kind
 from alvar.labelstudio.webhook import project_number
 from alvar.projects import remember_project
 from alvar.queues import generation_queue, training_queue
@@ -38,6 +38,9 @@ class AlvarModel:
         self.generation_queue = generation_queue(connection)
         self.connection = connection
         self.dispatcher = Dispatcher([make(settings, connection) for make in reactions], connection)
+        # Who answers /predict for each kind of project.
+        self.predictors: dict[str, Callable[[Sequence[Any], Any, int | None], list[dict[str, Any]]]] = {
+            CLASSIFICATION: self.predictor.predict_tasks, GENERATION: self.generation.predict_tasks}
 
     @property
     def model_version(self) -> str | None:
@@ -66,14 +69,11 @@ class AlvarModel:
         R is not loaded here (Label Studio gives /setup a few seconds): an R that does not know H is refused by
         the first /predict.
         """
-        kind = project_kind(label_config)
-        if kind == GENERATION:
-            parse_generation_control(label_config).required_attribute(self.settings.attribute_value)
-        else:
-            parse_choices_control(label_config)
+        kind = task_kind(label_config)
+        kind.serving_control(label_config, self.settings.attribute_value)
         if (project_id := project_number(project)) is not None:
             remember_project(self.connection, project_id)  # the reconciliation sweep covers it from now on
-        return {"model_version": self.serving_version(project, kind if kind == GENERATION else None)}
+        return {"model_version": self.serving_version(project, kind.served_by)}
 
     def predict(self, tasks: list[Any], label_config: str, project: Any = None) -> list[dict[str, Any]]:
         """Score the tasks with the project's model (:func:`serving`); ``[]`` when no model serves the project.
@@ -81,10 +81,8 @@ class AlvarModel:
         ``project`` is Label Studio's field (``"7.1700000000"`` or ``7``); a missing or unreadable one is served
         the shared model (a classifier: a generative project without a student of its own gets ``[]``).
         """
-        if project_kind(label_config) == GENERATION:
-            return self.generation.predict_tasks(tasks, parse_generation_control(label_config),
-                                                 project_number(project))
-        return self.predictor.predict_tasks(tasks, parse_choices_control(label_config), project_number(project))
+        kind = task_kind(label_config)
+        return self.predictors[kind.name](tasks, kind.control(label_config), project_number(project))
 
     def fit(self, payload: Any) -> dict[str, Any]:
         """React to a webhook event: queue training and generation jobs and return at once."""

@@ -8,6 +8,7 @@ registry.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from label_studio_sdk import LabelStudio
@@ -19,8 +20,9 @@ from alvar.backend.model_store import project_store
 from alvar.backend.publishing import publish_predictions
 from alvar.job_settings import job_settings
 from alvar.labelstudio.client import iter_tasks, label_studio_client
-from alvar.labelstudio.generation_config import GENERATION, project_kind
+from alvar.labelstudio.generation_config import CLASSIFICATION, GENERATION
 from alvar.labelstudio.label_config import parse_choices_control
+from alvar.labelstudio.task_kinds import task_kind
 from alvar.labelstudio.training_data import training_set
 from alvar.settings import Settings
 
@@ -72,10 +74,8 @@ def train_project(project_id: int) -> dict[str, Any]:
     settings = job_settings()
     client = label_studio_client(settings)
     project = client.projects.get(id=project_id)
-    if project_kind(project.label_config) == GENERATION:
-        summary = train_generation_project(project_id)
-    else:
-        summary = _train_classifier(settings, client, project_id, project.label_config)
+    trainer = TRAINERS[task_kind(project.label_config).name]
+    summary = trainer(settings, client, project_id, project.label_config)
     job = get_current_job()
     if job is not None:
         job.meta.update(summary)
@@ -99,3 +99,8 @@ def _train_classifier(settings: Settings, client: LabelStudio, project_id: int,
     return {"project": project_id, "version": version, **chosen.summary(), "predictions": published.imported,
             "predictions_deleted": published.deleted, "versions_pruned": pruned,
             "training_loss": learner.training_loss_}
+
+
+Trainer = Callable[[Settings, LabelStudio, int, str | None], dict[str, Any]]
+# What trains a project's model, by its kind (:func:`~alvar.labelstudio.task_kinds.task_kind`).
+TRAINERS: dict[str, Trainer] = {CLASSIFICATION: _train_classifier, GENERATION: train_generation_project}

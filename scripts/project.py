@@ -9,8 +9,8 @@ from typing import Any
 from label_studio_sdk import LabelStudio
 
 from alvar.datafiles import Example
-from alvar.labelstudio.generation_config import GENERATION, project_kind
 from alvar.labelstudio.task_data import pool_data
+from alvar.labelstudio.task_kinds import task_kind
 from alvar.settings import WEBHOOK_SECRET_HEADER
 
 
@@ -22,8 +22,7 @@ def create_project(client: LabelStudio, title: str, label_config: str) -> int:
     project_id = client.projects.create(title=title, label_config=label_config).id
     if project_id is None:
         raise RuntimeError(f"Label Studio created project {title!r} without an id")
-    sampling = "Sequential sampling" if project_kind(label_config) == GENERATION else "Uncertainty sampling"
-    client.projects.update(id=project_id, sampling=sampling)
+    client.projects.update(id=project_id, sampling=task_kind(label_config).sampling)
     return project_id
 
 

@@ -23,6 +23,7 @@ from alvar.labelstudio.generation_config import (
 from alvar.labelstudio.generation_data import VerifiedPair, review_counts, verified_pairs
 from alvar.labelstudio.label_config import LabelConfigError, parse_choices_control
 from alvar.labelstudio.task_data import DRAFTED, DraftFields, PoolFields, pair_data, pool_data, screened_out
+from alvar.labelstudio.task_kinds import KINDS, task_kind
 from alvar.scripts.project import create_project
 
 CONFIG = load("generate")
@@ -72,6 +73,21 @@ def test_project_kind_tells_the_configs_apart_and_never_raises() -> None:
     assert project_kind(load("annotate")) == CLASSIFICATION
     for broken in (None, "", "<View", "<View><TextArea name='o'/></View>", "\x00", 42):
         assert project_kind(broken) == CLASSIFICATION  # type: ignore[arg-type]
+
+
+def test_each_kind_reads_its_own_control_and_bounds_its_own_texts() -> None:
+    generation, classification = task_kind(CONFIG), task_kind(load("annotate"))
+    assert (generation.name, classification.name) == (GENERATION, CLASSIFICATION)
+    assert set(KINDS) == {GENERATION, CLASSIFICATION} and task_kind(None) is classification
+    control = generation.serving_control(CONFIG, None)
+    assert generation.control_names(control).values == control.attributes
+    with pytest.raises(LabelConfigError, match="ALVAR_ATTRIBUTE_VALUE"):
+        generation.serving_control(CONFIG, "not-a-value")
+    task = {"data": {control.data_key: "an input", "draft": "a draft"}}
+    assert generation.bounded_texts(task, control) == {"text": "an input", "draft": "a draft"}
+    choices = classification.control(load("annotate"))
+    assert classification.bounded_texts({"data": {choices.data_key: "a text"}}, choices) == {"text": "a text"}
+    assert (generation.served_by, classification.served_by) == (GENERATION, None)
 
 
 def test_no_classification_path_reads_the_attribute_as_class_labels() -> None:
