@@ -26,9 +26,8 @@ from contextlib import nullcontext
 from typing import Any
 
 from redis import Redis
-from rq import Callback, Queue, get_current_job
-from rq.job import Job, JobStatus
-from rq.registry import FailedJobRegistry
+from rq import Queue, get_current_job
+from rq.job import Job
 
 from alvar.attribute_model import AttributeJudge, AttributeModelError
 from alvar.generator.draft_screening import screen_draft
@@ -47,7 +46,7 @@ from alvar.labelstudio.generation_config import (
 )
 from alvar.labelstudio.label_config import interface
 from alvar.labelstudio.task_data import DRAFTED_STATUS, DraftFields, data_of, screened_out
-from alvar.queues import DEFAULT_JOB_POLICY, PENDING_STATUSES, JobPolicy, generation_queue, job_status
+from alvar.queues import DEFAULT_JOB_POLICY, JobPolicy, KeyedJob, enqueue_once, generation_queue
 from alvar.settings import Settings
 
 # Besides the variation jobs' configuration errors: an attribute value H that R does not know.
@@ -71,28 +70,11 @@ def queue_draft(connection: Redis, queue: Queue, project_id: int, task_id: int, 
                 reason: str = "select", rerun_finished: bool = False) -> dict[str, Any]:
     """Queue the draft job of a task unless one is waiting or running, or (without ``rerun_finished``, which the
     sweep passes for a task it found without a draft) one finished already."""
-    job_id = draft_key(project_id, task_id)
-    with connection.lock(f"{job_id}:queueing", timeout=10, blocking_timeout=5):
-        status = job_status(connection, job_id)
-        if status in PENDING_STATUSES:
-            return {"status": "already queued", "job_id": job_id}
-        if status == JobStatus.FINISHED and not rerun_finished:
-            return {"status": "already done", "job_id": job_id}
-        if status == JobStatus.FAILED:
-            FailedJobRegistry(queue=queue).remove(job_id)
-        earlier = Job.fetch(job_id, connection=connection).meta if status is not None else {}
-        queue.enqueue(
-            draft_output, project_id, task_id,
-            job_id=job_id,
-            job_timeout=policy.timeout,
-            retry=policy.retry(),
-            on_failure=Callback(record_draft_failure),
-            result_ttl=30 * 24 * 3600,
-            failure_ttl=30 * 24 * 3600,
-            description=f"teacher draft of task {task_id} (project {project_id})",
-            meta={**earlier, "project": project_id, "task": task_id, "queued_by": reason},
-        )
-    return {"status": "queued", "job_id": job_id}
+    planned = KeyedJob(draft_output, (project_id, task_id), record_draft_failure,
+                       f"teacher draft of task {task_id} (project {project_id})",
+                       {"project": project_id, "task": task_id, "queued_by": reason})
+    return enqueue_once(connection, queue, draft_key(project_id, task_id), lambda _status: planned, policy,
+                        lock_wait=5, rerun_finished=rerun_finished)
 
 
 def enqueue_drafts(connection: Redis, project_id: int, task_ids: Sequence[int], policy: JobPolicy = DEFAULT_JOB_POLICY,

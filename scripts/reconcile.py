@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -32,9 +32,10 @@ from alvar.backend.retraining import check_generation_training, check_training
 from alvar.generator.reconcile import catch_up_drafts, catch_up_generation
 from alvar.generator.worker_resources import current_resources
 from alvar.labelstudio.client import iter_tasks, label_studio_client
-from alvar.labelstudio.generation_config import GENERATION, parse_generation_control, project_kind
+from alvar.labelstudio.generation_config import CLASSIFICATION, GENERATION, parse_generation_control
 from alvar.labelstudio.generation_data import verified_pairs
 from alvar.labelstudio.label_config import LabelConfigError, parse_choices_control
+from alvar.labelstudio.task_kinds import task_kind
 from alvar.labelstudio.training_data import is_variation, training_set
 from alvar.projects import known_projects, remember_project
 from alvar.queues import generation_queue, training_queue, waiting_job
@@ -102,17 +103,22 @@ def sweep_projects() -> dict[str, Any]:
 
 def reconcile_project(settings: Settings, client: LabelStudio, connection: Redis,
                       project_id: int) -> Reconciliation:
-    """Queue what is missing in one project (see the module docstring); never raises for a project's state."""
+    """Queue what is missing in one project (see the module docstring), by its kind's sweep (:data:`SWEEPS`);
+    never raises for a project's state."""
     try:
         label_config = client.projects.get(id=project_id).label_config or ""
-        if project_kind(label_config) == GENERATION:
-            return reconcile_generative_project(settings, client, connection, project_id, label_config)
-        control = parse_choices_control(label_config)
-        annotated = [task for task in iter_tasks(client, project_id, only_annotated=True) if not is_variation(task)]
-        generation = catch_up_generation(settings, client, connection, project_id, control, annotated)
+        return SWEEPS[task_kind(label_config).name](settings, client, connection, project_id, label_config)
     except (ApiError, LabelConfigError) as error:
         log.warning("reconcile project %s: %s: %s", project_id, type(error).__name__, error)
         return Reconciliation(project_id, error=f"{type(error).__name__}: {error}")
+
+
+def reconcile_classification_project(settings: Settings, client: LabelStudio, connection: Redis, project_id: int,
+                                     label_config: str) -> Reconciliation:
+    """A classification project's sweep: the variations of human labels that have none, and due retraining."""
+    control = parse_choices_control(label_config)
+    annotated = [task for task in iter_tasks(client, project_id, only_annotated=True) if not is_variation(task)]
+    generation = catch_up_generation(settings, client, connection, project_id, control, annotated)
     human_labels = training_set(annotated, control).human
     training = check_training(settings, connection, project_id, human_labels)
     found = Reconciliation(project_id, human_labels=human_labels, **asdict(generation), **asdict(training))
@@ -134,6 +140,11 @@ def reconcile_generative_project(settings: Settings, client: LabelStudio, connec
         log.info("reconcile project %s: queued %d teacher drafts, training %s", project_id, len(found.queued),
                  found.training)
     return found
+
+
+Sweep = Callable[[Settings, LabelStudio, Redis, int, str], Reconciliation]
+# Each kind's catch-up (:func:`~alvar.labelstudio.task_kinds.task_kind`).
+SWEEPS: dict[str, Sweep] = {CLASSIFICATION: reconcile_classification_project, GENERATION: reconcile_generative_project}
 
 
 def reconcile_projects(settings: Settings, connection: Redis, projects: Iterable[int] | None = None,

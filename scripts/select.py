@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -28,10 +29,11 @@ from alvar.datafiles import read_dataset
 from alvar.generator.teacher import enqueue_drafts
 from alvar.labelstudio.batches import Batch, ensure_batch_tab, has_batch_tab, latest_batch
 from alvar.labelstudio.client import COMPACT_COLUMNS, dm_filter, is_labeled, pool_tasks
-from alvar.labelstudio.generation_config import GENERATION, GenerationControl, parse_generation_control, project_kind
+from alvar.labelstudio.generation_config import CLASSIFICATION, GENERATION, GenerationControl
 from alvar.labelstudio.generation_data import verified_pairs
-from alvar.labelstudio.label_config import ChoicesControl, parse_choices_control
+from alvar.labelstudio.label_config import ChoicesControl
 from alvar.labelstudio.task_data import DRAFTED, BatchFields
+from alvar.labelstudio.task_kinds import task_kind
 from alvar.labelstudio.training_data import LabelledItem, is_variation, labelled_items
 from alvar.queues import JobPolicy
 from alvar.scripts import services
@@ -104,8 +106,9 @@ def select_project(settings: Settings, client: LabelStudio, project_id: int, str
     are queued (on ``connection``, else the stack's Redis)."""
     strategy = resolve_strategy(strategy)
     label_config = client.projects.get(id=project_id).label_config
-    generative = project_kind(label_config) == GENERATION
-    control = parse_generation_control(label_config) if generative else parse_choices_control(label_config)
+    kind = task_kind(label_config)
+    control = kind.control(label_config)
+    selection = SELECTIONS[kind.name]
     tasks = pool_tasks(client, project_id)
     if not tasks:
         raise ValueError(f"project {project_id} has no tasks: import a pool first")
@@ -120,10 +123,7 @@ def select_project(settings: Settings, client: LabelStudio, project_id: int, str
     picking = Picking(settings, tasks, [not is_labeled(task) and not is_variation(task) and (b is None or b == batch)
                                         for task, b in zip(tasks, batch_of)], strategy, budget, seed, project_id,
                       n_clusters, per_cluster)
-    if isinstance(control, GenerationControl):
-        run, note = _pick_generation(picking, control)
-    else:
-        run, note = _pick_classification(picking, control), None
+    run, note = selection.pick(picking, control)
     picked = [tasks[index] for index in run.selection.indices]
     if dry_run:
         return BatchOutcome(batch, [task["id"] for task in picked], False, "dry run: nothing changed", run)
@@ -137,9 +137,8 @@ def select_project(settings: Settings, client: LabelStudio, project_id: int, str
     if note is not None:
         log.warning("%s: batch %d is cluster-then-random", note, batch)
         message = f"{note}: batch {batch} is cluster-then-random ({len(picked)} tasks)"
-    if generative:
-        ensure_review_tab(client, project_id)
-        message += "; " + _queue_drafts(settings, connection, project_id, [task["id"] for task in picked])
+    if (followed := selection.after_batch(client, settings, connection, project_id, [task["id"] for task in picked])):
+        message += "; " + followed
     return BatchOutcome(batch, [task["id"] for task in picked], True, message, run)
 
 
@@ -169,13 +168,13 @@ class Picking:
         return [text for task, text in zip(self.tasks, texts) if is_labeled(task)]
 
 
-def _pick_classification(picking: Picking, control: ChoicesControl) -> SelectionRun:
+def _pick_classification(picking: Picking, control: ChoicesControl) -> tuple[SelectionRun, str | None]:
     texts = picking.texts(control.data_key)
     human_labels = [item.label for item in labelled_items(picking.tasks, control)
                     if isinstance(item, LabelledItem) and not item.is_variation]
     return select_batch(picking.settings, texts, picking.eligible(texts), picking.strategy, picking.budget,
                         picking.seed, picking.n_clusters, picking.per_cluster, picking.labeled_texts(texts),
-                        project_id=picking.project_id, labeled_labels=human_labels)
+                        project_id=picking.project_id, labeled_labels=human_labels), None
 
 
 def _pick_generation(picking: Picking, control: GenerationControl) -> tuple[SelectionRun, str | None]:
@@ -213,3 +212,29 @@ def _queue_drafts(settings: Settings, connection: Redis | None, project_id: int,
         log.warning("teacher drafts of project %d not queued (%s): the sweep will draft them", project_id, error)
         return f"Redis at {url} is unreachable ({error}): the worker's sweep will draft them"
     return f"teacher drafts queued for {len(queued)} of them"
+
+
+def _nothing_after(client: LabelStudio, settings: Settings, connection: Redis | None, project_id: int,
+                   task_ids: list[int]) -> str | None:
+    """A classification batch waits for people; its variations follow their labels."""
+    return None
+
+
+def _draft_the_batch(client: LabelStudio, settings: Settings, connection: Redis | None, project_id: int,
+                     task_ids: list[int]) -> str | None:
+    """A generative batch gets its review tab and the teacher's drafts."""
+    ensure_review_tab(client, project_id)
+    return _queue_drafts(settings, connection, project_id, task_ids)
+
+
+@dataclass(frozen=True)
+class KindSelection:
+    """How a kind of project picks its batch (the batch and, for a fallback, why) and what follows a new one."""
+
+    pick: Callable[[Picking, Any], tuple[SelectionRun, str | None]]
+    after_batch: Callable[[LabelStudio, Settings, Redis | None, int, list[int]], str | None]
+
+
+# Each kind's selection (:func:`~alvar.labelstudio.task_kinds.task_kind`).
+SELECTIONS: dict[str, KindSelection] = {CLASSIFICATION: KindSelection(_pick_classification, _nothing_after),
+                                        GENERATION: KindSelection(_pick_generation, _draft_the_batch)}

@@ -12,6 +12,7 @@ counts (accepted, edited, rejected, emptied, unreviewed) instead of variations.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -22,9 +23,10 @@ from alvar.attribute_model import attribute_model_path
 from alvar.backend.model_store import serving
 from alvar.labelstudio.batches import fetch_latest_batch
 from alvar.labelstudio.client import ANNOTATED, count_tasks, dm_filter, iter_tasks
-from alvar.labelstudio.generation_config import GENERATION, parse_generation_control, project_kind
+from alvar.labelstudio.generation_config import CLASSIFICATION, GENERATION, parse_generation_control
 from alvar.labelstudio.generation_data import UNREVIEWED, review_counts
 from alvar.labelstudio.task_data import CURRENT_VARIATIONS, DRAFTED, SCREENED_OUT_STATUS, VARIATIONS, in_batch
+from alvar.labelstudio.task_kinds import task_kind
 from alvar.scripts import services
 from alvar.scripts.coverage import LabelCover, cached_label_cover
 from alvar.scripts.jobs import WorkerRow, jobs_report, unserved_queues, worker_rows
@@ -151,16 +153,30 @@ def stack_status(settings: Settings, label_cover: bool = False) -> StackStatus:
         status.batch = latest.number
         status.batch_progress = Progress(count_tasks(client, project_id, in_batch(latest.number), ANNOTATED),
                                          len(latest.tasks))
-    status.kind = project_kind(project.label_config)
-    if status.kind == GENERATION:
-        status.generation = generation_status(settings, client, project_id)
-        return status
+    status.kind = task_kind(project.label_config).name
+    KIND_STATUS[status.kind](status, settings, client, project_id, label_cover)
+    return status
+
+
+def _classification_status(status: StackStatus, settings: Settings, client: LabelStudio, project_id: int,
+                           label_cover: bool) -> None:
+    """A classification project's lines: variations verified, and (asked for) the clusters without a label."""
     current = [VARIATIONS, CURRENT_VARIATIONS]
     status.verification = Progress(count_tasks(client, project_id, *current, ANNOTATED),
                                    count_tasks(client, project_id, *current))
     if label_cover:
         status.label_cover = cached_label_cover(settings, client, project_id)
-    return status
+
+
+def _generative_status(status: StackStatus, settings: Settings, client: LabelStudio, project_id: int,
+                       label_cover: bool) -> None:
+    """A generative project's lines: drafts and reviews (:func:`generation_status`); it has no label cover."""
+    status.generation = generation_status(settings, client, project_id)
+
+
+# What `alvar status` adds for each kind of project (:func:`~alvar.labelstudio.task_kinds.task_kind`).
+KIND_STATUS: dict[str, Callable[[StackStatus, Settings, LabelStudio, int, bool], None]] = {
+    CLASSIFICATION: _classification_status, GENERATION: _generative_status}
 
 
 def generation_status(settings: Settings, client: LabelStudio, project_id: int) -> GenerationStatus:

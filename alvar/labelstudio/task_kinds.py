@@ -50,6 +50,8 @@ class TaskKind(Protocol[ControlT]):
     (a classification project without a model of its own is served the shared classifier)."""
     no_new_label: str
     """Why an annotation event did not count toward retraining."""
+    no_variations: str | None
+    """Why the project's labels never become LLM variations; None: each human label does."""
 
     def control(self, label_config: str | None) -> ControlT:
         """The project's control, parsed (:class:`~alvar.labelstudio.label_config.LabelConfigError` says what is
@@ -75,6 +77,7 @@ class Classification:
     sampling = "Uncertainty sampling"
     served_by: str | None = None
     no_new_label = "no new human label of a source task"
+    no_variations: str | None = None
 
     def control(self, label_config: str | None) -> ChoicesControl:
         return parse_choices_control(label_config)
@@ -100,6 +103,7 @@ class Generation:
     sampling = "Sequential sampling"
     served_by: str | None = GENERATION
     no_new_label = "no new verified output (accept or edit)"
+    no_variations: str | None = "a generative project never gets variations"
 
     def control(self, label_config: str | None) -> GenerationControl:
         return parse_generation_control(label_config)

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from alvar.labelstudio.generation_config import GenerationControl, parse_generation_control, project_kind
-from alvar.labelstudio.label_config import ChoicesControl, parse_choices_control
+from alvar.labelstudio.generation_config import GenerationControl
+from alvar.labelstudio.label_config import ChoicesControl
 from alvar.labelstudio.task_data import data_of
 from alvar.labelstudio.training_data import is_bootstrap, is_variation
 
@@ -55,19 +55,6 @@ class WebhookEvent:
         project = self.payload.get("project")
         config = project.get("label_config") if isinstance(project, Mapping) else None
         return config if isinstance(config, str) else None
-
-    def kind(self) -> str:
-        """``"generation"`` for a generative project's event (its config has a ``<TextArea>``), else
-        ``"classification"`` (an event without a config too)."""
-        return project_kind(self.label_config())
-
-    def control(self) -> ChoicesControl:
-        """The project's Choices control, from the label config the payload carries (LabelConfigError if none)."""
-        return parse_choices_control(self.label_config())
-
-    def generation_control(self) -> GenerationControl:
-        """A generative project's controls, from the payload's label config (LabelConfigError if none)."""
-        return parse_generation_control(self.label_config())
 
     def annotations(self) -> list[tuple[Any, Mapping[str, Any]]]:
         """Each annotation of the event with its task (``{}`` when the payload does not carry it)."""
