@@ -30,7 +30,7 @@ from alvar.backend.dispatcher import ReactionFactory
 from alvar.backend.metrics import BackendMetrics
 from alvar.backend.model import AlvarModel
 from alvar.labelstudio.label_config import LabelConfigError
-from alvar.labelstudio.task_kinds import Control, task_kind
+from alvar.labelstudio.task_kinds import Control, TaskKind, task_kind
 from alvar.labelstudio.webhook import TRAINING_ACTION, WebhookError
 from alvar.queues import redis_connection
 from alvar.settings import WEBHOOK_SECRET_HEADER, Settings
@@ -157,24 +157,22 @@ def _check_names(named: dict[str, str], choices: tuple[str, ...], control_name: 
                              f"the most is {MAX_NAME_CHARS}")
 
 
-def bounded_control(label_config: Any) -> Control:
-    """The label config's control (a generative project's when it has a ``<TextArea>``), refused (400) when its
-    names or values exceed the bounds."""
+def bounded_control(label_config: Any) -> tuple[TaskKind[Any], Control]:
+    """The project's kind and the label config's control (a generative project's when it has a ``<TextArea>``),
+    refused (400) when its names or values exceed the bounds."""
     kind = task_kind(label_config)
     control = kind.control(label_config)
     declared = kind.control_names(control)
     _check_names(declared.names, tuple(declared.values), declared.values_owner)
-    return control
+    return kind, control
 
 
-def check_tasks(tasks: list[Any], label_config: Any, settings: Settings) -> None:
+def check_tasks(tasks: list[Any], kind: TaskKind[Any], control: Control, settings: Settings) -> None:
     """Refuse (400) more tasks than ALVAR_MAX_TASKS_PER_REQUEST or a text longer than ALVAR_MAX_TEXT_CHARS (in a
     generative project, the teacher's draft too: it comes back as the prediction).
 
     A task without a usable text is left to the predictor, which answers it with its own error entry.
     """
-    kind = task_kind(label_config)
-    control = bounded_control(label_config)
     if len(tasks) > settings.max_tasks_per_request:
         raise BadRequest(f"the request has {len(tasks)} tasks; ALVAR_MAX_TASKS_PER_REQUEST is "
                          f"{settings.max_tasks_per_request}")
@@ -315,12 +313,12 @@ def create_app(settings: Settings, reactions: Sequence[ReactionFactory] = (), mo
             label_config = payload.get("label_config")
             if label_config is None:
                 raise BadRequest("'label_config' is missing")
-            check_tasks(tasks, label_config, settings)
+            kind, control = bounded_control(label_config)
+            check_tasks(tasks, kind, control, settings)
             with client_errors("/predict"):
                 results = model.predict(tasks, label_config, project=payload.get("project"))
         metrics.tasks_scored.inc(len(tasks))
-        served_by = task_kind(label_config).served_by
-        return jsonify(results=results, model_version=model.serving_version(payload.get("project"), served_by))
+        return jsonify(results=results, model_version=model.serving_version(payload.get("project"), kind.served_by))
 
     @app.post("/webhook")
     def webhook() -> tuple[Response, int]:
