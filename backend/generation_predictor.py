@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -100,9 +100,9 @@ class GenerationPredictor:
     def student(self, project_id: int | None) -> tuple[str, TextToTextStudent] | None:
         """The student version serving the project, or None when it has none yet."""
         loaded = self.predictor.current(project_id, GENERATION)
-        if loaded is None or not isinstance(loaded[1], TextToTextStudent):
+        if loaded is None:
             return None
-        return loaded[0], loaded[1]
+        return loaded[0], cast(TextToTextStudent, loaded[1])  # a generation version loads as a student
 
     def judge(self, control_required: str) -> AttributeJudge | None:
         """R (:func:`~alvar.attribute_model.load_judge`) judging against H, the config's ``control_required``

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -26,6 +27,7 @@ from transformers import (
 
 from alvar.classifiers import ClassifierMixin, require_two_classes
 from alvar.entropy import entropy as entropy_of
+from alvar.labelstudio.generation_config import CLASSIFICATION
 from alvar.precision import FLOAT32, arithmetic, check_precision, converted_copy, resolve_precision
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,8 @@ class TransformerClassifier(ClassifierMixin):
     ``training_loss_``; ``scoring_models_`` holds ``model_`` converted to each precision scored in, made on
     first use (``model_`` itself is never converted, so what :meth:`save` writes stays float32).
     """
+
+    kind: ClassVar[str] = CLASSIFICATION
 
     def __init__(
         self,
@@ -196,6 +200,10 @@ class TransformerClassifier(ClassifierMixin):
         params = {name: value for name, value in self.get_params().items() if name != "precision"}
         state = {"params": params, "classes": self.classes_, "training_loss": self.training_loss_}
         (directory / PARAMS_FILE).write_text(json.dumps(state, indent=2))
+
+    def version_metadata(self, labels: Sequence[str]) -> dict[str, Any]:
+        """What a saved version's metadata says of its training set: the class counts and the classes."""
+        return {"class_counts": dict(sorted(Counter(labels).items())), "classes": self.classes_}
 
     @classmethod
     def load(cls, directory: str | Path, **overrides: Any) -> TransformerClassifier:

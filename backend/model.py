@@ -10,8 +10,8 @@ from redis import Redis
 
 from alvar.backend.dispatcher import Dispatcher, ReactionFactory
 from alvar.backend.generation_predictor import GenerationPredictor
-from alvar.backend.model_store import serving
-from alvar.backend.predictor import Predictor, serving_kind
+from alvar.backend.model_store import serving, serving_kind
+from alvar.backend.predictor import Predictor
 from alvar.labelstudio.generation_config import CLASSIFICATION, GENERATION
 from alvar.labelstudio.task_kinds import task_kind
 from alvar.labelstudio.webhook import project_number

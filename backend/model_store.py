@@ -24,18 +24,18 @@ here and needs neither.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import re
 import shutil
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, cast
 
 from alvar.errors import AlvarError
 from alvar.labelstudio.generation_config import CLASSIFICATION, GENERATION
@@ -54,6 +54,19 @@ ABANDONED_AFTER_SECONDS = 3600.0
 Model: TypeAlias = "TransformerClassifier | TextToTextStudent"
 
 
+class ModelClass(NamedTuple):
+    """Where the class of one kind of version lives (imported when a version of that kind loads), and its name
+    in messages."""
+
+    module: str
+    name: str
+    noun: str
+
+
+MODEL_CLASSES = {CLASSIFICATION: ModelClass("alvar.backend.learner", "TransformerClassifier", "classifier"),
+                 GENERATION: ModelClass("alvar.backend.student", "TextToTextStudent", "student")}
+
+
 class ModelKindError(AlvarError, TypeError):
     """A saved version of the other kind (a classifier where a generative student is needed, or the reverse):
     MODEL_DIR mixes the models of a classification and a generation project."""
@@ -67,11 +80,10 @@ def data_hash(texts: Sequence[str], labels: Sequence[str]) -> str:
     return digest.hexdigest()
 
 
-def model_kind(model: Model) -> str:
-    """The ``kind`` a version of ``model`` is saved under."""
-    from alvar.backend.student import TextToTextStudent
-
-    return GENERATION if isinstance(model, TextToTextStudent) else CLASSIFICATION
+def model_class(kind: str) -> type[Model]:
+    """The class a version of ``kind`` loads as (:data:`MODEL_CLASSES`)."""
+    found = MODEL_CLASSES[kind]
+    return cast("type[Model]", getattr(importlib.import_module(found.module), found.name))
 
 
 def load_model(path: str | Path, precision: str | None = None, **overrides: Any) -> Model:
@@ -80,25 +92,9 @@ def load_model(path: str | Path, precision: str | None = None, **overrides: Any)
     ``precision`` is a classifier's scoring arithmetic (:data:`~alvar.precision.PRECISIONS`; None = float32);
     a student has none and ignores it.
     """
-    from alvar.backend.learner import TransformerClassifier
-    from alvar.backend.student import TextToTextStudent
-
     path = Path(path)
     kind = json.loads((path / METADATA_FILE).read_text()).get("kind", CLASSIFICATION)
-    if kind == GENERATION:
-        return TextToTextStudent.load(path, **overrides)
-    return TransformerClassifier.load(path, precision=precision, **overrides)
-
-
-def _kind_metadata(model: Model, examples: Sequence[str], targets: Sequence[str]) -> dict[str, Any]:
-    """What a version's metadata says about its training set: class counts for a classifier, none for a student
-    (its targets are free texts)."""
-    from alvar.backend.student import TextToTextStudent
-
-    if isinstance(model, TextToTextStudent):
-        return {"kind": GENERATION, "architecture": model.architecture_, "loss_history": model.loss_history_}
-    return {"kind": CLASSIFICATION, "class_counts": dict(sorted(Counter(targets).items())),
-            "classes": model.classes_}
+    return model_class(kind).load(path, precision=precision, **overrides)
 
 
 def is_version_name(name: str) -> bool:
@@ -151,7 +147,8 @@ class ModelStore:
                 "base_model": learner.base_model,
                 "data_hash": hashed,
                 "n_examples": len(texts),
-                **_kind_metadata(learner, texts, labels),
+                "kind": learner.kind,
+                **learner.version_metadata(labels),
                 "params": learner.get_params(),
                 "training_loss": learner.training_loss_,
                 "metrics": metrics or {},
@@ -180,23 +177,28 @@ class ModelStore:
             raise FileNotFoundError(f"no current model version under {self.root}: train one first")
         return version, load_model(self.path(version), **overrides)
 
-    def load_classifier(self, version: str | None = None, **overrides: Any) -> tuple[str, TransformerClassifier]:
-        """:meth:`load` for a caller that needs a classifier; a student there raises :class:`ModelKindError`."""
-        from alvar.backend.learner import TransformerClassifier
-
+    def load_kind(self, kind: str, version: str | None = None, **overrides: Any) -> tuple[str, Model]:
+        """:meth:`load` for a caller that needs a model of ``kind``; another kind raises :class:`ModelKindError`."""
         version, model = self.load(version, **overrides)
-        if not isinstance(model, TransformerClassifier):
-            raise ModelKindError(f"version {version} under {self.root} is a {GENERATION} model, not a classifier")
+        if model.kind != kind:
+            raise ModelKindError(f"version {version} under {self.root} is a {model.kind} model, "
+                                 f"not a {MODEL_CLASSES[kind].noun}")
         return version, model
+
+    def load_classifier(self, version: str | None = None, **overrides: Any) -> tuple[str, TransformerClassifier]:
+        """:meth:`load_kind` for a classifier."""
+        version, model = self.load_kind(CLASSIFICATION, version, **overrides)
+        return version, cast("TransformerClassifier", model)
 
     def load_student(self, version: str | None = None, **overrides: Any) -> tuple[str, TextToTextStudent]:
-        """:meth:`load` for a caller that needs a student; a classifier there raises :class:`ModelKindError`."""
-        from alvar.backend.student import TextToTextStudent
+        """:meth:`load_kind` for a student."""
+        version, model = self.load_kind(GENERATION, version, **overrides)
+        return version, cast("TextToTextStudent", model)
 
-        version, model = self.load(version, **overrides)
-        if not isinstance(model, TextToTextStudent):
-            raise ModelKindError(f"version {version} under {self.root} is a {CLASSIFICATION} model, not a student")
-        return version, model
+    def kind(self, version: str) -> str:
+        """The kind of project ``version`` was trained for (``classification`` when its metadata predates
+        generation projects)."""
+        return str(self.metadata(version).get("kind") or CLASSIFICATION)
 
     def prune(self, keep: int) -> list[str]:
         """Delete all but the newest ``keep`` versions, never the current one; return the deleted names.
@@ -267,3 +269,12 @@ def serving(model_dir: str | Path, project_id: int | None) -> Serving | None:
     if (version := shared.current_version()) is not None:
         return Serving(shared, version, False)
     return None
+
+
+def serving_kind(model_dir: str | Path, project_id: int | None, kind: str | None = None) -> Serving | None:
+    """:func:`serving`, and with ``kind`` only a version of that kind: the shared classifier never serves a
+    generation project, whose own student does not exist yet."""
+    found = serving(model_dir, project_id)
+    if found is None or (kind is not None and found.store.kind(found.version) != kind):
+        return None
+    return found

@@ -7,12 +7,12 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import numpy as np
 
 from alvar.backend.learner import TransformerClassifier
-from alvar.backend.model_store import Model, Serving, load_model, serving, shared_store
+from alvar.backend.model_store import Model, load_model, serving_kind, shared_store
 from alvar.classifiers import likeliest
 from alvar.entropy import confidence_score, entropy
 from alvar.labelstudio.generation_config import CLASSIFICATION
@@ -96,21 +96,6 @@ class LoadedModels(Generic[Held]):
             return list(self._held)
 
 
-def version_kind(found: Serving) -> str:
-    """The kind of project a served version was trained for (``"classification"`` when its metadata predates
-    generation projects)."""
-    return str(found.store.metadata(found.version).get("kind") or CLASSIFICATION)
-
-
-def serving_kind(model_dir: str | Path, project_id: int | None, kind: str | None = None) -> Serving | None:
-    """:func:`serving`, and with ``kind`` only a version of that kind: the shared classifier never serves a
-    generation project, whose own student does not exist yet."""
-    found = serving(model_dir, project_id)
-    if found is None or (kind is not None and version_kind(found) != kind):
-        return None
-    return found
-
-
 class Predictor:
     """Serves each project its current version (:func:`serving`), following each store's pointer as it moves.
 
@@ -152,10 +137,8 @@ class Predictor:
         loaded = self.current(project_id, CLASSIFICATION)
         if loaded is None:
             return []
-        version, learner = loaded
-        if not isinstance(learner, TransformerClassifier):
-            return []
-        return predict_tasks(learner, version, tasks, control)
+        version, learner = loaded  # a version of the classification kind loads as a classifier (MODEL_CLASSES)
+        return predict_tasks(cast(TransformerClassifier, learner), version, tasks, control)
 
 
 def predict_tasks(learner: TransformerClassifier, version: str, tasks: Sequence[Any],

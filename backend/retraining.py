@@ -14,7 +14,7 @@ from redis import Redis
 from rq.registry import StartedJobRegistry
 
 from alvar.backend.dispatcher import TrainingReaction, training_job_prefix
-from alvar.backend.model_store import project_store
+from alvar.backend.model_store import project_store, serving_kind
 from alvar.labelstudio.generation_config import GENERATION
 from alvar.queues import training_queue
 from alvar.settings import Settings
@@ -49,12 +49,10 @@ def check_training(settings: Settings, connection: Redis, project_id: int, human
 
 def trained_pairs(settings: Settings, project_id: int) -> int | None:
     """How many verified pairs the project's current student was trained on; None without a student."""
-    store = project_store(settings.model_dir, project_id)
-    version = store.current_version()
-    if version is None:
+    found = serving_kind(settings.model_dir, project_id, GENERATION)
+    if found is None or not found.own:
         return None
-    metadata = store.metadata(version)
-    return int(metadata.get("n_examples", 0)) if metadata.get("kind") == GENERATION else None
+    return int(found.store.metadata(found.version).get("n_examples", 0))
 
 
 def check_generation_training(settings: Settings, connection: Redis, project_id: int,

@@ -19,7 +19,7 @@ import json
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -37,6 +37,7 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_N
 from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES as MASKED_LM_TYPES
 
 from alvar.backend.learner import seeded_torch
+from alvar.labelstudio.generation_config import GENERATION
 from alvar.settings import Settings
 
 PARAMS_FILE = "student.json"
@@ -67,6 +68,8 @@ class TextToTextStudent:
     Fitted attributes (set by :meth:`fit` or :meth:`load`): ``architecture_``, ``model_``, ``tokenizer_``,
     ``training_loss_`` (mean loss of the last epoch) and ``loss_history_`` (mean loss of every epoch).
     """
+
+    kind: ClassVar[str] = GENERATION
 
     def __init__(
         self,
@@ -245,9 +248,15 @@ class TextToTextStudent:
                  "training_loss": self.training_loss_, "loss_history": self.loss_history_}
         (directory / PARAMS_FILE).write_text(json.dumps(state, indent=2))
 
+    def version_metadata(self, outputs: Sequence[str]) -> dict[str, Any]:
+        """What a saved version's metadata says of its training: the architecture and every epoch's loss (the
+        outputs are free texts, with nothing to count)."""
+        return {"architecture": self.architecture_, "loss_history": self.loss_history_}
+
     @classmethod
-    def load(cls, directory: str | Path, **overrides: Any) -> TextToTextStudent:
-        """A fitted student from a directory written by :meth:`save`; ``overrides`` change inference settings."""
+    def load(cls, directory: str | Path, precision: str | None = None, **overrides: Any) -> TextToTextStudent:
+        """A fitted student from a directory written by :meth:`save`; ``overrides`` change inference settings.
+        ``precision`` is a classifier's scoring arithmetic: a student scores in float32 and ignores it."""
         directory = Path(directory)
         state = json.loads((directory / PARAMS_FILE).read_text())
         student = cls(**{**state["params"], **{k: v for k, v in overrides.items() if v is not None}})

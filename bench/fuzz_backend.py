@@ -86,6 +86,8 @@ class Report:
     statuses: dict[str, int] = field(default_factory=dict)
     server_errors: list[str] = field(default_factory=list)
     alive: bool = False
+    warm_up_rounds: int = 0
+    warm_up_seconds: float = 0.0
     rss_before_mb: float = 0.0
     rss_after_mb: float = 0.0
     rss_after_phase_mb: dict[str, float] = field(default_factory=dict)
@@ -281,20 +283,23 @@ def concurrent_predictions(url: str, tally: Tally, threads: int, rounds: int, ta
     return statuses, worst["/webhook"], worst["/health"]
 
 
-def warm_up(pid: int, url: str, tasks: int, rng: random.Random) -> float:
-    """Large concurrent predictions until RSS is steady, as after a busy morning; the steady RSS in MiB.
+def warm_up(pid: int, url: str, tasks: int, rng: random.Random) -> tuple[float, int]:
+    """Large concurrent predictions until RSS is steady, as after a busy morning; the steady RSS in MiB and the
+    rounds it took.
 
     torch keeps scratch memory per request thread, and which of waitress's threads serve a round depends on the
     machine's load: RSS grows until every thread has scored once, so a fixed number of rounds measures the
     warm-up, not the fuzzing, on a busy machine."""
     rss = rss_mb(pid)
-    for _ in range(WARM_UP_MAX_ROUNDS):
+    rounds = 0
+    while rounds < WARM_UP_MAX_ROUNDS:
         concurrent_predictions(url, Tally(), WARM_UP_CLIENTS, 2, tasks, rng)
+        rounds += 1
         time.sleep(1)
         previous, rss = rss, rss_mb(pid)
         if rss <= WARM_UP_STEADY * previous:
             break
-    return rss
+    return rss, rounds
 
 
 def run(redis_url: str, mutations: int, seed: int, model_dir: Path | None, keep_log: Path | None = None,
@@ -310,7 +315,9 @@ def run(redis_url: str, mutations: int, seed: int, model_dir: Path | None, keep_
         with backend_process(model_dir, redis_url, work) as (process, url, log_path):
             limit = load_settings().max_request_bytes
             tally = Tally()
-            report.rss_before_mb = warm_up(process.pid, url, tasks, rng)
+            warming = time.perf_counter()
+            report.rss_before_mb, report.warm_up_rounds = warm_up(process.pid, url, tasks, rng)
+            report.warm_up_seconds = time.perf_counter() - warming
             with requests.Session() as session:
                 fuzz_bodies(session, url, tally, mutations, rng)
                 report.rss_after_phase_mb["mutated bodies"] = rss_mb(process.pid)
@@ -405,6 +412,7 @@ def print_table(report: Report) -> None:
         ("connections closed without an answer", len(report.closed_requests)),
         ("answers 5xx", len(report.server_errors)),
         ("process alive after", report.alive),
+        ("warm-up (rounds / s)", f"{report.warm_up_rounds} / {report.warm_up_seconds:.0f}"),
         ("RSS before / after (MB)", f"{report.rss_before_mb:.0f} / {report.rss_after_mb:.0f}"),
         (f"/health with {report.half_open_sockets} half-open sockets (s)", f"{report.health_latency_half_open_s:.3f}"),
         (f"{report.concurrent_predictions} x 1,000-task predictions ({report.predictions_admitted} admitted at once)",

@@ -38,14 +38,10 @@ from alvar.generator.templates import TeacherPrompt
 from alvar.generator.usage import record_usage
 from alvar.generator.worker_resources import current_resources
 from alvar.labelstudio.client import as_dict
-from alvar.labelstudio.generation_config import (
-    GENERATION,
-    GenerationControl,
-    parse_generation_control,
-    project_kind,
-)
+from alvar.labelstudio.generation_config import GenerationControl, parse_generation_control
 from alvar.labelstudio.label_config import interface
 from alvar.labelstudio.task_data import DRAFTED_STATUS, DraftFields, data_of, screened_out
+from alvar.labelstudio.task_kinds import task_kind
 from alvar.queues import DEFAULT_JOB_POLICY, JobPolicy, KeyedJob, enqueue_once, generation_queue
 from alvar.settings import Settings
 
@@ -190,8 +186,8 @@ def draft_output(project_id: int, task_id: int) -> dict[str, Any]:
     outcome: dict[str, Any] = {"project": project_id, "task": task_id}
     project = client.projects.get(id=project_id)
     label_config = project.label_config or ""
-    if project_kind(label_config) != GENERATION:
-        return _record(job, {**outcome, "status": "skipped: not a generative project"})
+    if (no_drafts := task_kind(label_config).no_drafts) is not None:
+        return _record(job, {**outcome, "status": f"skipped: {no_drafts}"})
     control = parse_generation_control(label_config)
     judge = resources.judge(control.required_attribute(settings.attribute_value))
     # H as R resolves it (ALVAR_ATTRIBUTE_VALUE, else R's card, else the config): the value asked for is the one

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from alvar.attribute_model import AttributeJudge, attribute_model_path, load_judge
-from alvar.backend.model_store import GENERATION, Serving, serving
+from alvar.backend.model_store import GENERATION, Serving, serving_kind
 from alvar.entropy import entropy
 from alvar.metrics import class_counts
 from alvar.scripts.selection import SelectionRun, first_of_duplicates, pool_embeddings
@@ -54,10 +54,8 @@ class GenerationSelection:
 
 def serving_student(settings: Settings, project_id: int) -> Serving | None:
     """The project's own current version when it is a student (kind ``generation``), else None."""
-    found = serving(settings.model_dir, project_id)
-    if found is None or not found.own:
-        return None
-    return found if found.store.metadata(found.version).get("kind") == GENERATION else None
+    found = serving_kind(settings.model_dir, project_id, GENERATION)
+    return found if found is not None and found.own else None
 
 
 def judge_identity(path: str) -> str:

@@ -145,7 +145,8 @@ def _pool_tasks(examples: Sequence[Example], control: ChoicesControl) -> list[di
     return [{"data": pool_data(control.data_key, example)} for example in examples]
 
 
-def _classification_tasks(plan: InitPlan, control: ChoicesControl) -> list[dict[str, Any]]:
+def _classification_tasks(plan: InitPlan, label_config: str | None, settings: Settings) -> list[dict[str, Any]]:
+    control = parse_choices_control(label_config)
     tasks = []
     if plan.pool is not None:
         tasks += _pool_tasks(read_dataset(plan.pool).examples, control)
@@ -154,24 +155,34 @@ def _classification_tasks(plan: InitPlan, control: ChoicesControl) -> list[dict[
     return tasks
 
 
-def _generation_tasks(plan: InitPlan, control: GenerationControl, attribute: str) -> list[dict[str, Any]]:
+def _generation_tasks(plan: InitPlan, label_config: str | None, settings: Settings) -> list[dict[str, Any]]:
     """The pool's inputs (and groups) as tasks, and the bootstrap file's pairs as reviewed tasks."""
+    control = parse_generation_control(label_config)
     tasks = []
     if plan.pool is not None:
         tasks += [{"data": pair_data(control.data_key, pair)} for pair in plan.columns.read(plan.pool).pairs]
     if plan.bootstrap is not None:
-        tasks += bootstrap_pair_tasks(plan.columns.read(plan.bootstrap).pairs, control, attribute)
+        tasks += bootstrap_pair_tasks(plan.columns.read(plan.bootstrap).pairs, control,
+                                      control.required_attribute(settings.attribute_value))
     return tasks
+
+
+def _check_example_files(plan: InitPlan) -> None:
+    for path in (plan.pool, plan.bootstrap):
+        if path is not None:
+            read_dataset(path)
+
+
+def _check_pair_files(plan: InitPlan) -> None:
+    for path in (plan.pool, plan.bootstrap):
+        if path is not None and not plan.columns.read(path).has_outputs and path == plan.bootstrap:
+            raise InitError(f"{path}: the bootstrap pairs need an output in every row (columns input, output)")
 
 
 def check_files(plan: InitPlan, kind: str) -> None:
     """Read the files before anything is made: a file that cannot be imported stops `init` with its reason
     (an AlvarError) and leaves Label Studio as it was."""
-    for path in (plan.pool, plan.bootstrap):
-        if path is not None and kind == CLASSIFICATION:
-            read_dataset(path)
-        elif path is not None and not plan.columns.read(path).has_outputs and path == plan.bootstrap:
-            raise InitError(f"{path}: the bootstrap pairs need an output in every row (columns input, output)")
+    SETUPS[kind].check_files(plan)
 
 
 def _import_once(client: LabelStudio, project_id: int, tasks: list[dict[str, Any]]) -> int:
@@ -261,6 +272,10 @@ def attribute_choices(settings: Settings) -> list[str] | None:
     return [judge.required, *(value for value in judge.classes_ if value != judge.required)]
 
 
+def _new_classification_config(settings: Settings, report: Report) -> str:
+    return load("annotate")
+
+
 def _new_generation_config(settings: Settings, report: Report) -> str:
     choices = attribute_choices(settings)
     if choices is None:
@@ -274,7 +289,7 @@ def _project(client: LabelStudio, plan: InitPlan) -> tuple[int | None, str, str]
     """(the project found by title or None, its kind, the title): ``auto`` without a pool reuses a project of
     either default title; a found project keeps its kind, which ``--task`` must not contradict."""
     wanted = wanted_kind(plan)
-    titles = [plan.title] if plan.title else [GENERATION_TITLE if wanted == GENERATION else PROJECT_TITLE]
+    titles = [plan.title] if plan.title else [SETUPS[wanted].title]
     if plan.task == "auto" and plan.pool is None and not plan.title:
         titles = [PROJECT_TITLE, GENERATION_TITLE]
     for title in titles:
@@ -315,42 +330,73 @@ def initialize(settings: Settings, client: LabelStudio, connection: Redis, plan:
         report(f"- {step}")
 
     project_id, kind, title = _project(client, plan)
-    check_files(plan, kind)
+    setup = SETUPS[kind]
+    setup.check_files(plan)
     if project_id is None:
-        config = _new_generation_config(settings, report) if kind == GENERATION else load("annotate")
-        project_id = create_project(client, title, config)
+        project_id = create_project(client, title, setup.label_config(settings, report))
         done(f"created {kind} project {project_id}")
     label_config = client.projects.get(id=project_id).label_config
     if count_tasks(client, project_id) == 0:
-        if kind == GENERATION:
-            control = parse_generation_control(label_config)
-            tasks = _generation_tasks(plan, control, control.required_attribute(settings.attribute_value))
-        else:
-            tasks = _classification_tasks(plan, parse_choices_control(label_config))
-        done(f"imported {_import_once(client, project_id, tasks)} tasks")
+        done(f"imported {_import_once(client, project_id, setup.tasks(plan, label_config, settings))} tasks")
     if not list(client.ml.list(project=project_id)):
         connect_backend(client, project_id, plan.backend_url, basic_auth=plan.backend_auth,
                         webhook_secret=plan.webhook_secret)
         done(f"connected the ML backend at {plan.backend_url}")
-    if kind == CLASSIFICATION:
-        ensure_verify_tab(client, project_id)
+    setup.tabs(client, project_id)
     remember_project(connection, project_id)  # the reconciliation sweep covers it (Label Studio's /setup does too)
-    if kind == GENERATION:
-        version = _first_student(client, project_id, settings, connection, plan, report)
-    else:
-        version = _first_model(client, project_id, settings, connection, plan, report)
+    version = setup.first_model(client, project_id, settings, connection, plan, report)
     outcome = InitOutcome(project_id, steps, version, kind=kind)
-    if version is None and kind == CLASSIFICATION:
-        done("no labels and no model yet: label a few tasks, the first model trains after "
-             f"{settings.retrain_every} annotations; then `alvar select`")
-        return outcome
-    if version is None:  # the teacher drafts the first batch; G trains once people verify enough of them
-        done(f"no bootstrap pairs and no student G yet: G trains after {settings.retrain_every} verified reviews")
+    if version is None:
+        done(setup.without_model.format(retrain_every=settings.retrain_every))
+        if not setup.batch_without_model:
+            return outcome
     latest = fetch_latest_batch(client, project_id)
     if latest is None or not latest.complete:  # none yet, or one cut short: select completes it
-        strategy = GENERATION_STRATEGY if kind == GENERATION else DEFAULT_STRATEGY
-        batch = select_project(settings, client, project_id, strategy, plan.budget, settings.seed,
+        batch = select_project(settings, client, project_id, setup.strategy, plan.budget, settings.seed,
                                connection=connection)
         outcome.batch = batch.batch
         done(batch.message)
     return outcome
+
+
+def _no_tabs(client: LabelStudio, project_id: int) -> None:
+    """A generative project's review tab comes with its first batch (:func:`~alvar.scripts.select.select_project`)."""
+
+
+FirstModel = Callable[[LabelStudio, int, Settings, Redis, InitPlan, Report], "str | None"]
+
+
+@dataclass(frozen=True)
+class KindSetup:
+    """What `alvar init` does for one kind of project (:func:`~alvar.labelstudio.task_kinds.task_kind`)."""
+
+    title: str
+    """The title of a new project of the kind."""
+    strategy: str
+    """The first batch's strategy."""
+    check_files: Callable[[InitPlan], None]
+    label_config: Callable[[Settings, Report], str]
+    """A new project's label config."""
+    tasks: Callable[[InitPlan, str | None, Settings], list[dict[str, Any]]]
+    """The pool and bootstrap tasks to import, for the project's label config."""
+    tabs: Callable[[LabelStudio, int], None]
+    first_model: FirstModel
+    without_model: str
+    """What happens without a first model ({retrain_every}: the setting)."""
+    batch_without_model: bool
+    """Whether the first batch is made before there is a model."""
+
+
+SETUPS: dict[str, KindSetup] = {
+    CLASSIFICATION: KindSetup(
+        PROJECT_TITLE, DEFAULT_STRATEGY, _check_example_files, _new_classification_config, _classification_tasks,
+        ensure_verify_tab, _first_model,
+        "no labels and no model yet: label a few tasks, the first model trains after {retrain_every} annotations; "
+        "then `alvar select`", batch_without_model=False),
+    # Without G the batch is cluster-then-random; the teacher drafts it, and G trains once people verify enough.
+    GENERATION: KindSetup(
+        GENERATION_TITLE, GENERATION_STRATEGY, _check_pair_files, _new_generation_config, _generation_tasks,
+        _no_tabs, _first_student,
+        "no bootstrap pairs and no student G yet: G trains after {retrain_every} verified reviews",
+        batch_without_model=True),
+}

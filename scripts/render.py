@@ -87,14 +87,11 @@ def stack_up(state: StackState, outcome: InitOutcome, data_dir: Path) -> None:
 
 
 def next_steps(state: StackState, outcome: InitOutcome, data_dir: Path) -> None:
+    from alvar.labelstudio.task_kinds import KINDS
+
     where = f"--data-dir {data_dir}"
-    if outcome.kind == "generation" and (outcome.batch is not None or outcome.model_version is not None):
-        console.print(f"Next: log in, open the project's [bold]Review drafts[/] tab and accept, edit or reject each "
-                      f"pre-filled output (the teacher's draft). Then: `alvar select --project {state.project_id} "
-                      f"{where}` for the next batch, `alvar status {where}` to see progress.")
-    elif outcome.batch is not None or outcome.model_version is not None:
-        console.print(f"Next: log in, open the project's [bold]Batch[/] tab and label its tasks; review the "
-                      f"variations in the [bold]Verify variations[/] tab. Then: `alvar select --project "
+    if outcome.batch is not None or outcome.model_version is not None:
+        console.print(f"Next: log in, {KINDS[outcome.kind].next_step}. Then: `alvar select --project "
                       f"{state.project_id} {where}` for the next batch, `alvar status {where}` to see progress.")
     console.print(f"Stop everything with: alvar down {where}")
 

@@ -52,6 +52,10 @@ class TaskKind(Protocol[ControlT]):
     """Why an annotation event did not count toward retraining."""
     no_variations: str | None
     """Why the project's labels never become LLM variations; None: each human label does."""
+    no_drafts: str | None
+    """Why the project's tasks never get a teacher's draft; None: each batched input does."""
+    next_step: str
+    """What a person does in Label Studio once a batch is out (the tabs they work in)."""
 
     def control(self, label_config: str | None) -> ControlT:
         """The project's control, parsed (:class:`~alvar.labelstudio.label_config.LabelConfigError` says what is
@@ -78,6 +82,9 @@ class Classification:
     served_by: str | None = None
     no_new_label = "no new human label of a source task"
     no_variations: str | None = None
+    no_drafts: str | None = "not a generative project"
+    next_step = ("open the project's [bold]Batch[/] tab and label its tasks; review the variations in the "
+                 "[bold]Verify variations[/] tab")
 
     def control(self, label_config: str | None) -> ChoicesControl:
         return parse_choices_control(label_config)
@@ -104,6 +111,9 @@ class Generation:
     served_by: str | None = GENERATION
     no_new_label = "no new verified output (accept or edit)"
     no_variations: str | None = "a generative project never gets variations"
+    no_drafts: str | None = None
+    next_step = ("open the project's [bold]Review drafts[/] tab and accept, edit or reject each pre-filled output "
+                 "(the teacher's draft)")
 
     def control(self, label_config: str | None) -> GenerationControl:
         return parse_generation_control(label_config)
