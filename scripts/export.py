@@ -5,14 +5,14 @@ A classification project (:func:`alvar.labelstudio.training_data.labelled_items`
 variations reviewers marked valid; stale and invalid variations never; unreviewed ones only with
 ``--include-unverified``. A generative project (:func:`alvar.labelstudio.generation_data.verified_pairs`): the
 pairs people accepted or edited, never a rejected, emptied or unreviewed one. The project's label config decides
-which (:func:`alvar.labelstudio.generation_config.project_kind`), so one command serves both.
+which (:func:`alvar.labelstudio.task_kinds.task_kind`), so one command serves both.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -20,15 +20,11 @@ from typing import Any
 from label_studio_sdk import LabelStudio
 
 from alvar.errors import AlvarError
-from alvar.labelstudio.generation_config import (
-    GENERATION,
-    GenerationControl,
-    parse_generation_control,
-    project_kind,
-)
+from alvar.labelstudio.generation_config import CLASSIFICATION, GENERATION, GenerationControl
 from alvar.labelstudio.generation_data import VerifiedPair, review_counts, verified_pairs
-from alvar.labelstudio.label_config import ChoicesControl, parse_choices_control
+from alvar.labelstudio.label_config import ChoicesControl
 from alvar.labelstudio.task_data import LLM_ORIGIN, BatchFields, PoolFields, VariationFields
+from alvar.labelstudio.task_kinds import task_kind
 from alvar.labelstudio.training_data import LabelledItem, is_variation, labelled_items
 from alvar.scripts.dataset_card import write_card, write_generation_card
 
@@ -94,10 +90,59 @@ def _row(item: LabelledItem, control: ChoicesControl) -> DatasetRow:
 
 @dataclass
 class Export:
+    """A classification project's released rows, the labelled items left out, its classes and each source task's
+    annotators' labels."""
+
     rows: list[DatasetRow]
     left_out: int
     classes: tuple[str, ...]
     annotations: dict[int, dict[str, str]]
+
+    def summary(self) -> str:
+        origins = {origin: sum(row.origin == origin for row in self.rows) for origin in ("human", "llm")}
+        return (f"{len(self.rows)} rows ({origins['human']} human, {origins['llm']} variations; {self.left_out} "
+                "variations left out)")
+
+    def write(self, out: Path, formats: Sequence[str], project_id: int | None) -> list[Path]:
+        """The rows as TSV (``dataset.tsv``: id, input, category; ``dataset_full.tsv``: every column), JSONL and
+        HF datasets, and the dataset card."""
+        columns = [item.name for item in fields(DatasetRow)]
+        written: list[Path] = []
+        if "tsv" in formats:
+            _write_tsv(out / "dataset.tsv", ["id", "input", "category"],
+                       ([row.source_id, row.text, row.label] for row in self.rows))
+            _write_tsv(out / "dataset_full.tsv", columns, ([getattr(row, name) for name in columns]
+                                                            for row in self.rows))
+            written += [out / "dataset.tsv", out / "dataset_full.tsv"]
+        if "jsonl" in formats:
+            written.append(_write_jsonl(out / "dataset.jsonl", self.rows))
+        if "hf" in formats:
+            written += _write_hf(self, out)
+        written.append(write_card(self.rows, self.classes, self.annotations, self.left_out, out, formats,
+                                  project_id))
+        return written
+
+
+@dataclass(frozen=True)
+class ClassificationProject:
+    """What a classification project's export needs from the project: its ``<Choices>`` control."""
+
+    control: ChoicesControl
+
+    def build(self, tasks: Iterable[Mapping[str, Any]], include_unverified: bool = False) -> Export:
+        """The labelled items (:func:`~alvar.labelstudio.training_data.labelled_items`), unreviewed variations
+        only with ``include_unverified``."""
+        tasks = list(tasks)
+        rows: list[DatasetRow] = []
+        left_out = 0
+        for item in labelled_items(tasks, self.control, include_unverified=include_unverified):
+            if isinstance(item, LabelledItem):
+                rows.append(_row(item, self.control))
+            else:
+                left_out += 1
+        by_task = {int(task["id"]): annotators(task, self.control)
+                   for task in tasks if "id" in task and not is_variation(task)}
+        return Export(rows, left_out, self.control.labels, by_task)
 
 
 @dataclass(frozen=True)
@@ -107,6 +152,18 @@ class GenerationProject:
 
     control: GenerationControl
     model_version: str | None
+
+    def build(self, tasks: Iterable[Mapping[str, Any]], include_unverified: bool = False) -> GenerationExport:
+        """The verified pairs only: accepted or edited, with an output (see
+        :mod:`alvar.labelstudio.generation_data`); unverified outputs are never released."""
+        if include_unverified:
+            raise ExportError("--include-unverified is for classification projects: a generative project exports "
+                              "the pairs people accepted or edited, and nothing else")
+        tasks = list(tasks)
+        by_id = {task.get("id"): task for task in tasks}
+        rows = [_pair_row(pair, by_id[pair.task_id], self.model_version)
+                for pair in verified_pairs(tasks, self.control)]
+        return GenerationExport(rows, review_counts(tasks, self.control), self.model_version)
 
 
 @dataclass(frozen=True)
@@ -151,6 +208,32 @@ class GenerationExport:
         """Inputs with no verified pair: rejected, emptied or unreviewed."""
         return sum(self.counts.values()) - len(self.rows)
 
+    def summary(self) -> str:
+        counts = self.counts
+        return (f"{len(self.rows)} verified pairs ({counts['accept']} accepted, {counts['edit']} edited; "
+                f"{self.left_out} left out: {counts['reject']} rejected, {counts['emptied']} emptied, "
+                f"{counts['unreviewed']} unreviewed)")
+
+    def write(self, out: Path, formats: Sequence[str], project_id: int | None) -> list[Path]:
+        """The pairs as TSV (``dataset.tsv``: id, input, output and, when any pair has one, group, the layout
+        ``alvar.pairfiles.read_pairs`` reads; ``dataset_full.tsv``: every column), JSONL and HF datasets, and the
+        dataset card."""
+        columns = [item.name for item in fields(PairRow)]
+        written: list[Path] = []
+        if "tsv" in formats:
+            released = ["source_id", "input", "output"] + (["group"] if any(row.group for row in self.rows) else [])
+            _write_tsv(out / "dataset.tsv", ["id", *released[1:]],
+                       ([_cell(getattr(row, name)) for name in released] for row in self.rows))
+            _write_tsv(out / "dataset_full.tsv", columns,
+                       ([_cell(getattr(row, name)) for name in columns] for row in self.rows))
+            written += [out / "dataset.tsv", out / "dataset_full.tsv"]
+        if "jsonl" in formats:
+            written.append(_write_jsonl(out / "dataset.jsonl", self.rows))
+        if "hf" in formats:
+            written += _write_generation_hf(self, out)
+        written.append(write_generation_card(self.rows, self.counts, self.model_version, out, formats, project_id))
+        return written
+
 
 def _pair_row(pair: VerifiedPair, task: Mapping[str, Any], model_version: str | None) -> PairRow:
     return PairRow(
@@ -162,47 +245,29 @@ def _pair_row(pair: VerifiedPair, task: Mapping[str, Any], model_version: str | 
     )
 
 
-def build_generation_export(tasks: Iterable[Mapping[str, Any]], project: GenerationProject) -> GenerationExport:
-    """The verified pairs only: accepted or edited, with an output (see :mod:`alvar.labelstudio.generation_data`)."""
-    tasks = list(tasks)
-    by_id = {task.get("id"): task for task in tasks}
-    rows = [_pair_row(pair, by_id[pair.task_id], project.model_version)
-            for pair in verified_pairs(tasks, project.control)]
-    return GenerationExport(rows, review_counts(tasks, project.control), project.model_version)
+ExportedProject = ClassificationProject | GenerationProject
 
 
-def build_export(tasks: Iterable[Mapping[str, Any]], control: ChoicesControl | GenerationProject,
+def build_export(tasks: Iterable[Mapping[str, Any]], project: ExportedProject,
                  include_unverified: bool = False) -> Export | GenerationExport:
-    """The rows to release: a classification project's labelled items, or a generative project's verified pairs
-    (:func:`build_generation_export`; ``include_unverified`` does not apply, unverified outputs are never
-    released)."""
-    if isinstance(control, GenerationProject):
-        if include_unverified:
-            raise ExportError("--include-unverified is for classification projects: a generative project exports "
-                              "the pairs people accepted or edited, and nothing else")
-        return build_generation_export(tasks, control)
-    tasks = list(tasks)
-    rows: list[DatasetRow] = []
-    left_out = 0
-    for item in labelled_items(tasks, control, include_unverified=include_unverified):
-        if isinstance(item, LabelledItem):
-            rows.append(_row(item, control))
-        else:
-            left_out += 1
-    by_task = {int(task["id"]): annotators(task, control) for task in tasks if "id" in task and not is_variation(task)}
-    return Export(rows, left_out, control.labels, by_task)
+    """The rows to release (:meth:`ClassificationProject.build`, :meth:`GenerationProject.build`)."""
+    return project.build(tasks, include_unverified)
 
 
-def project_tasks(client: LabelStudio, project_id: int) -> tuple[list[dict[str, Any]],
-                                                                ChoicesControl | GenerationProject]:
-    """Every task of the project from the export API (annotators as e-mail addresses), and its labeling control
-    (for a generative project, its controls and model version)."""
+# What each kind's export needs from the project (:func:`~alvar.labelstudio.task_kinds.task_kind`), from its
+# parsed control and the project.
+EXPORTED_PROJECTS: dict[str, Callable[[Any, Any], ExportedProject]] = {
+    CLASSIFICATION: lambda control, project: ClassificationProject(control),
+    GENERATION: lambda control, project: GenerationProject(control, project.model_version or None),
+}
+
+
+def project_tasks(client: LabelStudio, project_id: int) -> tuple[list[dict[str, Any]], ExportedProject]:
+    """Every task of the project from the export API (annotators as e-mail addresses), and what its export needs
+    from the project (its control; for a generative project, also its model version)."""
     project = client.projects.get(id=project_id)
-    control: ChoicesControl | GenerationProject
-    if project_kind(project.label_config) == GENERATION:
-        control = GenerationProject(parse_generation_control(project.label_config), project.model_version or None)
-    else:
-        control = parse_choices_control(project.label_config)
+    kind = task_kind(project.label_config)
+    exported = EXPORTED_PROJECTS[kind.name](kind.control(project.label_config), project)
     payload = b"".join(client.projects.exports.download_sync(project_id, export_type="JSON",
                                                             download_all_tasks=True))
     tasks = json.loads(payload or b"[]")
@@ -213,7 +278,7 @@ def project_tasks(client: LabelStudio, project_id: int) -> tuple[list[dict[str, 
         for annotation in task.get("annotations") or []:
             if isinstance(annotation.get("completed_by"), int):
                 annotation["completed_by"] = emails.get(annotation["completed_by"], annotation["completed_by"])
-    return tasks, control
+    return tasks, exported
 
 
 def _write_tsv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
@@ -243,23 +308,7 @@ def write_export(export: Export | GenerationExport, out: Path, formats: Sequence
     """Write the chosen formats and the dataset card into ``out``; return the files and folders written."""
     check_formats(formats)
     out.mkdir(parents=True, exist_ok=True)
-    if isinstance(export, GenerationExport):
-        return _write_generation(export, out, formats, project_id)
-    columns = [item.name for item in fields(DatasetRow)]
-    written: list[Path] = []
-    if "tsv" in formats:
-        _write_tsv(out / "dataset.tsv", ["id", "input", "category"],
-                   ([row.source_id, row.text, row.label] for row in export.rows))
-        _write_tsv(out / "dataset_full.tsv", columns, ([getattr(row, name) for name in columns]
-                                                        for row in export.rows))
-        written += [out / "dataset.tsv", out / "dataset_full.tsv"]
-    if "jsonl" in formats:
-        written.append(_write_jsonl(out / "dataset.jsonl", export.rows))
-    if "hf" in formats:
-        written += _write_hf(export, out)
-    written.append(write_card(export.rows, export.classes, export.annotations, export.left_out, out, formats,
-                              project_id))
-    return written
+    return export.write(out, formats, project_id)
 
 
 def _write_hf(export: Export, out: Path) -> list[Path]:
@@ -278,27 +327,6 @@ def _write_hf(export: Export, out: Path) -> list[Path]:
 
 def _cell(value: object) -> str:
     return "" if value is None else str(value)
-
-
-def _write_generation(export: GenerationExport, out: Path, formats: Sequence[str],
-                      project_id: int | None) -> list[Path]:
-    """The pairs as TSV (``dataset.tsv``: id, input, output and, when any pair has one, group, the layout
-    ``alvar.pairfiles.read_pairs`` reads; ``dataset_full.tsv``: every column), JSONL and HF datasets."""
-    columns = [item.name for item in fields(PairRow)]
-    written: list[Path] = []
-    if "tsv" in formats:
-        released = ["source_id", "input", "output"] + (["group"] if any(row.group for row in export.rows) else [])
-        _write_tsv(out / "dataset.tsv", ["id", *released[1:]],
-                   ([_cell(getattr(row, name)) for name in released] for row in export.rows))
-        _write_tsv(out / "dataset_full.tsv", columns,
-                   ([_cell(getattr(row, name)) for name in columns] for row in export.rows))
-        written += [out / "dataset.tsv", out / "dataset_full.tsv"]
-    if "jsonl" in formats:
-        written.append(_write_jsonl(out / "dataset.jsonl", export.rows))
-    if "hf" in formats:
-        written += _write_generation_hf(export, out)
-    written.append(write_generation_card(export.rows, export.counts, export.model_version, out, formats, project_id))
-    return written
 
 
 def _write_generation_hf(export: GenerationExport, out: Path) -> list[Path]:

@@ -256,17 +256,7 @@ def clusters(run: SelectionRun, rows: list[tuple[int, int, int, float]]) -> None
 
 
 def exported(export: Export | GenerationExport, paths: Sequence[Path]) -> None:
-    from alvar.scripts.export import GenerationExport
-
-    if isinstance(export, GenerationExport):
-        counts = export.counts
-        console.print(f"{len(export.rows)} verified pairs ({counts['accept']} accepted, {counts['edit']} edited; "
-                      f"{export.left_out} left out: {counts['reject']} rejected, {counts['emptied']} emptied, "
-                      f"{counts['unreviewed']} unreviewed) -> {', '.join(str(path) for path in paths)}")
-        return
-    origins = {origin: sum(row.origin == origin for row in export.rows) for origin in ("human", "llm")}
-    console.print(f"{len(export.rows)} rows ({origins['human']} human, {origins['llm']} variations; "
-                  f"{export.left_out} variations left out) -> {', '.join(str(path) for path in paths)}")
+    console.print(f"{export.summary()} -> {', '.join(str(path) for path in paths)}")
 
 
 def variations(generation: Generation, prompt: VariationPrompt) -> None:
