@@ -4,7 +4,7 @@ A dispatcher holds reactions: each looks at an event and may enqueue a job. The 
 name: they are given to :func:`alvar.backend.app.create_app` as factories (:data:`ReactionFactory`), training's
 :class:`TrainingReaction` and the generator's reaction among them (see :mod:`alvar.scripts.backend_app`). The
 webhook only speeds things up: whatever a lost delivery would have queued, the reconciliation sweep
-(:mod:`alvar.scripts.reconcile`) queues later, so every project that sends an event is remembered
+(:mod:`alvar.loop.reconcile`) queues later, so every project that sends an event is remembered
 (:func:`alvar.projects.remember_project`) for the sweep.
 """
 

@@ -1,7 +1,7 @@
 """Catching up on training: a project whose human labels outnumber its current model's by ``retrain_every``
 (in a generative project: its verified pairs, against the pairs its current student was trained on).
 
-The reconciliation sweep (:mod:`alvar.scripts.reconcile`) asks here after reading the project; the webhook's
+The reconciliation sweep (:mod:`alvar.loop.reconcile`) asks here after reading the project; the webhook's
 :class:`~alvar.backend.dispatcher.TrainingReaction` is the fast path, this is what makes up for a lost event.
 """
 

@@ -15,8 +15,8 @@ import tempfile
 from pathlib import Path
 
 from alvar.datafiles import read_dataset
+from alvar.loop.select import select_file
 from alvar.metrics import class_count_std, class_counts
-from alvar.scripts.select import select_file
 from alvar.settings import load_settings
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared/datasets/active-learning-safety"

@@ -29,9 +29,9 @@ from alvar.generator.class_counts import COUNTS_TTL, read_class_counts  # noqa: 
 from alvar.label_config import load  # noqa: E402
 from alvar.labelstudio.label_config import parse_choices_control  # noqa: E402
 from alvar.labelstudio.task_data import VariationFields, pool_data  # noqa: E402
-from alvar.scripts import services  # noqa: E402
-from alvar.scripts.initialize import bootstrap_tasks  # noqa: E402
-from alvar.scripts.project import create_project  # noqa: E402
+from alvar.loop import label_studio_server, services  # noqa: E402
+from alvar.loop.init_plan import bootstrap_tasks  # noqa: E402
+from alvar.loop.project import create_project  # noqa: E402
 from alvar.settings import load_settings  # noqa: E402
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared/datasets/active-learning-safety"
@@ -71,7 +71,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="alvar-counts-", dir="/tmp") as tmp:
         data_dir = Path(tmp) / "ls"
-        server = services.start_label_studio(data_dir, _free_port(), "admin@alvar.bench", "alvar-bench-pass",
+        server = label_studio_server.start_label_studio(data_dir, _free_port(), "admin@alvar.bench", "alvar-bench-pass",
                                              TOKEN, venv=load_settings().label_studio_venv)
         try:
             client = LabelStudio(base_url=server.url, api_key=server.token)

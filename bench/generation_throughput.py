@@ -66,9 +66,10 @@ from alvar.generator.worker_resources import current_resources  # noqa: E402
 from alvar.label_config import load  # noqa: E402
 from alvar.labelstudio.client import as_dict, iter_tasks  # noqa: E402
 from alvar.labelstudio.label_config import parse_choices_control  # noqa: E402
-from alvar.scripts import services  # noqa: E402
-from alvar.scripts.label_studio_database import create_database, drop_database, redacted  # noqa: E402
-from alvar.scripts.project import create_project, import_pool  # noqa: E402
+from alvar.loop import label_studio_server, services  # noqa: E402
+from alvar.loop.label_studio_database import create_database, drop_database, redacted  # noqa: E402
+from alvar.loop.label_studio_server import LabelStudioServer  # noqa: E402
+from alvar.loop.project import create_project, import_pool  # noqa: E402
 from alvar.settings import GENERATION_QUEUE, load_settings  # noqa: E402
 from tests.chat_server import ChatServer  # noqa: E402
 
@@ -147,7 +148,7 @@ def cpu_seconds(pid: int) -> float:
     return sum(sum(member.cpu_times()[:2]) for member in [process, *process.children(recursive=True)])
 
 
-def full_rate(bench: Bench, server: services.LabelStudioServer, backend: str, in_flight: int, per_slot: int,
+def full_rate(bench: Bench, server: LabelStudioServer, backend: str, in_flight: int, per_slot: int,
               processes: int = 1) -> tuple[int, float]:
     """jobs/s of the full job on a fresh project with ``in_flight`` jobs at once over ``processes`` processes;
     Label Studio's CPU seconds per job meanwhile go to ``bench.label_studio_cpu``."""
@@ -193,7 +194,7 @@ def variation_request(project_id: int, source: dict, text: str, k: int, number: 
     return build_tasks(generation, prompt, source, None, key, CONTROL, PROJECT_VERSION)
 
 
-def concurrent_imports(label_studio: services.LabelStudioServer, connection: Redis, imports: int, k: int,
+def concurrent_imports(label_studio: LabelStudioServer, connection: Redis, imports: int, k: int,
                        locked: bool, examples: list[Example]) -> ImportRound:
     """``imports`` threads, one SDK client each, import their job's variations at the same moment."""
     client = LabelStudio(base_url=label_studio.url, api_key=label_studio.token, timeout=300)
@@ -233,14 +234,14 @@ def concurrent_imports(label_studio: services.LabelStudioServer, connection: Red
 
 
 @contextmanager
-def label_studio_on(bench: Bench, backend: str, admin_url: str) -> Iterator[services.LabelStudioServer]:
+def label_studio_on(bench: Bench, backend: str, admin_url: str) -> Iterator[LabelStudioServer]:
     """A Label Studio on ``backend``: SQLite in the bench's dir, or a fresh PostgreSQL database dropped after."""
     data_dir = bench.root / f"ls-{backend}"
     name = f"gb_{os.getpid()}"
     database = create_database(admin_url, name) if backend == POSTGRESQL else None
     began = time.perf_counter()
     try:
-        server = services.start_label_studio(data_dir, free_port(), "bench@alvar.local", "bench-password",
+        server = label_studio_server.start_label_studio(data_dir, free_port(), "bench@alvar.local", "bench-password",
                                              "bench-token-0123456789", load_settings().label_studio_venv,
                                              database=database)
         print(f"Label Studio on {BACKEND_NAMES[backend]}"

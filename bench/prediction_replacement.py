@@ -2,7 +2,7 @@
 
     python bench/prediction_replacement.py [--tasks 3000] [--rounds 3] [--llm-share 0.1]
 
-Starts Label Studio (scripts/services.py) in a temporary dir and imports --tasks tasks, each with a prediction of
+Starts Label Studio (alvar/loop/services.py) in a temporary dir and imports --tasks tasks, each with a prediction of
 a first model version (and an ``llm:`` pre-label on --llm-share of them, as the generator leaves on variations).
 Then, per round, does what a training job does after fitting a new version: imports the new version's
 predictions (chunks of 1,000), sets the project's version, and deletes the older versions' predictions
@@ -24,8 +24,8 @@ from label_studio_sdk import LabelStudio
 from alvar.backend.publishing import delete_older_predictions, prediction_versions
 from alvar.label_config import load
 from alvar.labelstudio.label_config import parse_choices_control
-from alvar.scripts import services
-from alvar.scripts.project import create_project
+from alvar.loop import label_studio_server, services
+from alvar.loop.project import create_project
 from alvar.settings import load_settings
 
 LLM_VERSION = "llm:bench"
@@ -53,7 +53,7 @@ def main() -> None:
     result = control.choice_result(control.labels[0])
     with tempfile.TemporaryDirectory(prefix="alvar-replace-", dir="/tmp") as tmp:
         root = Path(tmp)
-        server = services.start_label_studio(root, free_port(), "bench@alvar.local", "bench-password",
+        server = label_studio_server.start_label_studio(root, free_port(), "bench@alvar.local", "bench-password",
                                              "bench-token-0123456789", load_settings().label_studio_venv)
         try:
             client = LabelStudio(base_url=server.url, api_key=server.token, timeout=600)

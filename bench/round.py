@@ -2,7 +2,7 @@
 
     python bench/round.py --model-dir DIR [--tasks 11000] [--budget 20]
 
-Starts Label Studio (scripts/services.py) in a temporary dir, imports the safety texts (repeated with a
+Starts Label Studio (alvar/loop/services.py) in a temporary dir, imports the safety texts (repeated with a
 numbered suffix up to --tasks distinct texts), then times `select_project` twice: the first round (every text
 embedded and scored) and a round after a new model version (embeddings from the cache, entropies new),
 each including reading the tasks and writing the batch and its tab. Target: <= 60 s per round. First it times
@@ -26,9 +26,9 @@ from alvar.backend.model_store import ModelStore
 from alvar.datafiles import Example, read_dataset
 from alvar.label_config import load
 from alvar.labelstudio.client import iter_tasks, pool_tasks
-from alvar.scripts import services
-from alvar.scripts.project import create_project, import_pool
-from alvar.scripts.select import select_project
+from alvar.loop import label_studio_server, services
+from alvar.loop.project import create_project, import_pool
+from alvar.loop.select import select_project
 from alvar.settings import load_settings
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared/datasets/active-learning-safety"
@@ -68,7 +68,7 @@ def main() -> None:
         root = Path(tmp)
         model_dir = Path(shutil.copytree(args.model_dir, root / "models"))
         settings = load_settings(model_dir=model_dir, cache_dir=root / "cache")
-        server = services.start_label_studio(root, 18123, "bench@alvar.local", "bench-password",
+        server = label_studio_server.start_label_studio(root, 18123, "bench@alvar.local", "bench-password",
                                              "bench-token-0123456789", settings.label_studio_venv)
         try:
             client = LabelStudio(base_url=server.url, api_key=server.token, timeout=300)

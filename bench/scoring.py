@@ -30,8 +30,8 @@ from alvar.backend.model_store import ModelStore
 from alvar.datafiles import read_dataset
 from alvar.embedder import Embedder
 from alvar.label_config import load
+from alvar.loop import services
 from alvar.precision import PRECISIONS
-from alvar.scripts import services
 from alvar.settings import load_settings
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared/datasets/active-learning-safety"

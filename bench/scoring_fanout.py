@@ -30,10 +30,10 @@ from pathlib import Path
 import numpy as np
 from redis import Redis
 
-from alvar.scripts import services
-from alvar.scripts.jobs import worker_rows
-from alvar.scripts.scoring_fanout import FanOut, live_scoring_workers
-from alvar.scripts.selection import fill_caches, pool_embeddings, pool_probabilities
+from alvar.loop import services
+from alvar.loop.jobs import worker_rows
+from alvar.loop.scoring_fanout import FanOut, live_scoring_workers
+from alvar.loop.selection import fill_caches, pool_embeddings, pool_probabilities
 from alvar.settings import SCORING_QUEUE, Settings, load_settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

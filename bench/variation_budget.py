@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from alvar.scripts.simulate import Simulation, simulate, write_outputs  # noqa: E402
+from alvar.experiments.simulate import Simulation, simulate, write_outputs  # noqa: E402
 from alvar.settings import load_settings  # noqa: E402
 from tests.chat_server import ChatServer  # noqa: E402
 

@@ -6,7 +6,7 @@ never from variations), variations (their annotations are reviews), bootstrap la
 annotations without a label of the project's config. The job id is the generation key (project, task, label),
 whoever labelled it: a job already waiting or running for that key is not queued again, so a second annotator who
 agrees, a repeated delivery or a quick A -> B -> A relabel never pays the LLM twice. The reconciliation sweep
-(:mod:`alvar.scripts.reconcile`) queues through :func:`queue_generation` too.
+(:mod:`alvar.loop.reconcile`) queues through :func:`queue_generation` too.
 """
 
 from __future__ import annotations

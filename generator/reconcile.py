@@ -1,4 +1,4 @@
-"""The generation half of the reconciliation sweep (:mod:`alvar.scripts.reconcile`): missed variations, queued.
+"""The generation half of the reconciliation sweep (:mod:`alvar.loop.reconcile`): missed variations, queued.
 
 Per source task and current label (each annotator's latest annotation) of a project read from Label Studio:
 - the generation job is queued when the task has no variations for that label, no job for it is waiting or

@@ -9,7 +9,7 @@ uses SIGALRM, which only the main thread may), it refreshes the heartbeat of eac
 job (a ``SimpleWorker`` beats only between jobs, and `alvar status` judges workers by their heartbeat), and it
 starts a worker thread again, under the same name, when one ended on an error. Jobs time out by timer
 (``TimerDeathPenalty``) instead of SIGALRM. The scheduler that puts retried jobs back in the queue runs in
-`alvar worker`'s supervisor (:mod:`alvar.scripts.worker`). The threads' jobs share one
+`alvar worker`'s supervisor (:mod:`alvar.loop.worker`). The threads' jobs share one
 :class:`~alvar.generator.worker_resources.WorkerResources` (settings, clients, embedder), made when the process
 starts.
 

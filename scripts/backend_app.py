@@ -1,7 +1,7 @@
 """The backend as alvar runs it: the ML backend's app with its two webhook reactions, training and generation.
 
 ``backend/`` and ``generator/`` never import each other; ``scripts/`` joins them: here for the webhook, and in
-:mod:`alvar.scripts.reconcile` for the sweep.
+:mod:`alvar.loop.reconcile` for the sweep.
 """
 
 from __future__ import annotations

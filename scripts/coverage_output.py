@@ -18,7 +18,7 @@ import numpy as np
 from rich.markup import escape
 from rich.table import Table
 
-from alvar.scripts.coverage import ClusterRow, Coverage
+from alvar.loop.coverage import ClusterRow, Coverage
 from alvar.scripts.render import console
 
 PICTURE_FILE = "coverage.png"

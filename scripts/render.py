@@ -17,17 +17,17 @@ from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
+    from alvar.experiments.evaluate import Evaluation
     from alvar.generator.generation import Generation
     from alvar.generator.templates import VariationPrompt
-    from alvar.scripts.evaluate import Evaluation
-    from alvar.scripts.export import Export, GenerationExport
-    from alvar.scripts.initialize import InitOutcome
-    from alvar.scripts.jobs import JobRow
-    from alvar.scripts.offline import TrainOutcome
-    from alvar.scripts.reconcile import Reconciliation
-    from alvar.scripts.selection import SelectionRun
-    from alvar.scripts.stack import StackState
-    from alvar.scripts.status import Progress, StackStatus
+    from alvar.loop.export import Export, GenerationExport
+    from alvar.loop.initialize import InitOutcome
+    from alvar.loop.jobs import JobRow
+    from alvar.loop.offline import TrainOutcome
+    from alvar.loop.reconcile import Reconciliation
+    from alvar.loop.selection import SelectionRun
+    from alvar.loop.stack import StackState
+    from alvar.loop.status import Progress, StackStatus
     from alvar.settings import Settings
 
 console = Console()

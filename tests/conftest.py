@@ -1,4 +1,4 @@
-"""Real services for the tests, started through the same module `alvar up` uses (alvar.scripts.services)."""
+"""Real services for the tests, started through the same module `alvar up` uses (alvar.loop.services)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ from xdist.scheduler import LoadScopeScheduling
 from alvar.backend.learner import TransformerClassifier
 from alvar.backend.model_store import ModelStore
 from alvar.datafiles import read_dataset
-from alvar.scripts import label_studio_database, services
+from alvar.loop import label_studio_database, label_studio_server, services
+from alvar.loop.label_studio_server import LabelStudioServer
 from alvar.settings import load_settings
 from tests.chat_server import ChatServer
 from tests.service_locations import EXTERNAL_REDIS_DEFAULT, POSTGRES_ADMIN_DEFAULT, REPO, SAFETY
@@ -98,9 +99,9 @@ def run_root() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
-def label_studio(run_root: Path) -> Iterator[services.LabelStudioServer]:
+def label_studio(run_root: Path) -> Iterator[LabelStudioServer]:
     data_dir = run_root / "ls"
-    server = services.start_label_studio(data_dir, free_port(), LS_USER, LS_PASSWORD, LS_TOKEN,
+    server = label_studio_server.start_label_studio(data_dir, free_port(), LS_USER, LS_PASSWORD, LS_TOKEN,
                                          venv=load_settings().label_studio_venv,
                                          lock=load_settings().label_studio_lock)
     yield server
@@ -108,7 +109,7 @@ def label_studio(run_root: Path) -> Iterator[services.LabelStudioServer]:
 
 
 @pytest.fixture(scope="session")
-def ls(label_studio: services.LabelStudioServer) -> LabelStudio:
+def ls(label_studio: LabelStudioServer) -> LabelStudio:
     return LabelStudio(base_url=label_studio.url, api_key=label_studio.token)
 
 
@@ -218,15 +219,17 @@ def copy_model_dir(source: Path, target: Path) -> Path:
 LABEL_STUDIO_FIXTURES = frozenset({"label_studio", "ls"})
 
 
-# The modules that take longest, longest first (measured with --durations on 2 cores). Under xdist each module is
-# one unit of work (its module-scoped stack starts once), handed out in collection order: the long ones start
-# first, so neither worker is left running a long module alone at the end.
+# The modules that take longest, longest first (their summed --durations=0 in a clean-clone run on 2 cores,
+# 2026-12-07: end-to-end 261 s in its two halves, evaluate/simulate 163 s ... export 23 s). Under xdist each
+# module is one unit of work (its module-scoped stack starts once), handed out in collection order: the long ones
+# start first, so neither worker is left running a long module alone at the end.
 LONGEST_MODULES = (
-    "test_end_to_end", "test_quickstart", "test_generative_project", "test_team_day", "test_worker_supervision",
-    "test_scoring_fanout", "test_generation_label_studio", "test_label_studio_database", "test_postgres_faults",
-    "test_project_models", "test_label_studio_env", "test_backend_fuzz", "test_coverage", "test_label_studio_backend",
-    "test_teacher", "test_generation_simulate", "test_evaluate_simulate", "test_learner", "test_select",
-    "test_variation_budget", "test_review_view", "test_export", "test_cli",
+    "test_end_to_end", "test_evaluate_simulate", "test_worker_supervision", "test_quickstart", "test_backend_fuzz",
+    "test_label_studio_backend", "test_generation_label_studio", "test_scoring_fanout", "test_learner",
+    "test_generative_project", "test_select", "test_postgres_faults", "test_team_day", "test_project_models",
+    "test_stack", "test_label_studio_env", "test_generation_simulate", "test_generation_faults", "test_cli",
+    "test_label_studio_database", "test_coverage", "test_variation_budget", "test_teacher", "test_backend_limits",
+    "test_export",
 )
 # Modules whose module-scoped fixture is parametrized by database: each database's half is a unit of its own.
 SPLIT_BY_PARAMETER = frozenset({"tests/test_end_to_end.py"})

@@ -21,8 +21,9 @@ from rq.registry import StartedJobRegistry
 from alvar.label_config import load
 from alvar.labelstudio.client import iter_tasks
 from alvar.labelstudio.label_config import parse_choices_control
-from alvar.scripts import services
-from alvar.scripts.project import connect_backend, create_project, import_pool
+from alvar.loop import services
+from alvar.loop.label_studio_server import LabelStudioServer
+from alvar.loop.project import connect_backend, create_project, import_pool
 from alvar.settings import GENERATION_QUEUE, WEBHOOK_SECRET_HEADER
 from tests.chat_server import ChatServer
 from tests.conftest import alvar_command, copy_model_dir, free_port, wait_for
@@ -79,7 +80,7 @@ class GeneratorStack:
 
 
 @contextmanager
-def generator_stack(root: Path, seed_model_dir: Path, label_studio: services.LabelStudioServer,
+def generator_stack(root: Path, seed_model_dir: Path, label_studio: LabelStudioServer,
                     **settings: str) -> Iterator[GeneratorStack]:
     """Start the stack in ``root``; ``settings`` (environment variables) override the test defaults."""
     redis_url = services.ensure_redis(root / "redis", None)
@@ -141,7 +142,7 @@ GENERATIVE_SETTINGS = {
 
 
 @contextmanager
-def generative_stack(root: Path, attribute_model: Path, label_studio: services.LabelStudioServer,
+def generative_stack(root: Path, attribute_model: Path, label_studio: LabelStudioServer,
                      **settings: str) -> Iterator[GeneratorStack]:
     """The stack for generative projects: MODEL_DIR holds R (a copy of ``attribute_model``) and no shared model."""
     seed = root / "seed-models"

@@ -16,7 +16,7 @@ from transformers import AutoTokenizer, BertConfig, BertForSequenceClassificatio
 
 from alvar.backend.learner import TransformerClassifier
 from alvar.classifiers import TextClassifier
-from alvar.scripts.simulate import SimulationLearner
+from alvar.experiments.simulate import SimulationLearner
 from alvar.settings import load_settings
 from alvar.text_classifiers import EmbeddingLogisticRegression, TfidfLogisticRegression
 

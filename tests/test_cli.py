@@ -89,7 +89,7 @@ def test_a_bad_setting_names_its_variable_and_exits_2(tmp_path: Path) -> None:
 def test_commands_that_read_or_stop_load_no_model_library() -> None:
     """`alvar status`, `alvar down` and a bad input file to `train`/`predict` answer in a second or two: the modules
     behind them leave torch, transformers, sentence-transformers and scikit-learn unimported (they cost ~8 s)."""
-    modules = ("alvar.scripts.status", "alvar.scripts.stack", "alvar.scripts.offline", "alvar.attribute_model",
+    modules = ("alvar.loop.status", "alvar.loop.stack", "alvar.loop.offline", "alvar.attribute_model",
                "alvar.backend.model_store", "alvar.backend.pool_scoring", "alvar.scripts.cli")
     probe = (f"import sys\nfor name in {modules!r}: __import__(name)\n"
              "print(sorted({'torch', 'transformers', 'sentence_transformers', 'sklearn'} & set(sys.modules)))")

@@ -27,7 +27,7 @@ import yaml
 from pydantic import TypeAdapter
 from pydantic_core import PydanticUndefined
 
-from alvar.scripts.stack import backend_argv, worker_argv
+from alvar.loop.stack import backend_argv, worker_argv
 from alvar.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]

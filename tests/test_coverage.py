@@ -17,12 +17,12 @@ from PIL import Image
 from alvar.datafiles import read_dataset
 from alvar.label_config import load
 from alvar.labelstudio.label_config import parse_choices_control
-from alvar.scripts.coverage import compute_coverage, file_pool, project_pool
+from alvar.loop.coverage import compute_coverage, file_pool, project_pool
+from alvar.loop.project import create_project, import_pool
+from alvar.loop.select import select_project
+from alvar.loop.stack import StackState
+from alvar.loop.status import stack_status
 from alvar.scripts.coverage_output import PICTURE_FILE, TABLE_COLUMNS, TABLE_FILE, write_outputs
-from alvar.scripts.project import create_project, import_pool
-from alvar.scripts.select import select_project
-from alvar.scripts.stack import StackState
-from alvar.scripts.status import stack_status
 from alvar.settings import load_settings
 from tests.conftest import alvar_command, free_port
 

@@ -35,8 +35,8 @@ from alvar.datafiles import read_dataset
 from alvar.generator.variation_tasks import VERIFY_TAB
 from alvar.labelstudio.label_config import parse_choices_control
 from alvar.labelstudio.training_data import VALIDITY_FROM_NAME
-from alvar.scripts import label_studio_database, services
-from alvar.scripts.stack import SERVICES, StackState
+from alvar.loop import label_studio_database, services
+from alvar.loop.stack import SERVICES, StackState
 from alvar.strategies import DEFAULT_STRATEGY
 from tests.browser import chromium, log_in
 from tests.chat_server import ChatServer

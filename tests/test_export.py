@@ -14,8 +14,8 @@ from label_studio_sdk import LabelStudio
 
 from alvar.label_config import load
 from alvar.labelstudio.label_config import parse_choices_control
-from alvar.scripts import services
-from alvar.scripts.project import create_project
+from alvar.loop.label_studio_server import LabelStudioServer
+from alvar.loop.project import create_project
 from tests.conftest import LS_USER, alvar_command
 
 CONFIG = load("annotate")
@@ -77,7 +77,7 @@ def exported_project(ls: LabelStudio) -> tuple[int, dict[str, int]]:
     return project_id, ids
 
 
-def run_export(label_studio: services.LabelStudioServer, project_id: int, out: Path, *extra: str) -> str:
+def run_export(label_studio: LabelStudioServer, project_id: int, out: Path, *extra: str) -> str:
     env = {**os.environ, "LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.token}
     done = subprocess.run([*alvar_command(), "export", "--project", str(project_id), "--out", str(out), *extra],
                           env=env, capture_output=True, text=True, timeout=300)
@@ -96,7 +96,7 @@ def read_tsv(path: Path) -> list[dict[str, str]]:
 
 
 def test_export_holds_exactly_humans_and_valid_variations_in_every_format(
-        ls: LabelStudio, label_studio: services.LabelStudioServer, exported_project: tuple[int, dict[str, int]],
+        ls: LabelStudio, label_studio: LabelStudioServer, exported_project: tuple[int, dict[str, int]],
         tmp_path: Path) -> None:
     project_id, ids = exported_project
     output = run_export(label_studio, project_id, tmp_path)
@@ -144,7 +144,7 @@ def test_export_holds_exactly_humans_and_valid_variations_in_every_format(
     assert run["model"] == "tfidf-lr" and float(run["accuracy"]) > 0.5
 
 
-def test_unverified_variations_only_when_asked(label_studio: services.LabelStudioServer,
+def test_unverified_variations_only_when_asked(label_studio: LabelStudioServer,
                                               exported_project: tuple[int, dict[str, int]], tmp_path: Path) -> None:
     project_id, ids = exported_project
     run_export(label_studio, project_id, tmp_path, "--format", "jsonl", "--include-unverified")
@@ -155,7 +155,7 @@ def test_unverified_variations_only_when_asked(label_studio: services.LabelStudi
     assert not (tmp_path / "dataset.tsv").exists() and not (tmp_path / "hf").exists()
 
 
-def test_bad_export_requests_fail_clearly(ls: LabelStudio, label_studio: services.LabelStudioServer,
+def test_bad_export_requests_fail_clearly(ls: LabelStudio, label_studio: LabelStudioServer,
                                           exported_project: tuple[int, dict[str, int]], tmp_path: Path) -> None:
     env = {**os.environ, "LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.token}
     empty = create_project(ls, "alvar empty export", CONFIG)

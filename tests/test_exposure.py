@@ -1,6 +1,6 @@
 """Nothing the stack of `alvar up` starts is exposed: not on the network, not on a command line, not on disk.
 
-The services are started the `alvar up` way (:func:`alvar.scripts.stack.start_services`: embedded Redis,
+The services are started the `alvar up` way (:func:`alvar.loop.stack.start_services`: embedded Redis,
 Label Studio, the ML backend, a worker) in a data dir an older alvar had left 0755; the project set-up of a
 full `alvar up` is left out (tests/test_stack.py runs it).
 """
@@ -22,7 +22,8 @@ import redis
 import requests
 from label_studio_sdk import LabelStudio
 
-from alvar.scripts import services, stack
+from alvar.loop import services, stack
+from alvar.loop.label_studio_server import LABEL_STUDIO_MAIN
 from alvar.settings import load_settings
 from tests.conftest import free_port, wait_for
 
@@ -130,7 +131,7 @@ def test_no_secret_on_any_command_line(started: Stack) -> None:
         assert pid is not None, f"{name} is not running"
         lines.update(command_lines(pid))
     # Label Studio runs from its environment's own Python: `python -c "...label_studio.server import main..." start`.
-    assert any(services.LABEL_STUDIO_MAIN in line and " start " in line and "--internal-host 127.0.0.1" in line
+    assert any(LABEL_STUDIO_MAIN in line and " start " in line and "--internal-host 127.0.0.1" in line
                for line in lines.values()), lines
     leaks = {pid: line for pid, line in lines.items() if any(secret in line for secret in started.secrets())}
     assert not leaks

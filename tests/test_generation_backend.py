@@ -31,9 +31,9 @@ from alvar.job_settings import jobs_use
 from alvar.label_config import load
 from alvar.labelstudio.client import iter_tasks
 from alvar.labelstudio.generation_config import parse_generation_control
+from alvar.loop.label_studio_server import LabelStudioServer
+from alvar.loop.project import create_project
 from alvar.queues import training_queue
-from alvar.scripts import services
-from alvar.scripts.project import create_project
 from alvar.settings import Settings, load_settings
 
 CONFIG = load("generate")
@@ -196,7 +196,7 @@ def test_the_sweep_queues_a_student_that_is_behind(model_dir: Path, student: Tex
     assert behind.trained_on == 4 and behind.training is not None and behind.training["training"] == "queued"
 
 
-def test_training_job_learns_the_verified_pairs_only(ls: LabelStudio, label_studio: services.LabelStudioServer,
+def test_training_job_learns_the_verified_pairs_only(ls: LabelStudio, label_studio: LabelStudioServer,
                                                      tmp_path: Path, external_redis_url: str) -> None:
     project_id = create_project(ls, "alvar generative backend", CONFIG)
     data = [{"input": INPUTS[0], "draft": "Drafted by the teacher."}, {"input": INPUTS[1]}, {"input": INPUTS[2]},

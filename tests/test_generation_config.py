@@ -24,7 +24,7 @@ from alvar.labelstudio.generation_data import VerifiedPair, review_counts, verif
 from alvar.labelstudio.label_config import LabelConfigError, parse_choices_control
 from alvar.labelstudio.task_data import DRAFTED, DraftFields, PoolFields, pair_data, pool_data, screened_out
 from alvar.labelstudio.task_kinds import KINDS, task_kind
-from alvar.scripts.project import create_project
+from alvar.loop.project import create_project
 
 CONFIG = load("generate")
 CONTROL = parse_generation_control(CONFIG)

@@ -15,7 +15,7 @@ from label_studio_sdk import LabelStudio
 from alvar.label_config import load
 from alvar.labelstudio.generation_config import parse_generation_control
 from alvar.labelstudio.task_data import BatchFields, DraftFields, PoolFields
-from alvar.scripts.export import (
+from alvar.loop.export import (
     ExportError,
     GenerationExport,
     GenerationProject,
@@ -23,7 +23,7 @@ from alvar.scripts.export import (
     project_tasks,
     write_export,
 )
-from alvar.scripts.project import create_project
+from alvar.loop.project import create_project
 from tests.conftest import LS_USER
 
 CONFIG = load("generate")

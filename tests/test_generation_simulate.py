@@ -21,11 +21,11 @@ from pathlib import Path
 import pytest
 
 from alvar.backend.learner import TransformerClassifier
+from alvar.experiments.datasets import COUNTERS, DOES_NOT_COUNTER, PrepareError, prepare_pairs
 from alvar.generator.validation import normal_form
 from alvar.pairfiles import read_pairs
 from alvar.pinned_files import PinnedFiles
 from alvar.public_data import CONAN_FILE, MULTITARGET_CONAN, PublicDataError, PublicPairDataset
-from alvar.scripts.datasets import COUNTERS, DOES_NOT_COUNTER, PrepareError, prepare_pairs
 from alvar.settings import load_settings
 from tests.conftest import alvar_command
 from tests.test_demo_data import FileServer

@@ -39,13 +39,14 @@ from alvar.generator.teacher import draft_key
 from alvar.labelstudio.client import iter_tasks
 from alvar.labelstudio.generation_config import CLASSIFICATION, GENERATION, parse_generation_control, project_kind
 from alvar.labelstudio.task_data import BatchFields, DraftFields
+from alvar.loop.generation_scores import GenerationSelection, select_generation_batch
+from alvar.loop.init_plan import InitError, InitPlan, wanted_kind
+from alvar.loop.initialize import GENERATION_TITLE, check_files
+from alvar.loop.label_studio_server import LabelStudioServer
+from alvar.loop.select import REVIEW_TAB
+from alvar.loop.status import generation_status
 from alvar.pairfiles import PairColumns
 from alvar.queues import job_status
-from alvar.scripts import services
-from alvar.scripts.generation_scores import GenerationSelection, select_generation_batch
-from alvar.scripts.initialize import GENERATION_TITLE, InitError, InitPlan, check_files, wanted_kind
-from alvar.scripts.select import REVIEW_TAB
-from alvar.scripts.status import generation_status
 from alvar.settings import load_settings
 from tests.browser import chromium, log_in
 from tests.conftest import LS_PASSWORD, LS_USER, REPO, alvar_command, wait_for
@@ -134,7 +135,7 @@ def _train_attribute_model(target: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def generative_round(run_root: Path, label_studio: services.LabelStudioServer, ls: LabelStudio) -> Iterator[Round]:
+def generative_round(run_root: Path, label_studio: LabelStudioServer, ls: LabelStudio) -> Iterator[Round]:
     root = run_root / "generative"
     root.mkdir()
     pool = _write_tsv(root / "pool.tsv", ("id", "input", "group"), POOL)

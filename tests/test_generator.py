@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from alvar.experiments.simulate import VariationWriter, budgeted_prompt
 from alvar.generator import jobs
 from alvar.generator.generation import generate
 from alvar.generator.parsing import parse_variations
 from alvar.generator.prompts import ContrastLabelError, variation_prompt
 from alvar.generator.templates import TemplateError, VariationPrompt
 from alvar.generator.validation import normal_form, screen_variations
-from alvar.scripts.simulate import VariationWriter, budgeted_prompt
 from alvar.settings import load_settings
 from tests.chat_server import ChatServer, Reply, client_for, default_variations
 from tests.conftest import alvar_command

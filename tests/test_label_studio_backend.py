@@ -24,8 +24,9 @@ from alvar.datafiles import read_dataset
 from alvar.entropy import confidence_score
 from alvar.label_config import load
 from alvar.labelstudio.label_config import parse_choices_control
-from alvar.scripts import services
-from alvar.scripts.project import connect_backend, create_project, import_pool
+from alvar.loop import services
+from alvar.loop.label_studio_server import LabelStudioServer
+from alvar.loop.project import connect_backend, create_project, import_pool
 from tests.conftest import alvar_command, copy_model_dir, free_port, wait_for
 
 AUTH = ("label-studio", "backend-pass")
@@ -53,7 +54,7 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(run_root: Path, seed_model_dir: Path, embedded_redis_url: str, label_studio: services.LabelStudioServer,
+def stack(run_root: Path, seed_model_dir: Path, embedded_redis_url: str, label_studio: LabelStudioServer,
           ) -> Iterator[Stack]:
     root = run_root / "stack"
     env = {

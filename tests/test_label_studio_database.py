@@ -19,8 +19,9 @@ import requests
 from label_studio_sdk import LabelStudio
 
 from alvar.errors import AlvarError
-from alvar.scripts import label_studio_database, services, stack
-from alvar.scripts.stack import SERVICES
+from alvar.loop import label_studio_database, label_studio_server, services, stack
+from alvar.loop.label_studio_server import LabelStudioServer
+from alvar.loop.stack import SERVICES
 from alvar.settings import load_settings
 from tests.conftest import LS_PASSWORD, LS_TOKEN, LS_USER, alvar_command, free_port
 from tests.stack_processes import FOREIGN_SETTINGS
@@ -135,7 +136,7 @@ def test_up_with_postgresql_down_names_the_url_and_leaves_nothing_running(tmp_pa
 class PostgresLabelStudio:
     """A Label Studio running on a fresh PostgreSQL database, and how long its first start took."""
 
-    server: services.LabelStudioServer
+    server: LabelStudioServer
     client: LabelStudio
     database_url: str
     first_start_s: float
@@ -149,7 +150,7 @@ def label_studio_on_postgres(run_root: Path, postgres_admin_url: str) -> Iterato
     data_dir = run_root / "ls-postgres"
     started = time.monotonic()
     try:
-        server = services.start_label_studio(data_dir, free_port(), LS_USER, LS_PASSWORD, LS_TOKEN,
+        server = label_studio_server.start_label_studio(data_dir, free_port(), LS_USER, LS_PASSWORD, LS_TOKEN,
                                              venv=load_settings().label_studio_venv,
                                              lock=load_settings().label_studio_lock, database=url)
         yield PostgresLabelStudio(server, LabelStudio(base_url=server.url, api_key=server.token, timeout=120), url,

@@ -15,9 +15,8 @@ import pytest
 import requests
 from label_studio_sdk import LabelStudio
 
-from alvar.pinned_files import sha256
-from alvar.scripts import services
-from alvar.scripts.label_studio_env import (
+from alvar.loop import services
+from alvar.loop.label_studio_env import (
     PIP,
     STAMP_FILE,
     LabelStudioEnvironmentError,
@@ -31,6 +30,8 @@ from alvar.scripts.label_studio_env import (
     python_of,
     seed_sqlite_database,
 )
+from alvar.loop.label_studio_server import LabelStudioServer, start_label_studio
+from alvar.pinned_files import sha256
 from alvar.settings import load_settings
 from tests.conftest import LS_PASSWORD, LS_TOKEN, LS_USER, free_port
 
@@ -78,7 +79,7 @@ def package_digests(venv: Path, package: str) -> dict[str, str]:
     return {str(path.relative_to(root)): sha256(path) for path in sorted(root.rglob("*.py"))}
 
 
-def test_label_studio_starts_from_its_locked_environment(label_studio: services.LabelStudioServer,
+def test_label_studio_starts_from_its_locked_environment(label_studio: LabelStudioServer,
                                                           ls: LabelStudio, lock: Path) -> None:
     """The smoke test: the environment matches its lock, the server answers /health and its API logs in."""
     check = check_environment(load_settings().label_studio_venv, lock)
@@ -106,7 +107,7 @@ def test_a_moved_package_is_found_and_repaired_by_the_next_start(
     assert "send_default_pii" in (import_problem(venv) or ""), "sentry-sdk 3 no longer breaks Label Studio"
 
     data_dir = tmp_path / "stack"
-    server = services.start_label_studio(data_dir, free_port(), LS_USER, LS_PASSWORD, LS_TOKEN, venv=venv, lock=lock)
+    server = start_label_studio(data_dir, free_port(), LS_USER, LS_PASSWORD, LS_TOKEN, venv=venv, lock=lock)
     try:
         assert services.healthy(server.url)
     finally:
@@ -151,8 +152,8 @@ def test_a_lock_that_cannot_run_label_studio_is_refused_with_the_fix(label_studi
     venv = linked_copy(label_studio_venv, tmp_path / "ls-venv")
 
     with pytest.raises(LabelStudioEnvironmentError) as refused:
-        services.start_label_studio(tmp_path / "stack", free_port(), LS_USER, LS_PASSWORD, LS_TOKEN, venv=venv,
-                                    lock=broken_lock)
+        start_label_studio(tmp_path / "stack", free_port(), LS_USER, LS_PASSWORD, LS_TOKEN, venv=venv,
+                           lock=broken_lock)
     message = str(refused.value)
     assert f"Label Studio cannot import in its environment at {venv}" in message
     assert "send_default_pii" in message and "alvar doctor --repair" in message
@@ -171,8 +172,8 @@ def test_label_studio_dying_at_start_names_its_environment(label_studio_venv: Pa
 
     started = time.monotonic()
     with pytest.raises(LabelStudioEnvironmentError) as refused:
-        services.start_label_studio(tmp_path / "stack", free_port(), LS_USER, LS_PASSWORD, LS_TOKEN, venv=venv,
-                                    lock=lock)
+        start_label_studio(tmp_path / "stack", free_port(), LS_USER, LS_PASSWORD, LS_TOKEN, venv=venv,
+                           lock=lock)
     assert time.monotonic() - started < 60
     message = str(refused.value)
     assert f"Label Studio failed in its environment at {venv}" in message

@@ -13,8 +13,8 @@ from alvar.backend.model_store import ModelStore
 from alvar.datafiles import read_dataset
 from alvar.embedder import Embedder, settings_embedder, settings_namespace
 from alvar.entropy import entropy
+from alvar.loop.scoring_fanout import embeddings_of
 from alvar.precision import AUTO, BFLOAT16, FLOAT32, INT8, resolve_precision
-from alvar.scripts.scoring_fanout import embeddings_of
 from alvar.settings import load_settings
 
 # Trains and scores with the transformer learner (bfloat16 is emulated on CPUs without it).

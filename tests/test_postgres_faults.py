@@ -24,11 +24,11 @@ from alvar.datafiles import read_dataset
 from alvar.generator.reaction import queue_generation
 from alvar.labelstudio.client import iter_tasks
 from alvar.labelstudio.webhook import HumanLabel
+from alvar.loop import label_studio_server, services
+from alvar.loop.label_studio_database import create_database
+from alvar.loop.project import create_project, import_pool
 from alvar.processes import process_alive
 from alvar.queues import JobPolicy, generation_queue
-from alvar.scripts import services
-from alvar.scripts.label_studio_database import create_database
-from alvar.scripts.project import create_project, import_pool
 from alvar.settings import load_settings
 from tests.chat_server import ChatServer
 from tests.conftest import LS_PASSWORD, LS_TOKEN, LS_USER, alvar_command, free_port, wait_for
@@ -57,7 +57,7 @@ def test_postgresql_restarted_while_generation_jobs_run(tmp_path: Path, safety_d
     with PostgresServer(free_port()) as postgres, ChatServer(latency=LLM_LATENCY) as llm:
         database = create_database(postgres.url(), "label_studio")
         ls_dir = tmp_path / "ls"
-        server = services.start_label_studio(ls_dir, free_port(), LS_USER, LS_PASSWORD, LS_TOKEN,
+        server = label_studio_server.start_label_studio(ls_dir, free_port(), LS_USER, LS_PASSWORD, LS_TOKEN,
                                              venv=load_settings().label_studio_venv,
                                              lock=load_settings().label_studio_lock, database=database)
         env = {"REDIS_URL": external_redis_url, "LABEL_STUDIO_URL": server.url, "LABEL_STUDIO_API_KEY": server.token,

@@ -25,8 +25,8 @@ from alvar.backend.publishing import prediction_versions
 from alvar.datafiles import read_dataset
 from alvar.generator.jobs import generation_key
 from alvar.generator.variation_tasks import llm_model_version
-from alvar.scripts import services
-from alvar.scripts.project import connect_backend, create_project, import_pool
+from alvar.loop.label_studio_server import LabelStudioServer
+from alvar.loop.project import connect_backend, create_project, import_pool
 from alvar.settings import TRAINING_QUEUE, load_settings
 from tests.conftest import copy_model_dir, wait_for
 from tests.generator_stack import (
@@ -130,7 +130,7 @@ def test_pruning_keeps_the_newest_versions_and_never_the_current_one(model_dir: 
 
 
 @pytest.fixture(scope="module")
-def stack(run_root: Path, seed_model_dir: Path, label_studio: services.LabelStudioServer):
+def stack(run_root: Path, seed_model_dir: Path, label_studio: LabelStudioServer):
     with generator_stack(run_root / "project-models", seed_model_dir, label_studio,
                          ALVAR_MODELS_KEPT=str(KEPT)) as built:
         yield built

@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 
 from alvar.datafiles import read_labeled
+from alvar.experiments.datasets import PrepareError, prepare
 from alvar.generator.validation import normal_form
 from alvar.pinned_files import PinnedFiles
 from alvar.public_data import DAVIDSON, MELD, MELD_FILES, REGISTRY, PublicDataError, load, public_dataset
-from alvar.scripts.datasets import PrepareError, prepare
 from alvar.settings import Settings
 from tests.conftest import alvar_command, free_port
 from tests.test_demo_data import FileServer

@@ -20,8 +20,8 @@ from redis import Redis
 from rq.job import Job
 from rq.registry import FinishedJobRegistry
 
-from alvar.scripts import services
-from alvar.scripts.stack import SERVICES
+from alvar.loop import services
+from alvar.loop.stack import SERVICES
 from alvar.settings import TRAINING_QUEUE
 from alvar.strategies import DEFAULT_STRATEGY
 from tests.conftest import REPO, alvar_command, free_port
@@ -78,7 +78,7 @@ def test_the_readme_commands_bring_the_demo_up_and_down(tmp_path: Path, safety_d
         functions = [job.func_name for job in Job.fetch_many(finished.get_job_ids(), connection=finished.connection)]
         assert functions.count("alvar.backend.training.train_project") == 1
         assert report["queues"]["alvar-training"]["finished"] == len(functions)
-        assert set(functions) == {"alvar.backend.training.train_project", "alvar.scripts.reconcile.sweep_projects"}
+        assert set(functions) == {"alvar.backend.training.train_project", "alvar.loop.reconcile.sweep_projects"}
         assert report["llm"]["configured"] is False
     finally:
         stopped = run(down)

@@ -31,8 +31,8 @@ from alvar.labelstudio.batches import NUMBER_COLUMNS, batch_tab, ensure_batch_ta
 from alvar.labelstudio.client import as_dict, dm_number_order
 from alvar.labelstudio.label_config import parse_choices_control
 from alvar.labelstudio.task_data import ENTROPY_COLUMN, BatchFields, in_batch
-from alvar.scripts.project import create_project, import_pool
-from alvar.scripts.select import select_project
+from alvar.loop.project import create_project, import_pool
+from alvar.loop.select import select_project
 from alvar.settings import load_settings
 from tests.browser import chromium, log_in
 from tests.conftest import LS_PASSWORD, LS_USER, REPO

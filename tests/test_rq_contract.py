@@ -1,5 +1,5 @@
 """The parts of RQ that alvar's workers rely on beyond its documented API: the hooks that
-generator/threaded_workers.py, alvar/reconnect.py and scripts/worker.py override, the methods they call and the
+generator/threaded_workers.py, alvar/reconnect.py and alvar/loop/worker.py override, the methods they call and the
 attributes and Redis fields they read. rq is pinned to a minor version in pyproject.toml; an upgrade that changes
 any of these fails here, loudly, instead of breaking the workers subtly. Signatures are compared as names and
 defaults; what RQ must do with a hook is checked against a real Redis (REDIS_URL)."""
@@ -52,7 +52,7 @@ def parameters(function: Callable[..., Any]) -> list[str]:
     (SimpleWorker, "_pubsub_exception_handler", ["self", "exc", "pubsub", "pubsub_thread"]),
     (worker_registration, "register", ["worker", "pipeline=None"]),
     (decode_redis_hash, None, ["h", "decode_values=False"]),
-    # scripts/worker.py: TrainingWorker and the supervisor's scheduler turn
+    # alvar/loop/worker.py: TrainingWorker and the supervisor's scheduler turn
     (Worker, "request_stop", ["self", "signum", "frame"]),
     (Worker, "maintain_heartbeats", ["self", "job"]),
     (RQScheduler, "acquire_locks", ["self", "auto_start=False"]),

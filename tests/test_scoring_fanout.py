@@ -22,9 +22,9 @@ from rq.job import Job
 from alvar.backend.pool_scoring import PROBABILITIES
 from alvar.datafiles import read_dataset
 from alvar.embedder import VECTOR_CACHE_FILE
-from alvar.scripts import services
-from alvar.scripts.jobs import worker_rows
-from alvar.scripts.scoring_fanout import (
+from alvar.loop import services
+from alvar.loop.jobs import worker_rows
+from alvar.loop.scoring_fanout import (
     Computation,
     FanOut,
     ScoringError,
@@ -34,7 +34,7 @@ from alvar.scripts.scoring_fanout import (
     live_scoring_workers,
     probabilities_of,
 )
-from alvar.scripts.selection import fill_caches, pool_embeddings, pool_probabilities, serving_version
+from alvar.loop.selection import fill_caches, pool_embeddings, pool_probabilities, serving_version
 from alvar.settings import SCORING_QUEUE, Settings, load_settings
 from alvar.vector_cache import VectorCache, text_key
 from tests.conftest import alvar_command, copy_model_dir, emptied_redis_database, wait_for

@@ -18,9 +18,9 @@ from alvar.labelstudio.batches import batch_tab_title, latest_batch
 from alvar.labelstudio.client import is_labeled, iter_tasks, pool_tasks
 from alvar.labelstudio.label_config import LabelConfigError, parse_choices_control
 from alvar.labelstudio.task_data import BatchFields, VariationFields
-from alvar.scripts.project import create_project, import_pool
-from alvar.scripts.select import select_project
-from alvar.scripts.selection import first_of_duplicates
+from alvar.loop.project import create_project, import_pool
+from alvar.loop.select import select_project
+from alvar.loop.selection import first_of_duplicates
 from alvar.settings import load_settings
 from alvar.strategies import DEFAULT_STRATEGY
 from tests.conftest import alvar_command

@@ -11,9 +11,9 @@ import pytest
 from label_studio_sdk import LabelStudio
 
 from alvar.backend.model_store import ModelStore
+from alvar.loop import services
+from alvar.loop.stack import SERVICES, StackState
 from alvar.processes import group_alive, process_alive
-from alvar.scripts import services
-from alvar.scripts.stack import SERVICES, StackState
 from tests.conftest import alvar_command, copy_model_dir, free_port, wait_for
 
 # Generated passwords may start with "-" too (secrets.token_urlsafe): Label Studio must still get it as a value.

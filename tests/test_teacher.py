@@ -28,8 +28,8 @@ from alvar.label_config import load
 from alvar.labelstudio.client import as_dict
 from alvar.labelstudio.generation_config import parse_generation_control
 from alvar.labelstudio.webhook import parse_event
-from alvar.scripts import services
-from alvar.scripts.reconcile import reconcile_projects
+from alvar.loop.label_studio_server import LabelStudioServer
+from alvar.loop.reconcile import reconcile_projects
 from alvar.settings import GENERATION_QUEUE, Settings, load_settings
 from tests.chat_server import ChatServer, Reply, default_output
 
@@ -73,7 +73,7 @@ def new_project(ls: LabelStudio, inputs: list[str]) -> tuple[int, list[int]]:
     return project_id, task_ids
 
 
-def settings_for(label_studio: services.LabelStudioServer, redis_url: str, llm: ChatServer, tmp_path: Path,
+def settings_for(label_studio: LabelStudioServer, redis_url: str, llm: ChatServer, tmp_path: Path,
                  **extra: Any) -> Settings:
     return load_settings(redis_url=redis_url, label_studio_url=label_studio.url,
                          label_studio_api_key=label_studio.token, openai_base_url=llm.base_url, openai_api_key="test",
@@ -106,7 +106,7 @@ def prefilled(found: dict[str, Any]) -> list[tuple[str | None, str | None]]:
 
 def test_each_selected_input_gets_one_prefilled_draft_exactly_once(ls: LabelStudio, external_redis_url: str,
                                                                    connection: Redis, llm: ChatServer,
-                                                                   label_studio: services.LabelStudioServer,
+                                                                   label_studio: LabelStudioServer,
                                                                    tmp_path: Path) -> None:
     inputs = ["Those people ruin every town they move into.", "Women cannot lead a team, it is a fact.",
               "They should all go back where they came from."]
@@ -153,7 +153,7 @@ def test_each_selected_input_gets_one_prefilled_draft_exactly_once(ls: LabelStud
 
 def test_faults_are_retried_or_screened_out_and_reviewed_tasks_are_never_touched(
         ls: LabelStudio, external_redis_url: str, connection: Redis, llm: ChatServer,
-        label_studio: services.LabelStudioServer, tmp_path: Path) -> None:
+        label_studio: LabelStudioServer, tmp_path: Path) -> None:
     cases = {
         "429": "People like them are a plague on this country.",
         "refusal": "Migrants only come here to steal our jobs.",
@@ -213,7 +213,7 @@ def test_faults_are_retried_or_screened_out_and_reviewed_tasks_are_never_touched
 
 
 def test_the_sweep_queues_a_lost_draft(ls: LabelStudio, external_redis_url: str, connection: Redis, llm: ChatServer,
-                                       label_studio: services.LabelStudioServer, tmp_path: Path) -> None:
+                                       label_studio: LabelStudioServer, tmp_path: Path) -> None:
     project_id, (lost, unbatched) = new_project(ls, ["They are animals, all of them.", "A plain remark."])
     ls.tasks.update(id=str(unbatched), data={"input": "A plain remark."})
     settings = settings_for(label_studio, external_redis_url, llm, tmp_path)
@@ -244,7 +244,7 @@ def test_the_sweep_queues_a_lost_draft(ls: LabelStudio, external_redis_url: str,
 
 def test_a_confident_attribute_model_screens_drafts_and_scores_the_kept_one(
         ls: LabelStudio, external_redis_url: str, connection: Redis, llm: ChatServer,
-        label_studio: services.LabelStudioServer, tmp_path: Path) -> None:
+        label_studio: LabelStudioServer, tmp_path: Path) -> None:
     """R, trained here to call the loopback's default answers not-H, rejects them; a scripted answer it judges H
     is kept, and the prediction's score is R's entropy on it."""
     countering = ["Everyone deserves to be treated with dignity, whoever they are.",
@@ -289,7 +289,7 @@ def test_a_generative_project_never_gets_variations(connection: Redis) -> None:
 
 
 def test_a_configuration_error_fails_the_draft_at_once(ls: LabelStudio, external_redis_url: str, connection: Redis,
-                                                        llm: ChatServer, label_studio: services.LabelStudioServer,
+                                                        llm: ChatServer, label_studio: LabelStudioServer,
                                                         tmp_path: Path) -> None:
     """An attribute value H the config does not have, or an R that does not load: no retry can fix it, so the job
     fails at its first attempt, with the reason, and the task is left as it was."""

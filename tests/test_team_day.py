@@ -23,8 +23,8 @@ from alvar.datafiles import read_dataset
 from alvar.generator.jobs import generation_key
 from alvar.labelstudio.client import iter_tasks
 from alvar.labelstudio.training_data import training_set
+from alvar.loop.label_studio_server import LabelStudioServer
 from alvar.queues import PENDING_STATUSES, job_status
-from alvar.scripts import services
 from alvar.settings import GENERATION_QUEUE
 from tests.chat_server import Reply
 from tests.conftest import wait_for
@@ -47,12 +47,12 @@ SWEEP_SECONDS = 5
 SLOW_REPLY_SECONDS = 6.0
 LLM_TIMEOUT_SECONDS = 20
 GENERATION_TIMEOUT_SECONDS = 60
-# The id every sweep job gets (scripts/reconcile.py, enqueue_sweep).
+# The id every sweep job gets (alvar/loop/reconcile.py, enqueue_sweep).
 SWEEP_JOB_PREFIX = "alvar-reconcile-"
 
 
 @pytest.fixture(scope="module")
-def stack(run_root: Path, seed_model_dir: Path, label_studio: services.LabelStudioServer) -> Iterator[GeneratorStack]:
+def stack(run_root: Path, seed_model_dir: Path, label_studio: LabelStudioServer) -> Iterator[GeneratorStack]:
     with generator_stack(run_root / "team-day", seed_model_dir, label_studio,
                          ALVAR_RETRAIN_EVERY=str(RETRAIN_EVERY), ALVAR_RECONCILE_INTERVAL=str(SWEEP_SECONDS),
                          ALVAR_LLM_TIMEOUT=str(LLM_TIMEOUT_SECONDS),

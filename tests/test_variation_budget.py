@@ -13,12 +13,12 @@ from label_studio_sdk import LabelStudio
 from alvar.backend.model_store import ModelStore
 from alvar.backend.publishing import publish_predictions
 from alvar.datafiles import read_dataset
+from alvar.experiments.simulate import VariationWriter
 from alvar.generator.budget import VariationBudget, balanced_k, budgeted_prompt, variation_budget
 from alvar.generator.class_counts import read_class_counts
 from alvar.generator.jobs import generation_key
-from alvar.scripts import services
-from alvar.scripts.export import build_export, project_tasks
-from alvar.scripts.simulate import VariationWriter
+from alvar.loop.export import build_export, project_tasks
+from alvar.loop.label_studio_server import LabelStudioServer
 from alvar.settings import SettingsError, load_settings
 from tests.chat_server import ChatServer
 from tests.generator_stack import CONTROL, GeneratorStack, annotate, generator_stack, new_project, variations
@@ -97,7 +97,7 @@ def test_the_simulation_writer_tops_up_the_rare_class_on_the_loopback_llm(tmp_pa
 
 @pytest.fixture(scope="module")
 def balanced_stack(run_root: Path, seed_model_dir: Path,
-                   label_studio: services.LabelStudioServer) -> Iterator[GeneratorStack]:
+                   label_studio: LabelStudioServer) -> Iterator[GeneratorStack]:
     with generator_stack(run_root / "budget", seed_model_dir, label_studio, ALVAR_VARIATION_POLICY="balance",
                          ALVAR_VARIATIONS_MIN="1", ALVAR_VARIATIONS_MAX="6") as built:
         yield built

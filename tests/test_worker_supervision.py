@@ -28,10 +28,11 @@ from alvar.datafiles import read_dataset
 from alvar.generator.jobs import generation_key
 from alvar.generator.reaction import GenerationReaction
 from alvar.labelstudio.webhook import parse_event
-from alvar.scripts import services
-from alvar.scripts.jobs import worker_rows
-from alvar.scripts.project import create_project, import_pool
-from alvar.scripts.worker import SCHEDULER_LOCK_RETRY_SECONDS, Supervisor
+from alvar.loop import services
+from alvar.loop.jobs import worker_rows
+from alvar.loop.label_studio_server import LabelStudioServer
+from alvar.loop.project import create_project, import_pool
+from alvar.loop.worker import SCHEDULER_LOCK_RETRY_SECONDS, Supervisor
 from alvar.settings import GENERATION_QUEUE, SCORING_QUEUE, TRAINING_QUEUE, load_settings
 from tests.chat_server import ChatServer, Reply
 from tests.conftest import alvar_command, wait_for
@@ -51,7 +52,7 @@ CONCURRENCY = 2
 
 
 @pytest.fixture(scope="module")
-def stack(run_root: Path, seed_model_dir: Path, label_studio: services.LabelStudioServer) -> Iterator[GeneratorStack]:
+def stack(run_root: Path, seed_model_dir: Path, label_studio: LabelStudioServer) -> Iterator[GeneratorStack]:
     with generator_stack(run_root / "supervision", seed_model_dir, label_studio,
                          ALVAR_GENERATION_CONCURRENCY=str(CONCURRENCY), ALVAR_LLM_TIMEOUT="30",
                          ALVAR_GENERATION_TIMEOUT="20") as built:
@@ -173,7 +174,7 @@ def annotation_event(project_id: int, task_id: int, annotation_id: int, text: st
             "task": {"id": task_id, "data": {"text": text}}}
 
 
-def test_requeue_failed_runs_a_failed_job_again(ls: LabelStudio, label_studio: services.LabelStudioServer,
+def test_requeue_failed_runs_a_failed_job_again(ls: LabelStudio, label_studio: LabelStudioServer,
                                                 run_root: Path, texts: list) -> None:
     """On a Redis of its own, with `alvar worker --burst` runs: a job fails on its last attempt (the LLM
     answers 500), `alvar jobs --requeue-failed` puts it back, the next run imports its k variations."""

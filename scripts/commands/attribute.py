@@ -31,7 +31,7 @@ def train(
     model_dir: ModelDir = None,
 ) -> None:
     """Train R with alvar's learner (ALVAR_BASE_MODEL, ALVAR_EPOCHS...) and save it where projects find it."""
-    from alvar.scripts.attribute import train_attribute
+    from alvar.loop.attribute import train_attribute
 
     settings = command_settings(ctx, model_dir=model_dir)
     trained = train_attribute(settings, file, text_col, label_col, pairs, input_col, output_col, required, out)
@@ -45,7 +45,7 @@ def train(
 @app.command()
 def show(ctx: typer.Context, model_dir: ModelDir = None) -> None:
     """Which R generative projects would use, its classes and H; or that R is not trained yet."""
-    from alvar.scripts.attribute import attribute_info
+    from alvar.loop.attribute import attribute_info
 
     info = attribute_info(command_settings(ctx, model_dir=model_dir))
     if info.path is None:

@@ -49,7 +49,7 @@ def coverage(
     from label_studio_sdk.core.api_error import ApiError
 
     from alvar.labelstudio.client import label_studio_client
-    from alvar.scripts.coverage import check_clusters, compute_coverage, file_pool, project_pool
+    from alvar.loop.coverage import check_clusters, compute_coverage, file_pool, project_pool
     from alvar.scripts.coverage_output import print_table, write_outputs
 
     settings = command_settings(ctx, model_dir=model_dir, label_studio_url=label_studio_url,

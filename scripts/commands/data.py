@@ -50,8 +50,8 @@ def select(
 ) -> None:
     """Select the next batch of items for people to label, by a selection strategy."""
     from alvar.labelstudio.client import label_studio_client
-    from alvar.scripts.select import select_file, select_project
-    from alvar.scripts.selection import cluster_table
+    from alvar.loop.select import select_file, select_project
+    from alvar.loop.selection import cluster_table
 
     settings = command_settings(ctx, model_dir=model_dir, label_studio_url=label_studio_url,
                                 label_studio_api_key=label_studio_api_key, data_dir=data_dir)
@@ -94,7 +94,7 @@ def export(
     from label_studio_sdk.core.api_error import ApiError
 
     from alvar.labelstudio.client import label_studio_client
-    from alvar.scripts.export import (
+    from alvar.loop.export import (
         ExportError,
         build_export,
         check_formats,

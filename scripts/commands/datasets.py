@@ -53,8 +53,8 @@ def prepare(
 ) -> None:
     """Write a labelled pool and a stratified bootstrap of a public data set, for `alvar simulate`; for a pair data
     set, pair files (pool, bootstrap, test) and R's training file, for `alvar simulate --task generation`."""
+    from alvar.experiments.datasets import prepare as prepare_files
     from alvar.public_data import PAIR_REGISTRY, public_dataset
-    from alvar.scripts.datasets import prepare as prepare_files
 
     if name in PAIR_REGISTRY:
         _prepare_pairs(ctx, name, out, bootstrap_size, test_size, 2000 if max_pool is None else max_pool,
@@ -73,8 +73,8 @@ def prepare(
 
 def _prepare_pairs(ctx: typer.Context, name: str, out: Path, bootstrap_size: int, test_size: int, max_pool: int,
                    attribute_size: int, seed: int) -> None:
+    from alvar.experiments.datasets import prepare_pairs
     from alvar.public_data import public_pair_dataset
-    from alvar.scripts.datasets import prepare_pairs
 
     dataset = public_pair_dataset(name)
     prepared = prepare_pairs(dataset, command_settings(ctx), out, bootstrap_size, test_size, max_pool,

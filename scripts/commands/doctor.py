@@ -8,9 +8,7 @@ from typing import Annotated
 
 import typer
 
-from alvar.scripts import render
-from alvar.scripts.commands.options import command_settings
-from alvar.scripts.label_studio_env import (
+from alvar.loop.label_studio_env import (
     check_environment,
     ensure_label_studio_venv,
     fix_hint,
@@ -19,6 +17,8 @@ from alvar.scripts.label_studio_env import (
     locked_versions,
     normalized,
 )
+from alvar.scripts import render
+from alvar.scripts.commands.options import command_settings
 
 app = typer.Typer()
 

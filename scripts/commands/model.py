@@ -38,7 +38,7 @@ def train(
     label_col: LabelCol = None,
 ) -> None:
     """Fine-tune the learner on labeled files and save it as the current version under MODEL_DIR."""
-    from alvar.scripts.offline import train_files
+    from alvar.loop.offline import train_files
 
     settings = command_settings(ctx, model_dir=model_dir, base_model=base, epochs=epochs, seed=seed)
     with user_facing(ValueError):  # the learner's: one class only, no examples
@@ -57,7 +57,7 @@ def predict(
     label_col: LabelCol = None,
 ) -> None:
     """Predict labels, class probabilities and entropy for each text (JSONL: id, text, label, probabilities, entropy)."""  # noqa: E501
-    from alvar.scripts.offline import predict_file
+    from alvar.loop.offline import predict_file
 
     settings = command_settings(ctx, model_dir=model_dir)
     with user_facing(FileNotFoundError):  # the model store's: no such version, none trained yet
@@ -102,8 +102,8 @@ def evaluate(
         return
     if task != "classification":
         raise typer.BadParameter("classification or generation", param_hint="--task")
-    from alvar.scripts.evaluate import evaluate as run_evaluation
-    from alvar.scripts.evaluate import write_report
+    from alvar.experiments.evaluate import evaluate as run_evaluation
+    from alvar.experiments.evaluate import write_report
 
     chosen = _names(models or ",".join(DEFAULT_MODELS))
     with user_facing(OSError):
@@ -116,7 +116,7 @@ def evaluate(
 def _evaluate_generation(settings: Settings, train: list[Path], test: Path, out: Path, models: list[str],
                          seeds: int, attribute_file: Path | None, attribute_model: str | None,
                          columns: tuple[str | None, str | None, str | None]) -> None:
-    from alvar.scripts.generation_evaluate import evaluate_generation, write_report
+    from alvar.experiments.generation_evaluate import evaluate_generation, write_report
 
     with user_facing(OSError):
         evaluation = evaluate_generation(settings, train, test, models, seeds, attribute_file, attribute_model,
@@ -175,8 +175,8 @@ def simulate(
         raise typer.BadParameter("classification or generation", param_hint="--task")
     if pool is None or bootstrap is None:
         raise typer.BadParameter("a classification simulation needs --pool and --bootstrap", param_hint="--pool")
-    from alvar.scripts.simulate import simulate as run_simulation
-    from alvar.scripts.simulate import write_outputs
+    from alvar.experiments.simulate import simulate as run_simulation
+    from alvar.experiments.simulate import write_outputs
 
     with user_facing(OSError):
         simulation = run_simulation(settings, pool, eval_file, bootstrap, _names(strategies), rounds, per_round, seeds,
@@ -201,7 +201,7 @@ def _simulate_generation(settings: Settings, out: Path, pairs: Path | None, boot
                          test: Path | None, attribute_file: Path | None, attribute_model: str | None,
                          strategies: list[str], sizes: tuple[int, int, int], student: str,
                          columns: tuple[str | None, str | None, str | None]) -> None:
-    from alvar.scripts.generation_simulate import read_split, simulate_generation, write_outputs
+    from alvar.experiments.generation_simulate import read_split, simulate_generation, write_outputs
 
     if pairs is None:
         raise typer.BadParameter("a generation simulation needs --pairs (a pair file or a prepared folder)",

@@ -26,14 +26,14 @@ app = typer.Typer()
 def _with_redis(settings: Settings) -> Settings:
     """The settings with the Redis a service uses: REDIS_URL when set, else the data dir's embedded Redis
     (started if needed)."""
-    from alvar.scripts.services import ensure_redis
+    from alvar.loop.services import ensure_redis
 
     return settings.model_copy(update={"redis_url": ensure_redis(settings.data_dir, settings.redis_url)})
 
 
 def _stack_redis(settings: Settings) -> Redis:
     """The Redis of a running stack (REDIS_URL, else the data dir's embedded one); it must answer."""
-    from alvar.scripts.services import embedded_redis_url, redis_reachable
+    from alvar.loop.services import embedded_redis_url, redis_reachable
 
     url = settings.redis_url or embedded_redis_url(settings.data_dir.resolve())
     if not redis_reachable(url):
@@ -93,7 +93,7 @@ def worker(
 ) -> None:
     """Run RQ workers: training jobs, pool scoring chunks, and generation jobs (several in flight) when an LLM is
     configured; --processes N runs N processes each for generation and scoring (training: one)."""
-    from alvar.scripts.worker import QUEUE_ALIASES, run_worker
+    from alvar.loop.worker import QUEUE_ALIASES, run_worker
 
     settings = command_settings(ctx, redis_url=redis_url, data_dir=data_dir, model_dir=model_dir,
                                 label_studio_url=label_studio_url, label_studio_api_key=label_studio_api_key,
@@ -117,8 +117,8 @@ def jobs(
         "print what was requeued.")] = False,
 ) -> None:
     """Queued, running, retrying, failed (with the reason) and finished jobs, workers, and LLM tokens and cost."""
-    from alvar.scripts.jobs import jobs_report
-    from alvar.scripts.jobs import requeue_failed as requeue
+    from alvar.loop.jobs import jobs_report
+    from alvar.loop.jobs import requeue_failed as requeue
 
     connection = _stack_redis(command_settings(ctx, data_dir=data_dir, redis_url=redis_url))
     if requeue_failed:
@@ -145,7 +145,7 @@ def reconcile(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Queue what lost webhooks missed: variations of human labels that have none, and due retraining."""
-    from alvar.scripts.reconcile import reconcile_projects
+    from alvar.loop.reconcile import reconcile_projects
 
     settings = command_settings(ctx, data_dir=data_dir, redis_url=redis_url)
     found = reconcile_projects(settings, _stack_redis(settings), project or None)

@@ -57,7 +57,7 @@ def _import_files(settings: Settings, demo: bool, pool: Path | None, bootstrap: 
 
 def _check_task(task: str) -> None:
     """A bad --task fails before anything starts."""
-    from alvar.scripts.initialize import TASKS
+    from alvar.loop.init_plan import TASKS
 
     if task not in TASKS:
         raise AlvarError(f"--task {task!r}: choose one of {', '.join(TASKS)}")
@@ -94,7 +94,7 @@ def up(
     Label Studio keeps its projects in SQLite in the data dir, or with --database in that PostgreSQL database
     (created when missing; remembered in the data dir for the next `up`).
     """
-    from alvar.scripts.stack import up as start_stack
+    from alvar.loop.stack import up as start_stack
 
     _check_task(task)
     settings = command_settings(ctx, data_dir=data_dir, redis_url=redis_url, label_studio_port=port,
@@ -134,7 +134,8 @@ def init(
     from redis import Redis
 
     from alvar.labelstudio.client import label_studio_client
-    from alvar.scripts.initialize import InitPlan, initialize
+    from alvar.loop.init_plan import InitPlan
+    from alvar.loop.initialize import initialize
 
     _check_task(task)
     settings = command_settings(ctx, backend_url=backend_url, label_studio_url=label_studio_url,
@@ -166,7 +167,7 @@ def status(
 
     Exits with 1 when a service is down.
     """
-    from alvar.scripts.status import stack_status
+    from alvar.loop.status import stack_status
 
     result = stack_status(command_settings(ctx, data_dir=data_dir), label_cover=clusters)
     if as_json:
@@ -180,6 +181,6 @@ def status(
 @app.command()
 def down(ctx: typer.Context, data_dir: DataDir = None) -> None:
     """Stop the services `alvar up` started in the data dir (by PID; nothing else)."""
-    from alvar.scripts.stack import down as stop_stack
+    from alvar.loop.stack import down as stop_stack
 
     render.stopped(stop_stack(command_settings(ctx, data_dir=data_dir)))

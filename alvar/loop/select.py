@@ -35,10 +35,10 @@ from alvar.labelstudio.label_config import ChoicesControl
 from alvar.labelstudio.task_data import DRAFTED, BatchFields
 from alvar.labelstudio.task_kinds import task_kind
 from alvar.labelstudio.training_data import LabelledItem, is_variation, labelled_items
+from alvar.loop import services
+from alvar.loop.generation_scores import select_generation_batch
+from alvar.loop.selection import SelectionRun, select_batch
 from alvar.queues import JobPolicy
-from alvar.scripts import services
-from alvar.scripts.generation_scores import select_generation_batch
-from alvar.scripts.selection import SelectionRun, select_batch
 from alvar.settings import Settings
 from alvar.strategies import resolve_strategy
 from alvar.vector_cache import text_key
@@ -102,7 +102,7 @@ def select_project(settings: Settings, client: LabelStudio, project_id: int, str
                    connection: Redis | None = None) -> BatchOutcome:
     """The next batch in a project (``strategy`` may be ``default``). In a classification project the class counts
     so far are the human labels of its annotated tasks; in a generative one the batch is picked on the
-    informativeness of G's outputs (:mod:`alvar.scripts.generation_scores`) and the teacher's drafts of its tasks
+    informativeness of G's outputs (:mod:`alvar.loop.generation_scores`) and the teacher's drafts of its tasks
     are queued (on ``connection``, else the stack's Redis)."""
     strategy = resolve_strategy(strategy)
     label_config = client.projects.get(id=project_id).label_config

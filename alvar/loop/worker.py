@@ -320,7 +320,7 @@ class Supervisor:
             self.scheduler.heartbeat()
             self.scheduler.enqueue_scheduled_jobs()
         if self._sweeps and time.monotonic() >= self.next_sweep:
-            from alvar.scripts.reconcile import enqueue_sweep
+            from alvar.loop.reconcile import enqueue_sweep
 
             outcome = enqueue_sweep(self.connection, self.settings)
             log.info("reconciliation sweep: %s", outcome.get("sweep"))
@@ -377,7 +377,7 @@ def run_worker(settings: Settings, queues: Sequence[str] = ("training", "generat
 def healthcheck() -> None:
     """The compose worker's healthcheck: exits non-zero, naming the queue, unless each queue this container
     should serve (generation only with an LLM configured) has a live RQ worker of this container."""
-    from alvar.scripts.jobs import unserved_queues, worker_rows
+    from alvar.loop.jobs import unserved_queues, worker_rows
     from alvar.settings import load_settings
 
     settings = load_settings()

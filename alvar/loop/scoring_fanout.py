@@ -35,9 +35,9 @@ from tqdm.auto import tqdm
 from alvar.backend.pool_scoring import EMBEDDINGS, PROBABILITIES, score_chunk
 from alvar.embedder import embedding_namespace
 from alvar.errors import AlvarError
+from alvar.loop.jobs import unserved_queues, worker_rows
 from alvar.precision import FLOAT32, embedding_precision, resolve_precision
 from alvar.reconnect import REDIS_ERRORS, Backoff, describe
-from alvar.scripts.jobs import unserved_queues, worker_rows
 from alvar.settings import SCORING_QUEUE, Settings
 from alvar.vector_cache import VectorCache, normalize_text
 
@@ -151,7 +151,7 @@ def make_chunks(computation: Computation, missing: dict[bytes, str], size: int) 
 def scoring_redis(settings: Settings) -> Redis | None:
     """The Redis whose scoring queue `alvar select` uses: REDIS_URL, else the data dir's embedded one when it
     runs; None when neither answers."""
-    from alvar.scripts.services import embedded_redis_url, redis_reachable
+    from alvar.loop.services import embedded_redis_url, redis_reachable
 
     url = settings.redis_url or embedded_redis_url(settings.data_dir.resolve())
     # Timeouts: a Redis that stops answering without closing the connection (a network partition) must reach the

@@ -4,7 +4,7 @@ Services are up when they answer (Label Studio's and the backend's ``/health``, 
 when a PID file exists; the workers are up when each queue that should be served (generation only with an
 LLM) has a live RQ worker: a heartbeat under 90 s old and, on this machine, its process still there. Task
 counts come from Label Studio's Data Manager filters (one small request each), so status stays quick on a
-large pool. Counting the clusters that hold no label yet (:func:`alvar.scripts.coverage.cached_label_cover`)
+large pool. Counting the clusters that hold no label yet (:func:`alvar.loop.coverage.cached_label_cover`)
 reads every task's text and clusters the pool: a few seconds on the 2,850-task demo pool, so it is asked for
 (``label_cover=True``), never done by default. A generative project shows its teacher drafts and its review
 counts (accepted, edited, rejected, emptied, unreviewed) instead of variations.
@@ -27,10 +27,10 @@ from alvar.labelstudio.generation_config import CLASSIFICATION, GENERATION, pars
 from alvar.labelstudio.generation_data import UNREVIEWED, review_counts
 from alvar.labelstudio.task_data import CURRENT_VARIATIONS, DRAFTED, SCREENED_OUT_STATUS, VARIATIONS, in_batch
 from alvar.labelstudio.task_kinds import task_kind
-from alvar.scripts import services
-from alvar.scripts.coverage import LabelCover, cached_label_cover
-from alvar.scripts.jobs import WorkerRow, jobs_report, unserved_queues, worker_rows
-from alvar.scripts.stack import StackState
+from alvar.loop import services
+from alvar.loop.coverage import LabelCover, cached_label_cover
+from alvar.loop.jobs import WorkerRow, jobs_report, unserved_queues, worker_rows
+from alvar.loop.stack import StackState
 from alvar.settings import GENERATION_QUEUE, SCORING_QUEUE, TRAINING_QUEUE, Settings, llm_configured
 
 

@@ -17,7 +17,7 @@ import psycopg
 from psycopg import sql
 
 from alvar.errors import AlvarError
-from alvar.scripts.services import ServiceError
+from alvar.loop.services import ServiceError
 from alvar.settings import redacted
 
 DEFAULT_PORT = 5432

@@ -20,9 +20,10 @@ from rich.progress import track
 
 from alvar.embedder import Embedder, settings_embedder
 from alvar.errors import AlvarError
+from alvar.experiments.generation_models import FastStudent, Judge, Student, load_judge
+from alvar.experiments.generation_simulate import subgroups
 from alvar.generation_metrics import MEASURES, group_scores, scores, spread
 from alvar.pairfiles import PairFile, read_pairs
-from alvar.scripts.generation_simulate import FastStudent, Judge, Student, load_judge, subgroups
 from alvar.settings import Settings
 
 NEAREST_NEIGHBOUR = "nearest-neighbour"

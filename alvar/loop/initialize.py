@@ -26,9 +26,8 @@ classification one; a project found by title keeps its kind.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from label_studio_sdk import LabelStudio
@@ -39,8 +38,6 @@ from alvar.attribute_model import attribute_model_path, load_judge, model_classe
 from alvar.backend.dispatcher import TrainingReaction
 from alvar.backend.model_store import serving
 from alvar.backend.publishing import publish_predictions
-from alvar.datafiles import Example, read_dataset
-from alvar.errors import AlvarError
 from alvar.generator.variation_tasks import ensure_verify_tab
 from alvar.label_config import load
 from alvar.labelstudio.batches import fetch_latest_batch
@@ -48,47 +45,30 @@ from alvar.labelstudio.client import ANNOTATED, count_tasks
 from alvar.labelstudio.generation_config import (
     CLASSIFICATION,
     GENERATION,
-    GenerationControl,
     generation_label_config,
-    parse_generation_control,
     project_kind,
 )
-from alvar.labelstudio.label_config import ChoicesControl, parse_choices_control
-from alvar.labelstudio.task_data import BOOTSTRAP_STRATEGY, BatchFields, pair_data, pool_data
-from alvar.pairfiles import Pair, PairColumns
+from alvar.labelstudio.label_config import parse_choices_control
+from alvar.loop.generation_scores import serving_student
+from alvar.loop.init_plan import (
+    InitError,
+    InitPlan,
+    check_example_files,
+    check_pair_files,
+    classification_tasks,
+    generation_tasks,
+    wanted_kind,
+)
+from alvar.loop.project import connect_backend, create_project
+from alvar.loop.select import select_project
 from alvar.projects import remember_project
 from alvar.queues import training_queue
-from alvar.scripts.generation_scores import serving_student
-from alvar.scripts.project import connect_backend, create_project
-from alvar.scripts.select import select_project
 from alvar.settings import Settings
 from alvar.strategies import DEFAULT_STRATEGY
 
 PROJECT_TITLE = "alvar safety dataset"
 GENERATION_TITLE = "alvar generation dataset"
-TASKS = ("auto", CLASSIFICATION, GENERATION)
 GENERATION_STRATEGY = "cluster"
-ACCEPT = "accept"
-
-
-class InitError(AlvarError, RuntimeError):
-    """A step of `alvar init` that cannot go on; the message says which and what to do."""
-
-
-@dataclass(frozen=True)
-class InitPlan:
-    """What to set up: the files to import, where Label Studio reaches the backend, the first batch's size."""
-
-    backend_url: str
-    pool: Path | None = None
-    bootstrap: Path | None = None
-    budget: int = 20
-    title: str | None = None  # None: the default title of the project's kind
-    task: str = "auto"
-    columns: PairColumns = PairColumns()
-    backend_auth: tuple[str, str] | None = None
-    webhook_secret: str | None = None
-    training_timeout: float = 3600.0
 
 
 @dataclass
@@ -110,73 +90,6 @@ def find_project(client: LabelStudio, title: str) -> int | None:
     projects: Iterable[Any] = client.projects.list()
     ids = [int(project.id) for project in projects if project.title == title]
     return min(ids, default=None)
-
-
-def _choice(from_name: str, to_name: str, value: str) -> dict[str, Any]:
-    return {"from_name": from_name, "to_name": to_name, "type": "choices", "value": {"choices": [value]}}
-
-
-def bootstrap_tasks(examples: Sequence[Example], control: ChoicesControl) -> list[dict[str, Any]]:
-    """Labeled examples as tasks that arrive with one annotation each; an unknown label is an error."""
-    unknown = sorted({example.label for example in examples if example.label is not None} - set(control.labels))
-    if unknown:
-        raise InitError(f"bootstrap labels {unknown} are not choices of the project ({', '.join(control.labels)})")
-    seed = BatchFields(strategy=BOOTSTRAP_STRATEGY).data()
-    return [
-        {"data": {**pool_data(control.data_key, example), **seed},
-         "annotations": [{"result": control.choice_result(str(example.label))}]}
-        for example in examples if example.label is not None
-    ]
-
-
-def bootstrap_pair_tasks(pairs: Sequence[Pair], control: GenerationControl, attribute: str) -> list[dict[str, Any]]:
-    """Pairs with an output as tasks that arrive reviewed: the output accepted, with the required attribute."""
-    seed = BatchFields(strategy=BOOTSTRAP_STRATEGY).data()
-    return [
-        {"data": {**pair_data(control.data_key, pair), **seed},
-         "annotations": [{"result": [*control.output_result(pair.output),
-                                     _choice(control.attribute_name, control.input_name, attribute),
-                                     _choice(control.verdict_name, control.input_name, ACCEPT)]}]}
-        for pair in pairs if pair.output is not None and pair.output.strip()
-    ]
-
-
-def _pool_tasks(examples: Sequence[Example], control: ChoicesControl) -> list[dict[str, Any]]:
-    return [{"data": pool_data(control.data_key, example)} for example in examples]
-
-
-def _classification_tasks(plan: InitPlan, label_config: str | None, settings: Settings) -> list[dict[str, Any]]:
-    control = parse_choices_control(label_config)
-    tasks = []
-    if plan.pool is not None:
-        tasks += _pool_tasks(read_dataset(plan.pool).examples, control)
-    if plan.bootstrap is not None:
-        tasks += bootstrap_tasks(read_dataset(plan.bootstrap).examples, control)
-    return tasks
-
-
-def _generation_tasks(plan: InitPlan, label_config: str | None, settings: Settings) -> list[dict[str, Any]]:
-    """The pool's inputs (and groups) as tasks, and the bootstrap file's pairs as reviewed tasks."""
-    control = parse_generation_control(label_config)
-    tasks = []
-    if plan.pool is not None:
-        tasks += [{"data": pair_data(control.data_key, pair)} for pair in plan.columns.read(plan.pool).pairs]
-    if plan.bootstrap is not None:
-        tasks += bootstrap_pair_tasks(plan.columns.read(plan.bootstrap).pairs, control,
-                                      control.required_attribute(settings.attribute_value))
-    return tasks
-
-
-def _check_example_files(plan: InitPlan) -> None:
-    for path in (plan.pool, plan.bootstrap):
-        if path is not None:
-            read_dataset(path)
-
-
-def _check_pair_files(plan: InitPlan) -> None:
-    for path in (plan.pool, plan.bootstrap):
-        if path is not None and not plan.columns.read(path).has_outputs and path == plan.bootstrap:
-            raise InitError(f"{path}: the bootstrap pairs need an output in every row (columns input, output)")
 
 
 def check_files(plan: InitPlan, kind: str) -> None:
@@ -303,23 +216,6 @@ def _project(client: LabelStudio, plan: InitPlan) -> tuple[int | None, str, str]
     return None, wanted, titles[0]
 
 
-def wanted_kind(plan: InitPlan) -> str:
-    """The kind of a new project: ``--task``, or for ``auto`` generation when pair columns were named, or when the
-    bootstrap file (without one, the pool file) has an output for every row and no label column. A pool is
-    unlabelled in both kinds, so its missing label column decides nothing: a classification pool with a labelled
-    bootstrap stays classification."""
-    if plan.task not in TASKS:
-        raise InitError(f"unknown task {plan.task!r}: choose one of {', '.join(TASKS)}")
-    if plan.task != "auto":
-        return plan.task
-    if plan.columns.given:
-        return GENERATION
-    decisive = plan.bootstrap or plan.pool
-    if decisive is not None and read_dataset(decisive).label_column is None and plan.columns.read(decisive).has_outputs:
-        return GENERATION
-    return CLASSIFICATION
-
-
 def initialize(settings: Settings, client: LabelStudio, connection: Redis, plan: InitPlan,
                report: Report = print) -> InitOutcome:
     """Run the steps of the module docstring; each one only when it is not done yet; report each as it is done."""
@@ -360,7 +256,7 @@ def initialize(settings: Settings, client: LabelStudio, connection: Redis, plan:
 
 
 def _no_tabs(client: LabelStudio, project_id: int) -> None:
-    """A generative project's review tab comes with its first batch (:func:`~alvar.scripts.select.select_project`)."""
+    """A generative project's review tab comes with its first batch (:func:`~alvar.loop.select.select_project`)."""
 
 
 FirstModel = Callable[[LabelStudio, int, Settings, Redis, InitPlan, Report], "str | None"]
@@ -389,13 +285,13 @@ class KindSetup:
 
 SETUPS: dict[str, KindSetup] = {
     CLASSIFICATION: KindSetup(
-        PROJECT_TITLE, DEFAULT_STRATEGY, _check_example_files, _new_classification_config, _classification_tasks,
+        PROJECT_TITLE, DEFAULT_STRATEGY, check_example_files, _new_classification_config, classification_tasks,
         ensure_verify_tab, _first_model,
         "no labels and no model yet: label a few tasks, the first model trains after {retrain_every} annotations; "
         "then `alvar select`", batch_without_model=False),
     # Without G the batch is cluster-then-random; the teacher drafts it, and G trains once people verify enough.
     GENERATION: KindSetup(
-        GENERATION_TITLE, GENERATION_STRATEGY, _check_pair_files, _new_generation_config, _generation_tasks,
+        GENERATION_TITLE, GENERATION_STRATEGY, check_pair_files, _new_generation_config, generation_tasks,
         _no_tabs, _first_student,
         "no bootstrap pairs and no student G yet: G trains after {retrain_every} verified reviews",
         batch_without_model=True),

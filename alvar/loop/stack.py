@@ -5,7 +5,7 @@ PostgreSQL database), the embedded Redis, the models, PIDs, logs, generated cred
 logins, which database), so a second `up` reuses what runs.
 ``alvar.env`` there holds the settings the services were started with: every later command given the same
 ``--data-dir`` reads it (see :func:`alvar.settings.load_settings`), and a later `up` finds the same database.
-The data dir is 0700 and everything in it its user's only (see :mod:`alvar.scripts.services`).
+The data dir is 0700 and everything in it its user's only (see :mod:`alvar.loop.services`).
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING
 from label_studio_sdk import LabelStudio
 from redis import Redis
 
+from alvar.loop import label_studio_database, label_studio_server, services
 from alvar.pairfiles import PairColumns
-from alvar.scripts import label_studio_database, services
 from alvar.settings import STACK_ENV_FILE, Settings
 
 if TYPE_CHECKING:
-    from alvar.scripts.initialize import InitOutcome
+    from alvar.loop.initialize import InitOutcome
 
 STATE_FILE = "stack.json"
 # Stopped in this order: consumers first, then what they consume.
@@ -137,7 +137,7 @@ def start_services(settings: Settings, state: StackState) -> dict[str, str]:
     database = settings.label_studio_database
     _check_database(data_dir, state, database)
     # Label Studio first: its start checks PostgreSQL, which being down then leaves no Redis behind.
-    server = services.start_label_studio(data_dir, state.label_studio_port, state.username, state.password,
+    server = label_studio_server.start_label_studio(data_dir, state.label_studio_port, state.username, state.password,
                                          state.token, settings.label_studio_venv, bind=settings.label_studio_bind,
                                          database=database, lock=settings.label_studio_lock)
     redis_url = services.ensure_redis(data_dir, settings.redis_url)
@@ -179,7 +179,8 @@ def _up(settings: Settings, pool: Path | None, bootstrap: Path | None, budget: i
     data_dir = services.secure_data_dir(settings.data_dir.resolve())
     state = StackState.load(data_dir) or _new_state(settings)
     state.save(data_dir)
-    from alvar.scripts.initialize import InitPlan, initialize  # torch and the models: `down` and `status` need neither
+    from alvar.loop.init_plan import InitPlan
+    from alvar.loop.initialize import initialize  # torch and the models: `down` and `status` need neither
 
     env = start_services(settings, state)
     report(f"Label Studio's database: {state.database}")

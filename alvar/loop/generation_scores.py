@@ -22,8 +22,8 @@ import numpy as np
 from alvar.attribute_model import AttributeJudge, attribute_model_path, load_judge
 from alvar.backend.model_store import GENERATION, Serving, serving_kind
 from alvar.entropy import entropy
+from alvar.loop.selection import SelectionRun, first_of_duplicates, pool_embeddings
 from alvar.metrics import class_counts
-from alvar.scripts.selection import SelectionRun, first_of_duplicates, pool_embeddings
 from alvar.settings import Settings
 from alvar.strategies import Pool, make_strategy, resolve_strategy
 from alvar.vector_cache import VectorCache, normalize_text, text_key

@@ -26,7 +26,7 @@ from alvar.labelstudio.label_config import ChoicesControl
 from alvar.labelstudio.task_data import LLM_ORIGIN, BatchFields, PoolFields, VariationFields
 from alvar.labelstudio.task_kinds import task_kind
 from alvar.labelstudio.training_data import LabelledItem, is_variation, labelled_items
-from alvar.scripts.dataset_card import write_card, write_generation_card
+from alvar.loop.dataset_card import write_card, write_generation_card
 
 FORMATS = ("tsv", "jsonl", "hf")
 

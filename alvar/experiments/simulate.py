@@ -27,6 +27,7 @@ from alvar.classifiers import ClassifierMixin, TextClassifier
 from alvar.datafiles import read_labeled
 from alvar.entropy import entropy
 from alvar.errors import AlvarError
+from alvar.experiments.evaluate import make_model
 from alvar.generator.budget import budgeted_prompt
 from alvar.generator.generation import generate
 from alvar.generator.llm import ChatClient
@@ -34,7 +35,6 @@ from alvar.generator.prompts import check_contrast_label
 from alvar.generator.templates import VariationPrompt
 from alvar.generator.validation import Embed, near_duplicate_embed, normal_form
 from alvar.metrics import class_count_std, class_counts
-from alvar.scripts.evaluate import make_model
 from alvar.settings import Settings, llm_configured
 from alvar.strategies import STRATEGIES, Pool, make_strategy, resolve_strategies, strategy_names
 from alvar.text_classifiers import EmbeddingLogisticRegression

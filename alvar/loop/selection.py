@@ -14,8 +14,7 @@ import numpy as np
 from alvar.backend.model_store import ModelStore, serving
 from alvar.embedder import VECTOR_CACHE_FILE, settings_embedder
 from alvar.entropy import entropy
-from alvar.metrics import class_counts
-from alvar.scripts.scoring_fanout import (
+from alvar.loop.scoring_fanout import (
     Computation,
     FanOut,
     embeddings_of,
@@ -24,6 +23,7 @@ from alvar.scripts.scoring_fanout import (
     probabilities_of,
     probability_namespace,
 )
+from alvar.metrics import class_counts
 from alvar.settings import Settings
 from alvar.strategies import Pool, Selection, make_strategy, resolve_strategy
 from alvar.vector_cache import VectorCache, normalize_text, text_key

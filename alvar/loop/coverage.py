@@ -29,7 +29,7 @@ from alvar.labelstudio.client import as_dict
 from alvar.labelstudio.label_config import ChoicesControl, parse_choices_control
 from alvar.labelstudio.task_data import data_of
 from alvar.labelstudio.training_data import LabelledItem, is_variation, labelled_items
-from alvar.scripts.selection import pool_entropy
+from alvar.loop.selection import pool_entropy
 from alvar.settings import Settings
 from alvar.strategies import ASSIGN_CHUNK, DEFAULT_CLUSTERS, fit_kmeans
 from alvar.vector_cache import VectorCache, text_key
