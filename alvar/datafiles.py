@@ -7,25 +7,17 @@ spaces. Such dirt is repaired and reported; a row that cannot be read names its 
 
 from __future__ import annotations
 
-import csv
-import itertools
-import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from alvar.errors import AlvarError
+from alvar.tabular import ID_COLUMNS, DataFileError, as_record, pick_column, read_header
 
 log = logging.getLogger(__name__)
 
 TEXT_COLUMNS = ("text", "title", "input")
 LABEL_COLUMNS = ("label", "category")
-ID_COLUMNS = ("id",)
-
-
-class DataFileError(AlvarError, ValueError):
-    """A data file that cannot be read; the message names the file and, where known, the line."""
 
 
 @dataclass(frozen=True)
@@ -62,44 +54,8 @@ class Dataset:
         return len(self.examples)
 
 
-def _rows(path: Path) -> Iterator[tuple[int, dict[str, object] | list[str]]]:
-    """(line number, row) pairs; the first row of a delimited file is its header, as a list."""
-    suffix = path.suffix.lower()
-    with path.open(encoding="utf-8", newline="") as handle:
-        if suffix in (".jsonl", ".ndjson"):
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise DataFileError(f"{path}:{number}: not valid JSON ({error.msg})") from None
-                if not isinstance(record, dict):
-                    raise DataFileError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
-                yield number, record
-        elif suffix in (".tsv", ".tab", ".txt"):
-            reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-            for row in reader:
-                yield reader.line_num, row
-        elif suffix == ".csv":
-            reader = csv.reader(handle)
-            for row in reader:
-                yield reader.line_num, row
-        else:
-            raise DataFileError(f"{path}: unknown file type {suffix!r} (use .tsv, .csv or .jsonl)")
-
-
-def _pick(columns: Sequence[str], wanted: str | None, candidates: Sequence[str], role: str, path: Path) -> str | None:
-    if wanted is not None:
-        if wanted not in columns:
-            raise DataFileError(f"{path}: no {role} column {wanted!r}; columns are {list(columns)}")
-        return wanted
-    by_lower = {column.strip().lower(): column for column in columns}
-    return next((by_lower[name] for name in candidates if name in by_lower), None)
-
-
 def _text_column(columns: Sequence[str], wanted: str | None, path: Path, notes: list[str]) -> str:
-    chosen = _pick(columns, wanted, TEXT_COLUMNS, "text", path)
+    chosen = pick_column(columns, wanted, TEXT_COLUMNS, "text", path)
     if chosen is not None:
         return chosen
     if len(columns) >= 2 and columns[0].strip().lower() in ID_COLUMNS:
@@ -121,30 +77,20 @@ def read_dataset(
     path = Path(path)
     if not path.is_file():
         raise DataFileError(f"{path}: no such file")
-    rows = _rows(path)
-    first = next(rows, None)
-    if first is None:
-        raise DataFileError(f"{path}: the file is empty")
+    columns, records, header_line = read_header(path)
     notes: list[str] = []
-    header_line, first_row = first
-    if isinstance(first_row, dict):
-        columns = list(first_row)
-        records: Iterator[tuple[int, dict[str, object] | list[str]]] = itertools.chain([first], rows)
-    else:
-        columns = first_row
-        records = rows
     text_column = _text_column(columns, text_col, path, notes)
-    label_column = _pick(columns, label_col, LABEL_COLUMNS, "label", path)
+    label_column = pick_column(columns, label_col, LABEL_COLUMNS, "label", path)
     if require_labels and label_column is None:
         raise DataFileError(f"{path}: no label column (looked for {', '.join(LABEL_COLUMNS)}); "
                             "name one with --label-col")
-    id_column = _pick(columns, None, ID_COLUMNS, "id", path)
+    id_column = pick_column(columns, None, ID_COLUMNS, "id", path)
 
     examples: list[Example] = []
     stripped = 0
     empty_lines: list[int] = []
     for number, row in records:
-        record = _as_record(row, columns, path, number)
+        record = as_record(row, columns, path, number)
         text = str(record.get(text_column) or "").strip()
         if not text:
             empty_lines.append(number)
@@ -169,15 +115,6 @@ def read_dataset(
     for note in notes:
         log.warning("%s: %s", path, note)
     return Dataset(path=path, examples=examples, text_column=text_column, label_column=label_column, notes=notes)
-
-
-def _as_record(row: dict[str, object] | list[str], columns: Sequence[str], path: Path,
-               number: int) -> dict[str, object]:
-    if isinstance(row, dict):
-        return row
-    if len(row) != len(columns):
-        raise DataFileError(f"{path}:{number}: expected {len(columns)} fields ({', '.join(columns)}), found {len(row)}")
-    return dict(zip(columns, row))
 
 
 def read_labeled(paths: Sequence[str | Path], text_col: str | None = None, label_col: str | None = None) -> Dataset:

@@ -8,13 +8,12 @@ dropped and counted; a blank output or group reads as missing.
 
 from __future__ import annotations
 
-import itertools
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from alvar.datafiles import ID_COLUMNS, DataFileError, _as_record, _pick, _rows
+from alvar.tabular import ID_COLUMNS, DataFileError, as_record, pick_column, read_header
 
 log = logging.getLogger(__name__)
 
@@ -85,35 +84,24 @@ def _optional(record: dict[str, object], column: str | None) -> str | None:
     return value or None
 
 
-def _header(path: Path) -> tuple[list[str], Iterator[tuple[int, dict[str, object] | list[str]]]]:
-    rows = _rows(path)
-    first = next(rows, None)
-    if first is None:
-        raise DataFileError(f"{path}: the file is empty")
-    _, first_row = first
-    if isinstance(first_row, dict):
-        return list(first_row), itertools.chain([first], rows)
-    return list(first_row), rows
-
-
 def read_pairs(path: str | Path, input_col: str | None = None, output_col: str | None = None,
                group_col: str | None = None) -> PairFile:
     """Read a TSV/CSV/JSONL file of inputs, with outputs and groups when it has those columns."""
     path = Path(path)
     if not path.is_file():
         raise DataFileError(f"{path}: no such file")
-    columns, records = _header(path)
-    input_column = _pick(columns, input_col, INPUT_COLUMNS, "input", path)
+    columns, records, _ = read_header(path)
+    input_column = pick_column(columns, input_col, INPUT_COLUMNS, "input", path)
     if input_column is None:
         raise DataFileError(f"{path} has no input column (looked for {', '.join(INPUT_COLUMNS)}; columns are "
                             f"{list(columns)}); name one with --input-col")
-    output_column = _pick(columns, output_col, OUTPUT_COLUMNS, "output", path)
-    group_column = _pick(columns, group_col, GROUP_COLUMNS, "group", path)
-    id_column = _pick(columns, None, ID_COLUMNS, "id", path)
+    output_column = pick_column(columns, output_col, OUTPUT_COLUMNS, "output", path)
+    group_column = pick_column(columns, group_col, GROUP_COLUMNS, "group", path)
+    id_column = pick_column(columns, None, ID_COLUMNS, "id", path)
     pairs: list[Pair] = []
     blank: list[int] = []
     for number, row in records:
-        record = _as_record(row, columns, path, number)
+        record = as_record(row, columns, path, number)
         text = str(record.get(input_column) or "").strip()
         if not text:
             blank.append(number)

@@ -14,12 +14,16 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 from alvar.pinned_files import PinnedFileError, PinnedFiles
 from alvar.settings import Settings
 
 # (text, label)
 LabeledRow = tuple[str, str]
+# (input, output, group)
+PairRow = tuple[str, str, str]
+RowT = TypeVar("RowT", LabeledRow, PairRow)
 
 
 class PublicDataError(PinnedFileError):
@@ -27,8 +31,10 @@ class PublicDataError(PinnedFileError):
 
 
 @dataclass(frozen=True)
-class PublicDataset:
-    """One registered data set: where its files are (pinned), what it is, and how its rows become (text, label)."""
+class PublicDataset(Generic[RowT]):
+    """One registered data set: where its files are (pinned), what it is, the kind of project it serves
+    (``task``: classification or generation) and how its rows become alvar's (:data:`LabeledRow` or
+    :data:`PairRow`)."""
 
     name: str
     description: str
@@ -37,18 +43,19 @@ class PublicDataset:
     licence: str
     citation: str
     cleaning: str
-    # Rows per label after conversion, measured once on the pinned files (`alvar datasets list` shows them
-    # without a download).
-    class_counts: Mapping[str, int]
-    convert: Callable[[Mapping[str, Path]], list[LabeledRow]]
+    task: str
+    # Rows per label (classification) or pairs per subgroup (generation), measured once on the pinned files
+    # (`alvar datasets list` shows them without a download).
+    counts: Mapping[str, int]
+    convert: Callable[[Mapping[str, Path]], list[RowT]]
 
     @property
     def size(self) -> int:
-        return sum(self.class_counts.values())
+        return sum(self.counts.values())
 
     def shares(self) -> dict[str, float]:
-        """Each class's share of the rows, largest first."""
-        ordered = sorted(self.class_counts.items(), key=lambda item: (-item[1], item[0]))
+        """Each class's (or subgroup's) share of the rows, largest first."""
+        ordered = sorted(self.counts.items(), key=lambda item: (-item[1], item[0]))
         return {label: count / self.size for label, count in ordered}
 
 
@@ -92,7 +99,8 @@ DAVIDSON = PublicDataset(
     citation="Davidson, Warmsley, Macy and Weber. Automated Hate Speech Detection and the Problem of Offensive "
              "Language. ICWSM 2017.",
     cleaning="the paper's own: URLs -> URLHERE, @mentions -> MENTIONHERE, whitespace collapsed",
-    class_counts={"offensive": 19190, "neither": 4163, "hate": 1430},
+    task="classification",
+    counts={"offensive": 19190, "neither": 4163, "hate": 1430},
     convert=_convert_davidson,
 )
 
@@ -120,56 +128,11 @@ MELD = PublicDataset(
     citation="Poria, Hazarika, Majumder, Naik, Cambria and Mihalcea. MELD: A Multimodal Multi-Party Dataset for "
              "Emotion Recognition in Conversation. ACL 2019.",
     cleaning="whitespace collapsed; the three released splits joined",
-    class_counts={"neutral": 6436, "joy": 2308, "surprise": 1636, "anger": 1607, "sadness": 1002, "disgust": 361,
+    task="classification",
+    counts={"neutral": 6436, "joy": 2308, "surprise": 1636, "anger": 1607, "sadness": 1002, "disgust": 361,
                   "fear": 358},
     convert=_convert_meld,
 )
-
-REGISTRY: dict[str, PublicDataset] = {dataset.name: dataset for dataset in (DAVIDSON, MELD)}
-
-
-def public_dataset(name: str) -> PublicDataset:
-    """The registered classification data set of that name; an unknown name is an error that lists the known ones
-    (pair data sets included, since `alvar datasets prepare` takes either)."""
-    if name not in REGISTRY:
-        known = sorted([*REGISTRY, *PAIR_REGISTRY])
-        raise PublicDataError(f"no public data set {name!r}; known: {', '.join(known)}")
-    return REGISTRY[name]
-
-
-def load(dataset: PublicDataset, settings: Settings) -> list[LabeledRow]:
-    """The data set's (text, label) rows, from its checked files (ALVAR_DATASETS or the download cache)."""
-    return dataset.convert(dataset.files.paths(settings, PublicDataError))
-
-
-# (input, output, group)
-PairRow = tuple[str, str, str]
-
-
-@dataclass(frozen=True)
-class PublicPairDataset:
-    """One registered data set of (input, output) pairs with a subgroup per pair, for generative projects."""
-
-    name: str
-    description: str
-    files: PinnedFiles
-    source: str
-    licence: str
-    citation: str
-    cleaning: str
-    # Pairs per subgroup, measured once on the pinned file (shown by `alvar datasets list` without a download).
-    group_counts: Mapping[str, int]
-    convert: Callable[[Mapping[str, Path]], list[PairRow]]
-
-    @property
-    def size(self) -> int:
-        return sum(self.group_counts.values())
-
-    def shares(self) -> dict[str, float]:
-        """Each subgroup's share of the pairs, largest first."""
-        ordered = sorted(self.group_counts.items(), key=lambda item: (-item[1], item[0]))
-        return {group: count / self.size for group, count in ordered}
-
 
 CONAN_FILE = "Multitarget-CONAN.csv"
 
@@ -179,7 +142,7 @@ def _convert_conan(paths: Mapping[str, Path]) -> list[PairRow]:
             for row in _csv_rows(paths[CONAN_FILE])]
 
 
-MULTITARGET_CONAN = PublicPairDataset(
+MULTITARGET_CONAN = PublicDataset(
     name="multitarget-conan",
     description="5,003 hate-speech / counter-narrative pairs written by NGO operators with an LLM in the loop, each "
                 "with its target group",
@@ -194,21 +157,24 @@ MULTITARGET_CONAN = PublicPairDataset(
     citation="Fanton, Bonaldi, Tekiroğlu and Guerini. Human-in-the-Loop for Data Collection: a Multi-Target Counter "
              "Narrative Dataset to Fight Online Hate Speech. ACL 2021.",
     cleaning="whitespace collapsed; HATE_SPEECH -> input, COUNTER_NARRATIVE -> output, TARGET -> group",
-    group_counts={"MUSLIMS": 1335, "MIGRANTS": 957, "WOMEN": 662, "LGBT+": 617, "JEWS": 594, "POC": 352,
+    task="generation",
+    counts={"MUSLIMS": 1335, "MIGRANTS": 957, "WOMEN": 662, "LGBT+": 617, "JEWS": 594, "POC": 352,
                   "other": 266, "DISABLED": 220},
     convert=_convert_conan,
 )
 
-PAIR_REGISTRY: dict[str, PublicPairDataset] = {MULTITARGET_CONAN.name: MULTITARGET_CONAN}
+REGISTRY: dict[str, PublicDataset[Any]] = {dataset.name: dataset for dataset in (DAVIDSON, MELD, MULTITARGET_CONAN)}
 
 
-def public_pair_dataset(name: str) -> PublicPairDataset:
-    """The registered pair data set of that name; an unknown name is an error that lists the known ones."""
-    if name not in PAIR_REGISTRY:
-        raise PublicDataError(f"no public pair data set {name!r}; known: {', '.join(sorted(PAIR_REGISTRY))}")
-    return PAIR_REGISTRY[name]
+def public_dataset(name: str, task: str | None = None) -> PublicDataset[Any]:
+    """The registered data set of that name (of that ``task``, when given); an unknown name is an error that lists
+    the known ones."""
+    known = sorted(found for found, dataset in REGISTRY.items() if task in (None, dataset.task))
+    if name not in known:
+        raise PublicDataError(f"no public {task + ' ' if task else ''}data set {name!r}; known: {', '.join(known)}")
+    return REGISTRY[name]
 
 
-def load_pairs(dataset: PublicPairDataset, settings: Settings) -> list[PairRow]:
-    """The data set's (input, output, group) rows, from its checked files (ALVAR_DATASETS or the download cache)."""
+def load(dataset: PublicDataset[RowT], settings: Settings) -> list[RowT]:
+    """The data set's rows, from its checked files (ALVAR_DATASETS or the download cache)."""
     return dataset.convert(dataset.files.paths(settings, PublicDataError))

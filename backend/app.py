@@ -29,7 +29,7 @@ from alvar.attribute_model import AttributeModelError
 from alvar.backend.dispatcher import ReactionFactory
 from alvar.backend.metrics import BackendMetrics
 from alvar.backend.model import AlvarModel
-from alvar.labelstudio.label_config import LabelConfigError
+from alvar.labelstudio.choices_control import LabelConfigError
 from alvar.labelstudio.task_kinds import Control, TaskKind, task_kind
 from alvar.labelstudio.webhook import TRAINING_ACTION, WebhookError
 from alvar.queues import redis_connection

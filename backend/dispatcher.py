@@ -18,7 +18,7 @@ from redis import Redis
 from rq import Queue
 
 from alvar.backend.training import pending_training_key, train_project
-from alvar.labelstudio.label_config import LabelConfigError
+from alvar.labelstudio.choices_control import LabelConfigError
 from alvar.labelstudio.task_kinds import task_kind
 from alvar.labelstudio.webhook import (
     NEW_ANNOTATION_ACTIONS,

@@ -15,8 +15,8 @@ from alvar.backend.learner import TransformerClassifier
 from alvar.backend.model_store import Model, load_model, serving_kind, shared_store
 from alvar.classifiers import likeliest
 from alvar.entropy import confidence_score, entropy
+from alvar.labelstudio.choices_control import ChoicesControl
 from alvar.labelstudio.generation_config import CLASSIFICATION
-from alvar.labelstudio.label_config import ChoicesControl
 from alvar.labelstudio.training_data import prelabel
 from alvar.settings import Settings
 

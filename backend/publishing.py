@@ -29,9 +29,9 @@ from alvar.backend.learner import TransformerClassifier
 from alvar.backend.model_store import is_version_name
 from alvar.backend.predictor import predict_tasks
 from alvar.backend.student import TextToTextStudent
+from alvar.labelstudio.choices_control import ChoicesControl
 from alvar.labelstudio.client import iter_tasks
 from alvar.labelstudio.generation_config import GenerationControl
-from alvar.labelstudio.label_config import ChoicesControl
 
 # Prediction deletions in flight at once: about 1.5x the throughput of one at a time against Label Studio on
 # two cores, while annotators' requests still go through between them.

@@ -19,9 +19,9 @@ from alvar.backend.learner import TransformerClassifier
 from alvar.backend.model_store import project_store
 from alvar.backend.publishing import publish_predictions
 from alvar.job_settings import job_settings
+from alvar.labelstudio.choices_control import parse_choices_control
 from alvar.labelstudio.client import iter_tasks, label_studio_client
 from alvar.labelstudio.generation_config import CLASSIFICATION, GENERATION
-from alvar.labelstudio.label_config import parse_choices_control
 from alvar.labelstudio.task_kinds import task_kind
 from alvar.labelstudio.training_data import training_set
 from alvar.settings import Settings

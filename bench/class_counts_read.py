@@ -27,7 +27,7 @@ from label_studio_sdk import LabelStudio  # noqa: E402
 from alvar.datafiles import read_dataset  # noqa: E402
 from alvar.generator.class_counts import COUNTS_TTL, read_class_counts  # noqa: E402
 from alvar.label_config import load  # noqa: E402
-from alvar.labelstudio.label_config import parse_choices_control  # noqa: E402
+from alvar.labelstudio.choices_control import parse_choices_control  # noqa: E402
 from alvar.labelstudio.task_data import VariationFields, pool_data  # noqa: E402
 from alvar.loop import label_studio_server, services  # noqa: E402
 from alvar.loop.init_plan import bootstrap_tasks  # noqa: E402

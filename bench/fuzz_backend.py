@@ -24,25 +24,22 @@ import json
 import os
 import random
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import requests
+from backend_under_test import backend_process, healthy, rss_mb, train_model
 from hostile_requests import (
     AUTH,
-    BOOTSTRAP,
     HOOK,
     PASSWORD,
-    SECRET,
     USER,
     encode,
     hostile_requests,
@@ -56,9 +53,6 @@ from hostile_requests import (
 )
 
 from alvar.backend.app import SPARE_THREADS
-from alvar.backend.learner import TransformerClassifier
-from alvar.backend.model_store import ModelStore
-from alvar.datafiles import read_dataset
 from alvar.settings import load_settings
 
 LATENCY_BOUND_S = 1.0
@@ -128,65 +122,6 @@ class Tally:
     def answered(self) -> int:
         """Requests the server answered with a status (a closed connection is none)."""
         return sum(count for status, count in self.statuses.items() if status != CLOSED)
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for process {pid}")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def train_model(model_dir: Path, texts_per_class: int = 4) -> None:
-    """A 1-epoch learner on a few bootstrap texts of each class: enough to score, quick to train."""
-    data = read_dataset(BOOTSTRAP)
-    picked: dict[str, list[str]] = {}
-    for text, label in zip(data.texts, data.labels, strict=True):
-        if len(picked.setdefault(label, [])) < texts_per_class:
-            picked[label].append(text)
-    texts = [text for group in picked.values() for text in group]
-    labels = [label for label, group in picked.items() for _ in group]
-    learner = TransformerClassifier(load_settings().base_model, epochs=1, num_threads=2).fit(texts, labels)
-    store = ModelStore(model_dir)
-    store.switch(store.save(learner, texts, labels))
-
-
-@contextmanager
-def backend_process(model_dir: Path, redis_url: str, work: Path) -> Iterator[tuple[subprocess.Popen, str, Path]]:
-    """`alvar backend` (waitress, the default server) on a free loopback port, with its log file."""
-    port = free_port()
-    log_path = work / "backend.log"
-    env = {**os.environ, "MODEL_DIR": str(model_dir), "REDIS_URL": redis_url, "BASIC_AUTH_USER": USER,
-           "BASIC_AUTH_PASS": PASSWORD, "ALVAR_WEBHOOK_SECRET": SECRET, "ALVAR_DATA_DIR": str(work / "data"),
-           "ALVAR_RETRAIN_EVERY": "1000000", "ALVAR_TORCH_THREADS": "2"}
-    alvar = str(Path(sys.executable).with_name("alvar"))
-    with log_path.open("wb") as log:
-        process = subprocess.Popen([alvar, "backend", "--host", "127.0.0.1", "--port", str(port)], env=env,
-                                   stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while not _healthy(url):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the backend did not start; see {log_path}:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.3)
-        yield process, url, log_path
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return requests.get(f"{url}/health", auth=AUTH, timeout=2).status_code == 200
-    except requests.RequestException:
-        return False
 
 
 def send(session: requests.Session, url: str, tally: Tally, method: str, path: str, headers: dict[str, str],
@@ -339,7 +274,7 @@ def run(redis_url: str, mutations: int, seed: int, model_dir: Path | None, keep_
             report.predict_statuses = dict(statuses)
             time.sleep(1)
             report.rss_after_mb = rss_mb(process.pid)
-            report.alive = process.poll() is None and _healthy(url)
+            report.alive = process.poll() is None and healthy(url)
             log_lines = log_path.read_text(errors="replace").splitlines()
             report.forged_log_lines = sum(line.startswith("FORGED") for line in log_lines)
             report.malformed_bodies_caught = caught_exceptions(log_lines)

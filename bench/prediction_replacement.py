@@ -23,7 +23,7 @@ from label_studio_sdk import LabelStudio
 
 from alvar.backend.publishing import delete_older_predictions, prediction_versions
 from alvar.label_config import load
-from alvar.labelstudio.label_config import parse_choices_control
+from alvar.labelstudio.choices_control import parse_choices_control
 from alvar.loop import label_studio_server, services
 from alvar.loop.project import create_project
 from alvar.settings import load_settings

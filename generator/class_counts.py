@@ -22,8 +22,8 @@ from typing import Any, cast
 from label_studio_sdk import LabelStudio
 from redis import Redis
 
+from alvar.labelstudio.choices_control import ChoicesControl
 from alvar.labelstudio.client import as_dict, dm_filter, dm_query, iter_tasks
-from alvar.labelstudio.label_config import ChoicesControl
 from alvar.labelstudio.task_data import CURRENT_VARIATIONS, VARIATIONS
 from alvar.labelstudio.training_data import LabelledItem, labelled_items
 

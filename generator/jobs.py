@@ -47,8 +47,8 @@ from alvar.generator.variation_tasks import (
     variation_tasks,
 )
 from alvar.generator.worker_resources import WorkerResources, current_resources
+from alvar.labelstudio.choices_control import ChoicesControl, LabelConfigError, parse_choices_control
 from alvar.labelstudio.client import as_dict
-from alvar.labelstudio.label_config import ChoicesControl, LabelConfigError, parse_choices_control
 from alvar.labelstudio.task_data import VariationFields
 from alvar.labelstudio.training_data import (
     current_labels,

@@ -18,7 +18,7 @@ from rq import Queue
 from rq.job import JobStatus
 
 from alvar.generator.jobs import generate_variations, generation_key, record_failure
-from alvar.labelstudio.label_config import LabelConfigError
+from alvar.labelstudio.choices_control import LabelConfigError
 from alvar.labelstudio.task_kinds import task_kind
 from alvar.labelstudio.webhook import (
     ANNOTATION_ACTIONS,

@@ -29,9 +29,9 @@ from alvar.generator.jobs import annotation_with, generation_key, resync_source
 from alvar.generator.reaction import queue_generation
 from alvar.generator.teacher import draft_key, prefills, queue_draft
 from alvar.generator.variation_tasks import is_out_of_line, variation_source_label
+from alvar.labelstudio.choices_control import ChoicesControl
 from alvar.labelstudio.client import as_dict, dm_query
 from alvar.labelstudio.generation_config import GenerationControl
-from alvar.labelstudio.label_config import ChoicesControl
 from alvar.labelstudio.task_data import BATCHED, VARIATIONS, DraftFields, VariationFields
 from alvar.labelstudio.training_data import current_labels, is_bootstrap
 from alvar.labelstudio.webhook import HumanLabel

@@ -37,9 +37,9 @@ from alvar.generator.source_state import source_lock
 from alvar.generator.templates import TeacherPrompt
 from alvar.generator.usage import record_usage
 from alvar.generator.worker_resources import current_resources
+from alvar.labelstudio.choices_control import interface
 from alvar.labelstudio.client import as_dict
 from alvar.labelstudio.generation_config import GenerationControl, parse_generation_control
-from alvar.labelstudio.label_config import interface
 from alvar.labelstudio.task_data import DRAFTED_STATUS, DraftFields, data_of, screened_out
 from alvar.labelstudio.task_kinds import task_kind
 from alvar.queues import DEFAULT_JOB_POLICY, JobPolicy, KeyedJob, enqueue_once, generation_queue

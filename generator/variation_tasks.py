@@ -19,8 +19,8 @@ from label_studio_sdk import LabelStudio
 
 from alvar.generator.generation import Generation
 from alvar.generator.templates import VariationPrompt
+from alvar.labelstudio.choices_control import ChoicesControl
 from alvar.labelstudio.client import COMPACT_COLUMNS, dm_filter, dm_query
-from alvar.labelstudio.label_config import ChoicesControl
 from alvar.labelstudio.task_data import (
     CURRENT_STATUS,
     CURRENT_VARIATIONS,

@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from alvar.loop.coverage import ClusterRow, Coverage
+from alvar.plots import save_figure
 from alvar.scripts.render import console
 
 PICTURE_FILE = "coverage.png"
@@ -112,9 +113,7 @@ def draw(coverage: Coverage, path: Path) -> Path:
                    f"{len(uncovered)} of {coverage.n_clusters} clusters (numbers, red) without a label",
                    fontsize=10)
     axis.legend(fontsize=8, loc="best", markerscale=1.2, framealpha=0.85)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    save_figure(figure, path)
     return path
 
 

@@ -19,8 +19,8 @@ from rq.job import Job
 from rq.registry import StartedJobRegistry
 
 from alvar.label_config import load
+from alvar.labelstudio.choices_control import parse_choices_control
 from alvar.labelstudio.client import iter_tasks
-from alvar.labelstudio.label_config import parse_choices_control
 from alvar.loop import services
 from alvar.loop.label_studio_server import LabelStudioServer
 from alvar.loop.project import connect_backend, create_project, import_pool

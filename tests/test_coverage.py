@@ -16,7 +16,7 @@ from PIL import Image
 
 from alvar.datafiles import read_dataset
 from alvar.label_config import load
-from alvar.labelstudio.label_config import parse_choices_control
+from alvar.labelstudio.choices_control import parse_choices_control
 from alvar.loop.coverage import compute_coverage, file_pool, project_pool
 from alvar.loop.project import create_project, import_pool
 from alvar.loop.select import select_project

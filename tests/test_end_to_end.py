@@ -33,7 +33,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from alvar.backend.model_store import project_store
 from alvar.datafiles import read_dataset
 from alvar.generator.variation_tasks import VERIFY_TAB
-from alvar.labelstudio.label_config import parse_choices_control
+from alvar.labelstudio.choices_control import parse_choices_control
 from alvar.labelstudio.training_data import VALIDITY_FROM_NAME
 from alvar.loop import label_studio_database, services
 from alvar.loop.stack import SERVICES, StackState

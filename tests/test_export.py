@@ -13,7 +13,7 @@ import pytest
 from label_studio_sdk import LabelStudio
 
 from alvar.label_config import load
-from alvar.labelstudio.label_config import parse_choices_control
+from alvar.labelstudio.choices_control import parse_choices_control
 from alvar.loop.label_studio_server import LabelStudioServer
 from alvar.loop.project import create_project
 from tests.conftest import LS_USER, alvar_command

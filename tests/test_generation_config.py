@@ -11,6 +11,7 @@ from label_studio_sdk import LabelStudio
 
 from alvar.datafiles import Example
 from alvar.label_config import load
+from alvar.labelstudio.choices_control import LabelConfigError, parse_choices_control
 from alvar.labelstudio.generation_config import (
     CLASSIFICATION,
     GENERATION,
@@ -21,7 +22,6 @@ from alvar.labelstudio.generation_config import (
     project_kind,
 )
 from alvar.labelstudio.generation_data import VerifiedPair, review_counts, verified_pairs
-from alvar.labelstudio.label_config import LabelConfigError, parse_choices_control
 from alvar.labelstudio.task_data import DRAFTED, DraftFields, PoolFields, pair_data, pool_data, screened_out
 from alvar.labelstudio.task_kinds import KINDS, task_kind
 from alvar.loop.project import create_project

@@ -22,8 +22,8 @@ from alvar.datafiles import read_dataset
 from alvar.generator.jobs import generation_key, restore_predictions
 from alvar.generator.variation_tasks import VERIFY_TAB
 from alvar.label_config import load
+from alvar.labelstudio.choices_control import parse_choices_control
 from alvar.labelstudio.client import iter_tasks
-from alvar.labelstudio.label_config import parse_choices_control
 from alvar.labelstudio.training_data import training_set
 from alvar.loop import services
 from alvar.loop.label_studio_server import LabelStudioServer

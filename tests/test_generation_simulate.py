@@ -25,7 +25,7 @@ from alvar.experiments.datasets import COUNTERS, DOES_NOT_COUNTER, PrepareError,
 from alvar.generator.validation import normal_form
 from alvar.pairfiles import read_pairs
 from alvar.pinned_files import PinnedFiles
-from alvar.public_data import CONAN_FILE, MULTITARGET_CONAN, PublicDataError, PublicPairDataset
+from alvar.public_data import CONAN_FILE, MULTITARGET_CONAN, PairRow, PublicDataError, PublicDataset
 from alvar.settings import load_settings
 from tests.conftest import alvar_command
 from tests.test_demo_data import FileServer
@@ -175,7 +175,7 @@ def conan_csv(rows: list[tuple[str, str, str]]) -> bytes:
 
 
 @pytest.fixture
-def served_conan(tmp_path: Path) -> Iterator[tuple[PublicPairDataset, FileServer]]:
+def served_conan(tmp_path: Path) -> Iterator[tuple[PublicDataset[PairRow], FileServer]]:
     """40 pairs in each of three targets, one input repeated with a second answer, one input that is only a dash."""
     rows = [(f"{group.title()} post {index}:\nthey are bad", f"A reply to post {index} about {group}.", group)
             for group in ("MUSLIMS", "WOMEN", "JEWS") for index in range(40)]
@@ -191,7 +191,7 @@ def served_conan(tmp_path: Path) -> Iterator[tuple[PublicPairDataset, FileServer
 
 
 def test_prepare_writes_disjoint_stratified_pair_files_and_rs_training_file(
-        tmp_path: Path, served_conan: tuple[PublicPairDataset, FileServer]) -> None:
+        tmp_path: Path, served_conan: tuple[PublicDataset[PairRow], FileServer]) -> None:
     dataset, server = served_conan
     settings = load_settings(cache_dir=tmp_path / "cache").model_copy(update={"datasets_dir": None})
     prepared = prepare_pairs(dataset, settings, tmp_path / "out", bootstrap_size=6, test_size=30, max_pool=50,
@@ -225,7 +225,8 @@ def read_csv_tsv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
 
 
-def test_a_changed_conan_file_is_refused(tmp_path: Path, served_conan: tuple[PublicPairDataset, FileServer]) -> None:
+def test_a_changed_conan_file_is_refused(tmp_path: Path,
+                                         served_conan: tuple[PublicDataset[PairRow], FileServer]) -> None:
     dataset, _ = served_conan
     local = tmp_path / "datasets" / MULTITARGET_CONAN.name
     local.mkdir(parents=True)

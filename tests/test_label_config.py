@@ -1,7 +1,7 @@
 import pytest
 
 from alvar.label_config import load
-from alvar.labelstudio.label_config import LabelConfigError, parse_choices_control
+from alvar.labelstudio.choices_control import LabelConfigError, parse_choices_control
 
 
 def test_annotate_config_has_the_six_safety_classes() -> None:

@@ -23,7 +23,7 @@ from alvar.backend.model_store import ModelStore, project_store
 from alvar.datafiles import read_dataset
 from alvar.entropy import confidence_score
 from alvar.label_config import load
-from alvar.labelstudio.label_config import parse_choices_control
+from alvar.labelstudio.choices_control import parse_choices_control
 from alvar.loop import services
 from alvar.loop.label_studio_server import LabelStudioServer
 from alvar.loop.project import connect_backend, create_project, import_pool

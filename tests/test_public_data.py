@@ -66,7 +66,7 @@ def _settings(tmp_path: Path) -> Settings:
 
 def _davidson_at(base_url: str, data: bytes, counts: dict[str, int] | None = None) -> object:
     files = PinnedFiles(DAVIDSON.name, base_url, {"labeled_data.csv": _sha256(data)})
-    return replace(DAVIDSON, files=files, class_counts=counts or DAVIDSON.class_counts)
+    return replace(DAVIDSON, files=files, counts=counts or DAVIDSON.counts)
 
 
 TWEETS = [

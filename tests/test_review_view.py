@@ -28,8 +28,8 @@ from alvar.generator.templates import VariationPrompt
 from alvar.generator.variation_tasks import VERIFY_TAB, build_tasks, ensure_verify_tab
 from alvar.label_config import load
 from alvar.labelstudio.batches import NUMBER_COLUMNS, batch_tab, ensure_batch_tab
+from alvar.labelstudio.choices_control import parse_choices_control
 from alvar.labelstudio.client import as_dict, dm_number_order
-from alvar.labelstudio.label_config import parse_choices_control
 from alvar.labelstudio.task_data import ENTROPY_COLUMN, BatchFields, in_batch
 from alvar.loop.project import create_project, import_pool
 from alvar.loop.select import select_project

@@ -15,8 +15,8 @@ from alvar.backend.model_store import ModelStore
 from alvar.datafiles import Example, read_dataset
 from alvar.label_config import load
 from alvar.labelstudio.batches import batch_tab_title, latest_batch
+from alvar.labelstudio.choices_control import LabelConfigError, parse_choices_control
 from alvar.labelstudio.client import is_labeled, iter_tasks, pool_tasks
-from alvar.labelstudio.label_config import LabelConfigError, parse_choices_control
 from alvar.labelstudio.task_data import BatchFields, VariationFields
 from alvar.loop.project import create_project, import_pool
 from alvar.loop.select import select_project

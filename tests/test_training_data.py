@@ -1,5 +1,5 @@
 from alvar.label_config import load
-from alvar.labelstudio.label_config import parse_choices_control
+from alvar.labelstudio.choices_control import parse_choices_control
 from alvar.labelstudio.task_data import CURRENT_STATUS, BatchFields, PoolFields, VariationFields
 from alvar.labelstudio.training_data import (
     LabelledItem,

@@ -25,7 +25,7 @@ from sklearn.model_selection import train_test_split
 from alvar.errors import AlvarError
 from alvar.generator.validation import normal_form
 from alvar.pairfiles import Pair, write_pairs
-from alvar.public_data import LabeledRow, PairRow, PublicDataset, PublicPairDataset, load, load_pairs, one_line
+from alvar.public_data import LabeledRow, PairRow, PublicDataset, load, one_line
 from alvar.settings import Settings
 
 POOL_FILE = "pool.tsv"
@@ -126,8 +126,8 @@ def _counts(rows: Sequence[LabeledRow]) -> dict[str, int]:
     return dict(Counter(label for _, label in rows).most_common())
 
 
-def prepare(dataset: PublicDataset, settings: Settings, out: Path, bootstrap_per_class: int = 5, seed: int = 0,
-            max_pool: int = 4000) -> Prepared:
+def prepare(dataset: PublicDataset[LabeledRow], settings: Settings, out: Path, bootstrap_per_class: int = 5,
+            seed: int = 0, max_pool: int = 4000) -> Prepared:
     """Write ``out/pool.tsv``, ``out/bootstrap.tsv`` and ``out/prepared.json`` (where they came from)."""
     if bootstrap_per_class < 1:
         raise PrepareError("--bootstrap-per-class must be at least 1")
@@ -227,7 +227,7 @@ def _write_attribute(path: Path, rows: Sequence[tuple[str, str, str]]) -> None:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def prepare_pairs(dataset: PublicPairDataset, settings: Settings, out: Path, bootstrap_size: int = 40,
+def prepare_pairs(dataset: PublicDataset[PairRow], settings: Settings, out: Path, bootstrap_size: int = 40,
                   test_size: int = 500, max_pool: int = 2000, attribute_size: int = 1000,
                   seed: int = 0) -> PreparedPairs:
     """Write ``out/{pool,bootstrap,test}.tsv`` (id, input, output, group), ``out/attribute.tsv`` (input, output,
@@ -238,7 +238,7 @@ def prepare_pairs(dataset: PublicPairDataset, settings: Settings, out: Path, boo
     if min(bootstrap_size, test_size, attribute_size) < 1 or max_pool < 0:
         raise PrepareError("--bootstrap-size, --test-size and --attribute-size must be at least 1; "
                            "--max-pool 0 or more")
-    pairs, repeats = one_pair_per_input(load_pairs(dataset, settings), seed)
+    pairs, repeats = one_pair_per_input(load(dataset, settings), seed)
     needed = test_size + bootstrap_size + attribute_size + 1
     if len(pairs) < needed:
         raise PrepareError(f"{dataset.name} has {len(pairs)} distinct inputs; test, bootstrap, attribute and a pool "

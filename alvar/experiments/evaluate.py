@@ -17,6 +17,7 @@ from alvar.datafiles import read_labeled
 from alvar.embedder import VECTOR_CACHE_FILE
 from alvar.errors import AlvarError
 from alvar.metrics import classification_summary
+from alvar.plots import save_figure
 from alvar.settings import Settings
 from alvar.text_classifiers import EmbeddingLogisticRegression, TfidfLogisticRegression
 
@@ -133,10 +134,7 @@ def _plots(evaluation: Evaluation, summary: list[dict[str, Any]], out: Path) -> 
              yerr=[100 * row["macro_f1_sd"] for row in summary], capsize=4, color="#4c72b0")
     axis.set_ylabel("macro-F1 (%)")
     axis.set_title("macro-F1 on the test set (mean ± sd over seeds)")
-    figure.tight_layout()
-    macro = out / "macro_f1.png"
-    figure.savefig(macro, dpi=120)
-    plt.close(figure)
+    macro = save_figure(figure, out / "macro_f1.png")
 
     width = 0.8 / max(1, len(models))
     positions = np.arange(len(evaluation.classes))
@@ -147,8 +145,5 @@ def _plots(evaluation: Evaluation, summary: list[dict[str, Any]], out: Path) -> 
     axis.set_xticks(positions + width * (len(models) - 1) / 2, evaluation.classes, rotation=20, ha="right")
     axis.set_ylabel("F1 (%)")
     axis.legend(fontsize=8)
-    figure.tight_layout()
-    per_class = out / "per_class_f1.png"
-    figure.savefig(per_class, dpi=120)
-    plt.close(figure)
+    per_class = save_figure(figure, out / "per_class_f1.png")
     return [macro, per_class]

@@ -24,6 +24,7 @@ from alvar.experiments.generation_models import FastStudent, Judge, Student, loa
 from alvar.experiments.generation_simulate import subgroups
 from alvar.generation_metrics import MEASURES, group_scores, scores, spread
 from alvar.pairfiles import PairFile, read_pairs
+from alvar.plots import save_figure
 from alvar.settings import Settings
 
 NEAREST_NEIGHBOUR = "nearest-neighbour"
@@ -194,8 +195,5 @@ def _plot(evaluation: GenerationEvaluation, summary: list[dict[str, Any]], out: 
         axis.set_ylabel(LABELS[measure])
         axis.set_title(f"{LABELS[measure]} per subgroup")
         axis.legend(fontsize=8)
-    figure.tight_layout()
-    path = out / "per_group.png"
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    path = save_figure(figure, out / "per_group.png")
     return path

@@ -31,6 +31,7 @@ from alvar.entropy import entropy
 from alvar.experiments.generation_models import GenerationSimulationError, Judge, Student, load_judge, make_student
 from alvar.generation_metrics import group_scores, scores, spread
 from alvar.pairfiles import PairFile, read_pairs
+from alvar.plots import save_figure
 from alvar.settings import Settings
 from alvar.strategies import (
     STRATEGIES,
@@ -333,8 +334,5 @@ def _plot(simulation: GenerationSimulation, strategies: Sequence[str], out: Path
     curves.set_ylabel("chrF spread across subgroups (std)")
     curves.set_title("evenness over rounds (lower = more even)")
     curves.legend(fontsize=8)
-    figure.tight_layout()
-    path = out / "generation.png"
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    path = save_figure(figure, out / "generation.png")
     return path

@@ -35,6 +35,7 @@ from alvar.generator.prompts import check_contrast_label
 from alvar.generator.templates import VariationPrompt
 from alvar.generator.validation import Embed, near_duplicate_embed, normal_form
 from alvar.metrics import class_count_std, class_counts
+from alvar.plots import save_figure
 from alvar.settings import Settings, llm_configured
 from alvar.strategies import STRATEGIES, Pool, make_strategy, resolve_strategies, strategy_names
 from alvar.text_classifiers import EmbeddingLogisticRegression
@@ -317,10 +318,7 @@ def _plots(simulation: Simulation, strategies: Sequence[str], out: Path) -> list
     axis.set_xlabel("round")
     axis.set_ylabel("macro-F1 on eval (%)")
     axis.legend()
-    figure.tight_layout()
-    curves = out / "learning_curves.png"
-    figure.savefig(curves, dpi=120)
-    plt.close(figure)
+    curves = save_figure(figure, out / "learning_curves.png")
 
     figure, axis = plt.subplots(figsize=(7, 4))
     bottoms = np.zeros(len(strategies))
@@ -332,8 +330,5 @@ def _plots(simulation: Simulation, strategies: Sequence[str], out: Path) -> list
         bottoms += heights
     axis.set_ylabel("acquired labels (mean over seeds)")
     axis.legend(fontsize=7, ncol=2)
-    figure.tight_layout()
-    mix = out / "class_mix.png"
-    figure.savefig(mix, dpi=120)
-    plt.close(figure)
+    mix = save_figure(figure, out / "class_mix.png")
     return [curves, mix]

@@ -4,7 +4,7 @@ A generative project (input text → output text) is one whose config has a ``<T
 (``label_config/generate.xml``). Besides the output, the reviewer sets the regulated attribute (a ``<Choices>``:
 the values of the auxiliary model R, the first being H unless ALVAR_ATTRIBUTE_VALUE says otherwise) and gives a
 verdict (a ``<Choices>`` with accept / edit / reject). The config is read by the SDK's ``LabelInterface``, as
-:mod:`alvar.labelstudio.label_config` reads a classification config; each check says what is missing.
+:mod:`alvar.labelstudio.choices_control` reads a classification config; each check says what is missing.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from alvar.label_config import load
-from alvar.labelstudio.label_config import LabelConfigError, interface, text_areas, text_objects
+from alvar.labelstudio.choices_control import LabelConfigError, interface, text_areas, text_objects
 
 GENERATION = "generation"
 CLASSIFICATION = "classification"

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from alvar.labelstudio.choices_control import ChoicesControl, parse_choices_control
 from alvar.labelstudio.generation_config import (
     CLASSIFICATION,
     GENERATION,
@@ -20,7 +21,6 @@ from alvar.labelstudio.generation_config import (
     parse_generation_control,
     project_kind,
 )
-from alvar.labelstudio.label_config import ChoicesControl, parse_choices_control
 from alvar.labelstudio.task_data import DraftFields, data_of
 from alvar.labelstudio.webhook import human_labels, verified_reviews
 
@@ -58,7 +58,7 @@ class TaskKind(Protocol[ControlT]):
     """What a person does in Label Studio once a batch is out (the tabs they work in)."""
 
     def control(self, label_config: str | None) -> ControlT:
-        """The project's control, parsed (:class:`~alvar.labelstudio.label_config.LabelConfigError` says what is
+        """The project's control, parsed (:class:`~alvar.labelstudio.choices_control.LabelConfigError` says what is
         missing)."""
 
     def serving_control(self, label_config: str | None, attribute_value: str | None) -> ControlT:

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from alvar.labelstudio.label_config import ChoicesControl
+from alvar.labelstudio.choices_control import ChoicesControl
 from alvar.labelstudio.task_data import (
     BOOTSTRAP_STRATEGY,
     LLM_ORIGIN,

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from alvar.labelstudio.choices_control import ChoicesControl
 from alvar.labelstudio.generation_config import GenerationControl
-from alvar.labelstudio.label_config import ChoicesControl
 from alvar.labelstudio.task_data import data_of
 from alvar.labelstudio.training_data import is_bootstrap, is_variation
 

@@ -25,8 +25,8 @@ from alvar.datafiles import read_dataset
 from alvar.embedder import VECTOR_CACHE_FILE, settings_embedder, settings_namespace
 from alvar.errors import AlvarError
 from alvar.labelstudio.batches import latest_batch
+from alvar.labelstudio.choices_control import ChoicesControl, parse_choices_control
 from alvar.labelstudio.client import as_dict
-from alvar.labelstudio.label_config import ChoicesControl, parse_choices_control
 from alvar.labelstudio.task_data import data_of
 from alvar.labelstudio.training_data import LabelledItem, is_variation, labelled_items
 from alvar.loop.selection import pool_entropy

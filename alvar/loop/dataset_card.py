@@ -80,20 +80,11 @@ def write_card(rows: Sequence[Any], classes: Sequence[str], annotations: Mapping
         lines += [f"| {first} | {second} | {shared} | {kappa:.3f} |" for first, second, shared, kappa in kappas]
     else:
         lines.append(f"No two annotators labelled {MIN_SHARED_TASKS} or more of the same tasks.")
-    lines += ["", "## Files and loading", ""]
-    if "tsv" in formats:
-        lines.append("- `dataset.tsv`: the released layout (`id`, `input`, `category`); `dataset_full.tsv`: every "
-                     "column. Tab-separated, never quoted.")
-    if "jsonl" in formats:
-        lines.append("- `dataset.jsonl`: one JSON object per row, every column.")
-    if "hf" in formats:
-        lines += ["- `hf/` (Hugging Face `datasets`, `label` a ClassLabel) and `dataset.parquet`:", "",
-                  "```python", "from datasets import load_from_disk", "",
-                  "rows = load_from_disk(\"hf\")  # from this folder; or pandas.read_parquet(\"dataset.parquet\")",
-                  "```"]
-    path = out / "README.md"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+    lines.append("")
+    lines += _files_and_loading(
+        formats, "- `dataset.tsv`: the released layout (`id`, `input`, `category`); `dataset_full.tsv`: every column. "
+        "Tab-separated, never quoted.", "- `dataset.jsonl`: one JSON object per row, every column.", "label", "rows")
+    return _write_card(out, lines)
 
 
 def _count_lines(title: str, counts: Counter[Any]) -> list[str]:
@@ -129,18 +120,32 @@ def write_generation_card(rows: Sequence[Any], counts: Mapping[str, int], model_
         *_count_lines("verifier", Counter(row.verifier for row in rows)),
         *_count_lines("teacher", Counter(row.teacher_model for row in rows if row.teacher_model)),
         *_count_lines("template", Counter(row.template for row in rows if row.template)),
-        "", "## Files and loading", "",
+        "",
     ]
+    lines += _files_and_loading(
+        formats, "- `dataset.tsv`: `id`, `input`, `output` (and `group` when the pairs have subgroups), the layout of "
+        "a pair file; `dataset_full.tsv`: every column. Tab-separated, never quoted.",
+        "- `dataset.jsonl`: one JSON object per pair, every column (null where a pair has none).", "verdict", "pairs")
+    return _write_card(out, lines)
+
+
+def _files_and_loading(formats: Sequence[str], tsv: str, jsonl: str, class_label: str, variable: str) -> list[str]:
+    """The card's last section: the files written in ``formats`` and how to load the Hugging Face one."""
+    lines = ["## Files and loading", ""]
     if "tsv" in formats:
-        lines.append("- `dataset.tsv`: `id`, `input`, `output` (and `group` when the pairs have subgroups), the "
-                     "layout of a pair file; `dataset_full.tsv`: every column. Tab-separated, never quoted.")
+        lines.append(tsv)
     if "jsonl" in formats:
-        lines.append("- `dataset.jsonl`: one JSON object per pair, every column (null where a pair has none).")
+        lines.append(jsonl)
     if "hf" in formats:
-        lines += ["- `hf/` (Hugging Face `datasets`, `verdict` a ClassLabel) and `dataset.parquet`:", "",
+        lines += [f"- `hf/` (Hugging Face `datasets`, `{class_label}` a ClassLabel) and `dataset.parquet`:", "",
                   "```python", "from datasets import load_from_disk", "",
-                  "pairs = load_from_disk(\"hf\")  # from this folder; or pandas.read_parquet(\"dataset.parquet\")",
+                  f"{variable} = load_from_disk(\"hf\")  "
+                  "# from this folder; or pandas.read_parquet(\"dataset.parquet\")",
                   "```"]
+    return lines
+
+
+def _write_card(out: Path, lines: Sequence[str]) -> Path:
     path = out / "README.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

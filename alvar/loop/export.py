@@ -20,9 +20,9 @@ from typing import Any
 from label_studio_sdk import LabelStudio
 
 from alvar.errors import AlvarError
+from alvar.labelstudio.choices_control import ChoicesControl
 from alvar.labelstudio.generation_config import CLASSIFICATION, GENERATION, GenerationControl
 from alvar.labelstudio.generation_data import VerifiedPair, review_counts, verified_pairs
-from alvar.labelstudio.label_config import ChoicesControl
 from alvar.labelstudio.task_data import LLM_ORIGIN, BatchFields, PoolFields, VariationFields
 from alvar.labelstudio.task_kinds import task_kind
 from alvar.labelstudio.training_data import LabelledItem, is_variation, labelled_items

@@ -11,8 +11,8 @@ from typing import Any
 
 from alvar.datafiles import Example, read_dataset
 from alvar.errors import AlvarError
+from alvar.labelstudio.choices_control import ChoicesControl, parse_choices_control
 from alvar.labelstudio.generation_config import CLASSIFICATION, GENERATION, GenerationControl, parse_generation_control
-from alvar.labelstudio.label_config import ChoicesControl, parse_choices_control
 from alvar.labelstudio.task_data import BOOTSTRAP_STRATEGY, BatchFields, pair_data, pool_data
 from alvar.pairfiles import Pair, PairColumns
 from alvar.settings import Settings

@@ -41,6 +41,7 @@ from alvar.backend.publishing import publish_predictions
 from alvar.generator.variation_tasks import ensure_verify_tab
 from alvar.label_config import load
 from alvar.labelstudio.batches import fetch_latest_batch
+from alvar.labelstudio.choices_control import parse_choices_control
 from alvar.labelstudio.client import ANNOTATED, count_tasks
 from alvar.labelstudio.generation_config import (
     CLASSIFICATION,
@@ -48,7 +49,6 @@ from alvar.labelstudio.generation_config import (
     generation_label_config,
     project_kind,
 )
-from alvar.labelstudio.label_config import parse_choices_control
 from alvar.loop.generation_scores import serving_student
 from alvar.loop.init_plan import (
     InitError,

@@ -31,10 +31,10 @@ from rq import get_current_job
 from alvar.backend.retraining import check_generation_training, check_training
 from alvar.generator.reconcile import catch_up_drafts, catch_up_generation
 from alvar.generator.worker_resources import current_resources
+from alvar.labelstudio.choices_control import LabelConfigError, parse_choices_control
 from alvar.labelstudio.client import iter_tasks, label_studio_client
 from alvar.labelstudio.generation_config import CLASSIFICATION, GENERATION, parse_generation_control
 from alvar.labelstudio.generation_data import verified_pairs
-from alvar.labelstudio.label_config import LabelConfigError, parse_choices_control
 from alvar.labelstudio.task_kinds import task_kind
 from alvar.labelstudio.training_data import is_variation, training_set
 from alvar.projects import known_projects, remember_project

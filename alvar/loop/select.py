@@ -28,10 +28,10 @@ from redis.exceptions import RedisError
 from alvar.datafiles import read_dataset
 from alvar.generator.teacher import enqueue_drafts
 from alvar.labelstudio.batches import Batch, ensure_batch_tab, has_batch_tab, latest_batch
+from alvar.labelstudio.choices_control import ChoicesControl
 from alvar.labelstudio.client import COMPACT_COLUMNS, dm_filter, is_labeled, pool_tasks
 from alvar.labelstudio.generation_config import CLASSIFICATION, GENERATION, GenerationControl
 from alvar.labelstudio.generation_data import verified_pairs
-from alvar.labelstudio.label_config import ChoicesControl
 from alvar.labelstudio.task_data import DRAFTED, BatchFields
 from alvar.labelstudio.task_kinds import task_kind
 from alvar.labelstudio.training_data import LabelledItem, is_variation, labelled_items

@@ -125,7 +125,7 @@ def _label_descriptions(labels_file: Path | None) -> dict[str, str]:
     import json
 
     from alvar.label_config import load
-    from alvar.labelstudio.label_config import LabelConfigError, parse_choices_control
+    from alvar.labelstudio.choices_control import LabelConfigError, parse_choices_control
 
     if labels_file is not None and labels_file.suffix.lower() == ".json":
         try:

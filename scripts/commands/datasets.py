@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -11,6 +13,9 @@ from rich.table import Table
 
 from alvar.scripts import render
 from alvar.scripts.commands.options import command_settings
+
+if TYPE_CHECKING:
+    from alvar.public_data import LabeledRow, PairRow, PublicDataset
 
 app = typer.Typer(name="datasets", no_args_is_help=True,
                   help="Public labelled data sets with skewed classes (downloaded at run time, pinned, hashed).")
@@ -24,15 +29,14 @@ def _shares(counts: dict[str, int]) -> str:
 @app.command("list")
 def list_datasets() -> None:
     """The registered data sets: classes and their shares, rows, licence and source."""
-    from alvar.public_data import PAIR_REGISTRY, REGISTRY
+    from alvar.public_data import REGISTRY
 
     table = Table("name", "task", "classes or subgroups (share of rows)", "rows", "licence", title="public data sets")
     table.add_column("source", overflow="fold")
-    for task, datasets in (("classification", list(REGISTRY.values())), ("generation", list(PAIR_REGISTRY.values()))):
-        for dataset in datasets:
-            shares = ", ".join(f"{label} {share:.1%}" for label, share in dataset.shares().items())
-            table.add_row(dataset.name, task, shares, f"{dataset.size:,}", escape(dataset.licence),
-                          escape(dataset.source))
+    for dataset in sorted(REGISTRY.values(), key=lambda found: found.task):
+        shares = ", ".join(f"{label} {share:.1%}" for label, share in dataset.shares().items())
+        table.add_row(dataset.name, dataset.task, shares, f"{dataset.size:,}", escape(dataset.licence),
+                      escape(dataset.source))
     render.console.print(table)
 
 
@@ -53,16 +57,30 @@ def prepare(
 ) -> None:
     """Write a labelled pool and a stratified bootstrap of a public data set, for `alvar simulate`; for a pair data
     set, pair files (pool, bootstrap, test) and R's training file, for `alvar simulate --task generation`."""
-    from alvar.experiments.datasets import prepare as prepare_files
-    from alvar.public_data import PAIR_REGISTRY, public_dataset
+    from alvar.public_data import public_dataset
 
-    if name in PAIR_REGISTRY:
-        _prepare_pairs(ctx, name, out, bootstrap_size, test_size, 2000 if max_pool is None else max_pool,
-                       attribute_size, seed)
-        return
     dataset = public_dataset(name)
-    prepared = prepare_files(dataset, command_settings(ctx), out, bootstrap_per_class, seed,
-                             4000 if max_pool is None else max_pool)
+    sizes = PrepareSizes(bootstrap_per_class, max_pool, bootstrap_size, test_size, attribute_size)
+    PREPARERS[dataset.task](ctx, dataset, out, sizes, seed)
+
+
+@dataclass(frozen=True)
+class PrepareSizes:
+    """`alvar datasets prepare`'s sizes; each kind of data set reads its own."""
+
+    bootstrap_per_class: int
+    max_pool: int | None
+    bootstrap_size: int
+    test_size: int
+    attribute_size: int
+
+
+def _prepare_labelled(ctx: typer.Context, dataset: PublicDataset[LabeledRow], out: Path, sizes: PrepareSizes,
+                      seed: int) -> None:
+    from alvar.experiments.datasets import prepare as prepare_files
+
+    prepared = prepare_files(dataset, command_settings(ctx), out, sizes.bootstrap_per_class, seed,
+                             4000 if sizes.max_pool is None else sizes.max_pool)
     render.say(f"{dataset.name}: {prepared.rows:,} distinct rows ({prepared.repeats:,} rows repeating a text dropped, "
                f"{prepared.conflicting:,} texts with conflicting labels left out); cleaning: {dataset.cleaning}")
     render.say(f"pool {sum(prepared.pool_counts.values()):,}: {_shares(prepared.pool_counts)}")
@@ -71,17 +89,20 @@ def prepare(
     render.say(f"licence {dataset.licence}; cite: {dataset.citation}")
 
 
-def _prepare_pairs(ctx: typer.Context, name: str, out: Path, bootstrap_size: int, test_size: int, max_pool: int,
-                   attribute_size: int, seed: int) -> None:
+def _prepare_pairs(ctx: typer.Context, dataset: PublicDataset[PairRow], out: Path, sizes: PrepareSizes,
+                   seed: int) -> None:
     from alvar.experiments.datasets import prepare_pairs
-    from alvar.public_data import public_pair_dataset
 
-    dataset = public_pair_dataset(name)
-    prepared = prepare_pairs(dataset, command_settings(ctx), out, bootstrap_size, test_size, max_pool,
-                             attribute_size, seed)
+    prepared = prepare_pairs(dataset, command_settings(ctx), out, sizes.bootstrap_size, sizes.test_size,
+                             2000 if sizes.max_pool is None else sizes.max_pool, sizes.attribute_size, seed)
     render.say(f"{dataset.name}: {prepared.inputs:,} distinct inputs, one pair each ({prepared.repeats:,} rows "
                f"repeating an input left out); cleaning: {dataset.cleaning}")
     for split, counts in prepared.counts.items():
         render.say(f"{split} {sum(counts.values()):,}: {_shares(counts)}")
     render.written([prepared.pool, prepared.bootstrap, prepared.test, prepared.attribute, prepared.card])
     render.say(f"licence {dataset.licence}; cite: {dataset.citation}")
+
+
+# How each kind of data set is prepared, by the task it serves.
+PREPARERS: dict[str, Callable[[typer.Context, Any, Path, PrepareSizes, int], None]] = {
+    "classification": _prepare_labelled, "generation": _prepare_pairs}
