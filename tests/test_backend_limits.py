@@ -6,6 +6,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -234,3 +235,12 @@ def test_webhook_and_health_answer_within_1s_during_large_predictions(backend: B
             client.join()
     assert 200 in statuses and set(statuses) <= {200, 429}
     assert worst < 1, f"a webhook plus a health check took {worst:.2f} s"
+
+
+def test_the_backend_process_can_cap_malloc_arenas_and_zero_leaves_them() -> None:
+    """`alvar backend` caps glibc's malloc arenas (ALVAR_BACKEND_MALLOC_ARENAS, default 1); this machine's libc is
+    glibc, so the cap takes; 0 changes nothing. The RSS it buys is the fuzzer's bound (test_backend_fuzz.py)."""
+    assert load_settings().backend_malloc_arenas == 1
+    probe = "from alvar.malloc_arenas import limit_arenas; print(limit_arenas(1), limit_arenas(0))"
+    answered = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert answered.stdout.split() == ["True", "False"]

@@ -9,6 +9,7 @@ import typer
 from redis import Redis
 
 from alvar.errors import AlvarError
+from alvar.malloc_arenas import limit_arenas
 from alvar.scripts import render
 from alvar.scripts.commands.options import (
     DataDir,
@@ -59,13 +60,14 @@ def backend(
         "request bounds); 0: Flask's development server, for debugging only.")] = 1,
 ) -> None:
     """Serve the Label Studio ML backend (/health, /setup, /predict, /webhook, /versions, /metrics)."""
-    from alvar.backend.app import configure_logging
-    from alvar.scripts.backend_app import backend_app
-
     settings = _with_redis(command_settings(
         ctx, model_dir=model_dir, redis_url=redis_url, data_dir=data_dir, label_studio_url=label_studio_url,
         label_studio_api_key=label_studio_api_key, basic_auth_user=basic_auth_user, basic_auth_pass=basic_auth_pass,
         webhook_secret=webhook_secret))
+    limit_arenas(settings.backend_malloc_arenas)  # before torch and the request threads allocate anything
+    from alvar.backend.app import configure_logging
+    from alvar.scripts.backend_app import backend_app
+
     configure_logging()
     app = backend_app(settings)
     if workers == 0:
