@@ -166,12 +166,10 @@ MULTITARGET_CONAN = PublicDataset(
 REGISTRY: dict[str, PublicDataset[Any]] = {dataset.name: dataset for dataset in (DAVIDSON, MELD, MULTITARGET_CONAN)}
 
 
-def public_dataset(name: str, task: str | None = None) -> PublicDataset[Any]:
-    """The registered data set of that name (of that ``task``, when given); an unknown name is an error that lists
-    the known ones."""
-    known = sorted(found for found, dataset in REGISTRY.items() if task in (None, dataset.task))
-    if name not in known:
-        raise PublicDataError(f"no public {task + ' ' if task else ''}data set {name!r}; known: {', '.join(known)}")
+def public_dataset(name: str) -> PublicDataset[Any]:
+    """The registered data set of that name (either task); an unknown name is an error that lists the known ones."""
+    if name not in REGISTRY:
+        raise PublicDataError(f"no public data set {name!r}; known: {', '.join(sorted(REGISTRY))}")
     return REGISTRY[name]
 
 

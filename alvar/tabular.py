@@ -72,8 +72,8 @@ def pick_column(columns: Sequence[str], wanted: str | None, candidates: Sequence
     return next((by_lower[name] for name in candidates if name in by_lower), None)
 
 
-def as_record(row: Row, columns: Sequence[str], path: Path,
-               number: int) -> dict[str, object]:
+def as_record(row: Row, columns: Sequence[str], path: Path, number: int) -> dict[str, object]:
+    """A row as {column: value}; a delimited row with the wrong number of fields names its line."""
     if isinstance(row, dict):
         return row
     if len(row) != len(columns):

@@ -121,11 +121,8 @@ def reconcile_classification_project(settings: Settings, client: LabelStudio, co
     generation = catch_up_generation(settings, client, connection, project_id, control, annotated)
     human_labels = training_set(annotated, control).human
     training = check_training(settings, connection, project_id, human_labels)
-    found = Reconciliation(project_id, human_labels=human_labels, **asdict(generation), **asdict(training))
-    if found.queued or found.training:
-        log.info("reconcile project %s: queued %d generation jobs, training %s", project_id, len(found.queued),
-                 found.training)
-    return found
+    return _logged(Reconciliation(project_id, human_labels=human_labels, **asdict(generation), **asdict(training)),
+                   "generation jobs")
 
 
 def reconcile_generative_project(settings: Settings, client: LabelStudio, connection: Redis, project_id: int,
@@ -135,9 +132,14 @@ def reconcile_generative_project(settings: Settings, client: LabelStudio, connec
     drafts = catch_up_drafts(settings, client, connection, project_id, control)
     pairs = len(verified_pairs(iter_tasks(client, project_id, only_annotated=True), control))
     training = check_generation_training(settings, connection, project_id, pairs)
-    found = Reconciliation(project_id, verified_pairs=pairs, **asdict(drafts), **asdict(training))
+    return _logged(Reconciliation(project_id, verified_pairs=pairs, **asdict(drafts), **asdict(training)),
+                   "teacher drafts")
+
+
+def _logged(found: Reconciliation, queued_what: str) -> Reconciliation:
+    """``found``, logged when the sweep queued anything for its project."""
     if found.queued or found.training:
-        log.info("reconcile project %s: queued %d teacher drafts, training %s", project_id, len(found.queued),
+        log.info("reconcile project %s: queued %d %s, training %s", found.project, len(found.queued), queued_what,
                  found.training)
     return found
 
